@@ -1,0 +1,70 @@
+"""Typed settings, read once from ``TRAINFORGE_*`` environment variables and passed explicitly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    """``~/.trainforge``: where the embedded server keeps its database, objects, token and job roots."""
+    return Path.home() / ".trainforge"
+
+
+class Settings(BaseSettings):
+    """Server and client settings. Every field can be set as ``TRAINFORGE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="TRAINFORGE_", extra="ignore")
+
+    home: Path = Field(default_factory=default_home)
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    region: str = "local"
+    account_id: str = "000000000000"
+    backend: str = "local"
+    endpoint: str | None = None
+    token: str | None = None
+    stop_grace_seconds: float = 120.0
+    scheduler_interval_seconds: float = 0.5
+    heartbeat_timeout_seconds: float = 60.0
+    local_cpus: int | None = None
+    local_cpu_oversubscription: float = 4.0
+    local_gpus: int | None = None
+
+    @property
+    def resolved_home(self) -> Path:
+        """The home directory as an absolute path."""
+        return self.home.expanduser().resolve()
+
+    @property
+    def storage_root(self) -> Path:
+        """Root of the local object store: ``s3://bucket/key`` lives at ``<root>/bucket/key``."""
+        return self.resolved_home / "storage"
+
+    @property
+    def jobs_root(self) -> Path:
+        """Where per-job roots (the ``/opt/ml`` trees) are created on this node."""
+        return self.resolved_home / "jobs"
+
+    @property
+    def token_path(self) -> Path:
+        """The file holding the API token (mode 0600)."""
+        return self.resolved_home / "token"
+
+    @property
+    def server_file(self) -> Path:
+        """``server.json``: url and pid of the running embedded server."""
+        return self.resolved_home / "server.json"
+
+    @property
+    def effective_database_url(self) -> str:
+        """The SQLAlchemy URL of the job store (SQLite in the home directory by default)."""
+        return self.database_url or f"sqlite:///{self.resolved_home / 'trainforge.db'}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment once; keyword overrides win over environment variables."""
+    return Settings(**overrides)  # type: ignore[arg-type]

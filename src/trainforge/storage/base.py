@@ -1,0 +1,63 @@
+"""The object-store interface: immutable objects addressed by ``s3://bucket/key``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object."""
+
+    bucket: str
+    key: str
+    size: int
+    mtime: float
+
+    @property
+    def uri(self) -> str:
+        """The object's ``s3://`` URI."""
+        return f"s3://{self.bucket}/{self.key}"
+
+
+class ObjectStore(Protocol):
+    """What every object store offers. Objects are immutable: a put replaces an object by a new one whole.
+
+    Keys that would leave their bucket (``..``, absolute keys) raise ``ValidationError``; a missing object
+    raises ``NotFoundError``; any other failure raises ``StorageError``.
+    """
+
+    def put_file(self, uri: str, path: Path) -> ObjectInfo:
+        """Store the file at ``path`` under ``uri``; readers see the old or the new object, never a part."""
+        ...
+
+    def put_bytes(self, uri: str, data: bytes) -> ObjectInfo:
+        """Store ``data`` under ``uri`` atomically."""
+        ...
+
+    def put_stream(self, uri: str, stream: BinaryIO) -> ObjectInfo:
+        """Store everything read from ``stream`` under ``uri`` atomically."""
+        ...
+
+    def get_bytes(self, uri: str) -> bytes:
+        """The content of the object at ``uri``."""
+        ...
+
+    def download_file(self, uri: str, dest: Path) -> None:
+        """Write the object's content to a new file at ``dest`` (a copy the caller may change freely)."""
+        ...
+
+    def list(self, uri_prefix: str) -> Iterator[ObjectInfo]:
+        """Objects whose ``s3://`` URI starts with ``uri_prefix``, in key order."""
+        ...
+
+    def exists(self, uri: str) -> bool:
+        """Whether an object is stored at exactly ``uri``."""
+        ...
+
+    def delete(self, uri: str) -> None:
+        """Remove the object at ``uri`` if it exists."""
+        ...
