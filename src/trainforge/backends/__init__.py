@@ -1,0 +1,1 @@
+"""Backends that run jobs: local processes, later a Ray cluster."""

@@ -1,0 +1,165 @@
+"""The local backend: one detached supervisor process per host on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from trainforge.backends.base import LaunchRequest
+from trainforge.errors import BackendError
+from trainforge.spec.contract import host_name
+
+# How long after the stop grace period a supervisor may still take to upload before it is killed.
+UPLOAD_ALLOWANCE_S = 300.0
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # comm (field 2) may contain spaces; split after its closing parenthesis.
+    return [raw[: raw.index("(")].strip(), "comm", *raw[raw.rindex(")") + 2 :].split()]
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), to tell a live process from a reused pid."""
+    stat = _proc_stat(pid)
+    return int(stat[21]) if stat else None
+
+
+def process_alive(pid: int, start_time: int | None) -> bool:
+    """Whether ``pid`` runs (not a zombie) and is the same process that was started at ``start_time``."""
+    stat = _proc_stat(pid)
+    if stat is None or stat[2] in ("Z", "X"):
+        return False
+    return start_time is None or int(stat[21]) == start_time
+
+
+def session_members(sid: int) -> list[int]:
+    """Pids of every process in session ``sid`` (a supervisor's session holds it and its user code)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _proc_stat(int(entry.name))
+            if stat and int(stat[5]) == sid:
+                pids.append(int(entry.name))
+    return pids
+
+
+class LocalBackend:
+    """Runs ``python -m trainforge.runtime.supervisor`` detached (own session) for each host of a job."""
+
+    name = "local"
+
+    def __init__(self, jobs_root: Path, *, python: str | None = None) -> None:
+        self.jobs_root = Path(jobs_root)
+        self.python = python or sys.executable
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+
+    def launch(self, request: LaunchRequest) -> dict[str, Any]:
+        """Write each host's ``supervisor.json`` and start its supervisor; return pids and start times."""
+        count = int(request.spec["ResourceConfig"].get("InstanceCount") or 1)
+        hosts = [host_name(i) for i in range(count)]
+        started = []
+        for host in hosts:
+            root = self.jobs_root / request.job_name / host
+            root.mkdir(parents=True, exist_ok=True)
+            config_path = root / "supervisor.json"
+            inst = request.placement.instance
+            config = {
+                "job_name": request.job_name,
+                "host": host,
+                "hosts": hosts,
+                "spec": request.spec,
+                "server_url": request.server_url,
+                "server_file": request.server_file,
+                "agent_token": request.agent_token,
+                "storage": request.storage,
+                "region": request.region,
+                "account_id": request.account_id,
+                "stop_grace_seconds": request.stop_grace_seconds,
+                "instance": {
+                    "type": inst.name,
+                    "vcpus": inst.vcpus,
+                    "memory_gib": inst.memory_gib,
+                    "gpus": inst.gpus,
+                    "effective_vcpus": request.placement.effective_vcpus,
+                    "notice": request.placement.notice,
+                },
+                "python": self.python,
+            }
+            fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                json.dump(config, out)
+            env = {k: v for k, v in os.environ.items() if k not in ("TRAINFORGE_TOKEN",)}
+            try:
+                with open(root / "supervisor.log", "ab") as log:
+                    proc = subprocess.Popen(
+                        [self.python, "-m", "trainforge.runtime.supervisor", str(config_path)],
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        cwd=root,
+                        env=env,
+                        start_new_session=True,
+                        close_fds=True,
+                    )
+            except OSError as exc:
+                for h in started:
+                    self._kill_session(int(h["pid"]))
+                raise BackendError(f"could not start the supervisor for {request.job_name}/{host}: {exc}") from exc
+            with self._lock:
+                self._children[proc.pid] = proc
+            started.append({"host": host, "pid": proc.pid, "start_time": process_start_time(proc.pid),
+                            "root": str(root)})
+        return {"backend": self.name, "hosts": started}
+
+    def _reap(self) -> None:
+        with self._lock:
+            for pid, proc in list(self._children.items()):
+                if proc.poll() is not None:
+                    del self._children[pid]
+
+    def poll(self, handle: dict[str, Any]) -> bool:
+        """Whether any supervisor of the job is alive (works across server restarts via /proc)."""
+        self._reap()
+        return any(process_alive(int(h["pid"]), h.get("start_time")) for h in handle.get("hosts", []))
+
+    def cancel(self, handle: dict[str, Any], grace_s: float) -> None:
+        """SIGTERM each live supervisor; a watcher SIGKILLs its whole session if it outlives grace + upload."""
+        for h in handle.get("hosts", []):
+            pid, start = int(h["pid"]), h.get("start_time")
+            if not process_alive(pid, start):
+                continue
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            threading.Thread(
+                target=self._kill_later, args=(pid, start, grace_s + UPLOAD_ALLOWANCE_S), daemon=True
+            ).start()
+
+    def _kill_later(self, pid: int, start: int | None, after_s: float) -> None:
+        deadline = time.monotonic() + after_s
+        while time.monotonic() < deadline:
+            if not process_alive(pid, start):
+                return
+            time.sleep(0.5)
+        self._kill_session(pid)
+
+    def _kill_session(self, sid: int) -> None:
+        for member in session_members(sid):
+            try:
+                os.kill(member, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._reap()

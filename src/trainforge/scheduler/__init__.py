@@ -1,0 +1,1 @@
+"""Scheduling: the instance catalogue and the loop that launches and watches jobs."""

@@ -1,0 +1,188 @@
+"""The scheduler: claims startable jobs, checks capacity, launches, forwards stops, reconciles.
+
+It runs as one thread inside the server. Each pass reads the active jobs from the store and acts on each
+through the store's compare-and-set transition, so a pass racing a route or a supervisor never corrupts a
+record: the loser's transition fails and the next pass sees the new state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainforge.backends.base import Backend, LaunchRequest
+from trainforge.errors import ConflictError, TrainforgeError
+from trainforge.scheduler.instances import Machine, Placement, lookup, place
+from trainforge.service.agent import hash_token
+from trainforge.settings import Settings
+from trainforge.spec.status import SecondaryStatus
+from trainforge.store.jobs import JobStore
+from trainforge.store.records import JobRecord
+
+log = logging.getLogger("trainforge.scheduler")
+S = SecondaryStatus
+_UNLAUNCHED = {S.STARTING, S.PENDING}
+
+
+@dataclass
+class Scheduler:
+    """One scheduling loop over the store and one backend."""
+
+    store: JobStore
+    backend: Backend
+    settings: Settings
+    machine: Machine
+    server_url: str
+    storage: dict[str, Any]
+    wake: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _cancelled: set[str] = field(default_factory=set)
+
+    @property
+    def capacity_vcpus(self) -> float:
+        """vCPU slots the local machine offers to concurrent jobs."""
+        return self.machine.cpus * self.settings.local_cpu_oversubscription
+
+    def start(self) -> None:
+        """Run passes in a daemon thread until :meth:`shutdown`; the first pass reconciles."""
+        self._thread = threading.Thread(target=self._run, name="trainforge-scheduler", daemon=True)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        """Stop the loop (running jobs carry on: their supervisors are detached)."""
+        self._stop.set()
+        self.wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("scheduler pass failed")
+            self.wake.wait(self.settings.scheduler_interval_seconds)
+            self.wake.clear()
+
+    def run_once(self) -> None:
+        """One pass: reconcile launched jobs, forward stops, then start what fits."""
+        active = self.store.active()
+        used = 0.0
+        waiting: list[JobRecord] = []
+        for job in active:
+            handle = job.handle
+            if handle is None:
+                if job.secondary_status in _UNLAUNCHED:
+                    waiting.append(job)
+                continue
+            if self._reconcile(job, handle):
+                used += self._vcpus(job)
+        for job in waiting:
+            used += self._try_start(job, used)
+
+    def _vcpus(self, job: JobRecord) -> float:
+        try:
+            return float(place(lookup(job.instance_type, self.machine), self.machine).effective_vcpus) * max(
+                1, job.instance_count
+            )
+        except TrainforgeError:
+            return 0.0
+
+    def _reconcile(self, job: JobRecord, handle: dict[str, Any]) -> bool:
+        """Act on one launched job; return whether it still holds resources."""
+        if not handle.get("hosts"):
+            self._fail(job, "InternalServerError: the server stopped while launching this job; it never started")
+            return False
+        if self.backend.poll(handle):
+            if job.stop_requested and job.name not in self._cancelled:
+                self._cancelled.add(job.name)
+                self.backend.cancel(handle, self.settings.stop_grace_seconds)
+            return True
+        # The supervisor is gone. If it reported a final status first, the job is no longer active.
+        current = self.store.get(job.name)
+        if current.terminal:
+            return False
+        pids = ", ".join(str(h.get("pid")) for h in handle.get("hosts", []))
+        if current.secondary_status == S.STOPPING:
+            self._end(current, S.STOPPED, "Training job stopped; its supervisor ended before reporting")
+        else:
+            self._fail(
+                current,
+                f"InternalServerError: the job's supervisor process (pid {pids}) is gone: it ended without "
+                "reporting a final status (killed, or the machine restarted)",
+            )
+        return False
+
+    def _try_start(self, job: JobRecord, used: float) -> float:
+        try:
+            placement = place(lookup(job.instance_type, self.machine), self.machine)
+        except TrainforgeError as exc:
+            self._fail(job, f"ClientError: {exc.message}")
+            return 0.0
+        need = float(placement.effective_vcpus) * max(1, job.instance_count)
+        if used > 0 and used + need > self.capacity_vcpus:
+            reason = (
+                f"Waiting for capacity: {used:g} of {self.capacity_vcpus:g} vCPU slots on this machine are in use "
+                f"and {job.instance_type} needs {need:g}"
+            )
+            if job.secondary_status != S.PENDING or job.status_message != reason:
+                try:
+                    self.store.transition(job.name, S.PENDING, reason, expected_from=_UNLAUNCHED,
+                                          conditions={"backend_handle": None})
+                except ConflictError:
+                    pass
+            return 0.0
+        self._launch(job, placement)
+        return need
+
+    def _launch(self, job: JobRecord, placement: Placement) -> None:
+        token = secrets.token_urlsafe(32)
+        try:
+            self.store.transition(
+                job.name,
+                S.STARTING,
+                "Launching requested ML instances",
+                expected_from=_UNLAUNCHED,
+                conditions={"backend_handle": None},
+                set_fields={
+                    "backend": self.backend.name,
+                    "backend_handle": json.dumps({"backend": self.backend.name, "hosts": []}),
+                    "agent_token_hash": hash_token(token),
+                },
+            )
+        except ConflictError:
+            return  # stopped or claimed meanwhile
+        request = LaunchRequest(
+            job_name=job.name,
+            spec=job.spec,
+            placement=placement,
+            agent_token=token,
+            server_url=self.server_url,
+            server_file=str(self.settings.server_file),
+            storage=self.storage,
+            region=self.settings.region,
+            account_id=self.settings.account_id,
+            stop_grace_seconds=self.settings.stop_grace_seconds,
+        )
+        try:
+            handle = self.backend.launch(request)
+        except TrainforgeError as exc:
+            self._fail(job, f"InternalServerError: {exc.message}")
+            return
+        self.store.set_fields(job.name, backend_handle=json.dumps(handle), heartbeat_time=time.time())
+
+    def _fail(self, job: JobRecord, reason: str) -> None:
+        self._end(job, S.FAILED, "Training job failed", failure_reason=reason)
+
+    def _end(self, job: JobRecord, status: SecondaryStatus, message: str, failure_reason: str | None = None) -> None:
+        try:
+            self.store.transition(job.name, status, message, failure_reason=failure_reason)
+        except ConflictError:
+            pass
+        log.info("job %s -> %s (%s)", job.name, status.value, failure_reason or message)

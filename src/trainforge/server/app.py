@@ -1,0 +1,108 @@
+"""The FastAPI app factory. No module globals: everything lives on ``app.state``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+
+from trainforge.version import __version__
+from trainforge.backends.local import LocalBackend
+from trainforge.server import errors as error_handlers
+from trainforge.server import routes_agent, routes_jobs
+from trainforge.server.auth import ensure_token, require_user
+from trainforge.scheduler.instances import this_machine
+from trainforge.scheduler.loop import Scheduler
+from trainforge.service.agent import AgentService
+from trainforge.service.jobs import JobService
+from trainforge.settings import Settings
+from trainforge.spec.contract import DEFAULT_BUCKET
+from trainforge.store import open_job_store
+
+
+def storage_config(settings: Settings) -> dict[str, Any]:
+    """How clients and supervisors reach the object store."""
+    return {"kind": "local", "root": str(settings.storage_root)}
+
+
+def create_app(
+    settings: Settings,
+    *,
+    server_url: str = "http://127.0.0.1",
+    start_scheduler: bool = True,
+    on_started: Callable[[], None] | None = None,
+    on_stopped: Callable[[], None] | None = None,
+) -> FastAPI:
+    """A trainforge API app over the store and backend ``settings`` describe.
+
+    With ``start_scheduler`` the lifespan runs the scheduler (which launches jobs whose supervisors call
+    back at ``server_url``); ``on_started`` runs once the app is ready to serve, ``on_stopped`` when it stops.
+    """
+    home = settings.resolved_home
+    home.mkdir(parents=True, exist_ok=True)
+    settings.storage_root.mkdir(parents=True, exist_ok=True)
+    token = settings.token or ensure_token(settings.token_path)
+    store = open_job_store(settings.effective_database_url)
+    machine = this_machine(cpus=settings.local_cpus, gpus=settings.local_gpus)
+    jobs = JobService(store=store, settings=settings, machine=machine)
+    scheduler = Scheduler(
+        store=store,
+        backend=LocalBackend(settings.jobs_root),
+        settings=settings,
+        machine=machine,
+        server_url=server_url,
+        storage=storage_config(settings),
+        wake=jobs.wake,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if start_scheduler:
+            scheduler.start()
+        if on_started is not None:
+            on_started()
+        try:
+            yield
+        finally:
+            if start_scheduler:
+                scheduler.shutdown()
+            if on_stopped is not None:
+                on_stopped()
+
+    app = FastAPI(
+        title="trainforge",
+        version=__version__,
+        description="Self-hosted training jobs with the SageMaker Training contract.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.token = token
+    app.state.store = store
+    app.state.jobs = jobs
+    app.state.agent = AgentService(store=store)
+    app.state.scheduler = scheduler
+    error_handlers.install(app)
+
+    @app.get("/health", tags=["meta"])
+    async def health() -> dict[str, Any]:
+        """Liveness: no authentication."""
+        return {"status": "ok", "version": __version__, "pid": os.getpid()}
+
+    @app.get("/v1/config", tags=["meta"], dependencies=[Depends(require_user)])
+    async def config(request: Request) -> dict[str, Any]:
+        """What an SDK needs to know about this deployment."""
+        s: Settings = request.app.state.settings
+        return {
+            "region": s.region,
+            "account_id": s.account_id,
+            "default_bucket": DEFAULT_BUCKET,
+            "storage": storage_config(s),
+            "version": __version__,
+        }
+
+    app.include_router(routes_jobs.router)
+    app.include_router(routes_agent.router)
+    return app

@@ -1,0 +1,75 @@
+"""Run the server in the foreground: bind, serve, and keep ``server.json`` true while it runs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+import uvicorn
+
+from trainforge.server.app import create_app
+from trainforge.settings import Settings
+
+
+def _previous_port(server_file: Path) -> int | None:
+    try:
+        return int(json.loads(server_file.read_text())["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def bind_socket(host: str, port: int, previous: int | None = None) -> socket.socket:
+    """A listening socket on ``host:port``; with port 0 the previous run's port is tried first, so
+    supervisors of running jobs find a restarted server where they left it."""
+    candidates = [port] if port else ([previous] if previous else []) + [0]
+    last_error: OSError | None = None
+    for candidate in candidates:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, candidate))
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+            continue
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        return sock
+    raise OSError(f"could not bind {host}:{port}: {last_error}")
+
+
+def write_server_file(path: Path, *, url: str, host: str, port: int) -> None:
+    """Publish ``{url, pid, host, port, started_at}`` atomically."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "host": host, "port": port,
+                               "started_at": time.time()}))
+    os.replace(tmp, path)
+
+
+def serve(settings: Settings) -> None:
+    """Serve until SIGINT/SIGTERM. Jobs keep running when the server stops: their supervisors are detached."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    home = settings.resolved_home
+    home.mkdir(parents=True, exist_ok=True)
+    sock = bind_socket(settings.host, settings.port, _previous_port(settings.server_file))
+    port = sock.getsockname()[1]
+    url_host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{url_host}:{port}"
+
+    def started() -> None:
+        write_server_file(settings.server_file, url=url, host=settings.host, port=port)
+
+    def stopped() -> None:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if json.loads(settings.server_file.read_text()).get("pid") == os.getpid():
+                settings.server_file.unlink()
+
+    app = create_app(settings, server_url=url, on_started=started, on_stopped=stopped)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
+    uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,86 @@
+"""``/v1/agent/training-jobs/{name}/...``: the routes a job's supervisors call with their job-scoped token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anyio import to_thread
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from trainforge.server.auth import bearer
+from trainforge.service.agent import AgentService
+from trainforge.store.records import JobRecord
+
+router = APIRouter(prefix="/v1/agent/training-jobs", tags=["agent"])
+
+
+class StatusReport(BaseModel):
+    """A supervisor's secondary-status change."""
+
+    host: str = "algo-1"
+    status: str
+    message: str | None = None
+    failure_reason: str | None = None
+
+
+class LogBatch(BaseModel):
+    """Lines of one host, each with its sequence number."""
+
+    host: str = "algo-1"
+    lines: list[dict[str, Any]] = Field(default_factory=list, max_length=20000)
+
+
+class Heartbeat(BaseModel):
+    """A supervisor saying it is alive."""
+
+    host: str = "algo-1"
+
+
+class MetricBatch(BaseModel):
+    """Metric points of one host."""
+
+    host: str = "algo-1"
+    points: list[dict[str, Any]] = Field(default_factory=list, max_length=20000)
+
+
+def _svc(request: Request) -> AgentService:
+    svc: AgentService = request.app.state.agent
+    return svc
+
+
+async def _job(name: str, request: Request) -> JobRecord:
+    return await to_thread.run_sync(_svc(request).authorize, name, bearer(request))
+
+
+@router.post("/{name}/status")
+async def report_status(name: str, body: StatusReport, request: Request) -> dict[str, Any]:
+    """Apply a status report; 409 when the job's status does not allow it."""
+    job = await _job(name, request)
+    svc = _svc(request)
+    result = await to_thread.run_sync(
+        lambda: svc.report_status(job, status=body.status, message=body.message, failure_reason=body.failure_reason)
+    )
+    request.app.state.jobs.wake.set()
+    return result
+
+
+@router.post("/{name}/logs")
+async def append_logs(name: str, body: LogBatch, request: Request) -> dict[str, Any]:
+    """Store a batch of lines; resending a batch never duplicates a line."""
+    job = await _job(name, request)
+    return await to_thread.run_sync(_svc(request).append_logs, job, body.host, body.lines)
+
+
+@router.post("/{name}/heartbeat")
+async def heartbeat(name: str, body: Heartbeat, request: Request) -> dict[str, Any]:
+    """Note the host is alive; the reply carries ``stop_requested``."""
+    job = await _job(name, request)
+    return await to_thread.run_sync(_svc(request).heartbeat, job, body.host)
+
+
+@router.post("/{name}/metrics")
+async def append_metrics(name: str, body: MetricBatch, request: Request) -> dict[str, Any]:
+    """Store metric points."""
+    job = await _job(name, request)
+    return await to_thread.run_sync(_svc(request).append_metrics, job, body.host, body.points)

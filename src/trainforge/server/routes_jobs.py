@@ -1,0 +1,139 @@
+"""``/v1/training-jobs``: thin routes that validate and call one service method each."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from anyio import to_thread
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+
+from trainforge.server.auth import require_user
+from trainforge.service.jobs import JobService
+from trainforge.spec.job import CreateTrainingJobRequest
+from trainforge.store.jobs import ListQuery
+from trainforge.store.records import JobRecord, LogRecord
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_user)], tags=["training-jobs"])
+FOLLOW_POLL_S = 0.1
+
+
+def _svc(request: Request) -> JobService:
+    svc: JobService = request.app.state.jobs
+    return svc
+
+
+def _event(rec: LogRecord) -> dict[str, Any]:
+    return {"cursor": rec.cursor, "host": rec.host, "seq": rec.seq, "timestamp": rec.timestamp,
+            "stream": rec.stream, "message": rec.message}
+
+
+@router.post("/training-jobs", summary="CreateTrainingJob")
+async def create_training_job(body: CreateTrainingJobRequest, request: Request) -> dict[str, Any]:
+    """Record a job (``InProgress/Starting``); identical resubmission returns the same job."""
+    return await to_thread.run_sync(_svc(request).submit, body)
+
+
+@router.get("/training-jobs", summary="ListTrainingJobs")
+async def list_training_jobs(
+    request: Request,
+    NameContains: Annotated[str | None, Query(max_length=63, pattern=r"^[a-zA-Z0-9\-]+$")] = None,
+    StatusEquals: str | None = None,
+    SortBy: str = "CreationTime",
+    SortOrder: str = "Ascending",
+    MaxResults: Annotated[int, Query(ge=1, le=100)] = 10,
+    NextToken: Annotated[str | None, Query(max_length=8192)] = None,
+    CreationTimeAfter: float | None = None,
+    CreationTimeBefore: float | None = None,
+    LastModifiedTimeAfter: float | None = None,
+    LastModifiedTimeBefore: float | None = None,
+) -> dict[str, Any]:
+    """Jobs matching the filters, sorted, one page at a time (``NextToken``)."""
+    query = ListQuery(
+        name_contains=NameContains, status_equals=StatusEquals, sort_by=SortBy, sort_order=SortOrder,
+        max_results=MaxResults, next_token=NextToken, creation_time_after=CreationTimeAfter,
+        creation_time_before=CreationTimeBefore, last_modified_time_after=LastModifiedTimeAfter,
+        last_modified_time_before=LastModifiedTimeBefore,
+    )
+    return await to_thread.run_sync(_svc(request).list, query)
+
+
+@router.get("/training-jobs/{name}", summary="DescribeTrainingJob")
+async def describe_training_job(name: str, request: Request) -> dict[str, Any]:
+    """The job's full record in DescribeTrainingJob's shape."""
+    return await to_thread.run_sync(_svc(request).describe, name)
+
+
+@router.post("/training-jobs/{name}/stop", summary="StopTrainingJob")
+async def stop_training_job(name: str, request: Request) -> dict[str, Any]:
+    """Request a stop: ``Stopping`` then ``Stopped`` once the job's code has ended and artifacts are saved."""
+    return await to_thread.run_sync(_svc(request).stop, name)
+
+
+@router.get("/training-jobs/{name}/logs", summary="Read or follow a job's log", response_model=None)
+async def job_logs(
+    name: str,
+    request: Request,
+    cursor: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    host: str | None = None,
+    follow: bool = False,
+) -> dict[str, Any] | StreamingResponse:
+    """Lines after ``cursor``; with ``follow=true`` an NDJSON stream of status and log events until the end."""
+    svc = _svc(request)
+    job, lines = await to_thread.run_sync(lambda: svc.logs(name, cursor=cursor, limit=limit, host=host))
+    if not follow:
+        return {
+            "events": [_event(r) for r in lines],
+            "next_cursor": lines[-1].cursor if lines else cursor,
+            "TrainingJobStatus": job.status.value,
+            "SecondaryStatus": job.secondary_status.value,
+        }
+    return StreamingResponse(_follow(svc, job, cursor, host, request), media_type="application/x-ndjson")
+
+
+def _status_event(job: JobRecord) -> dict[str, Any]:
+    last = job.transitions[-1] if job.transitions else None
+    return {
+        "type": "status",
+        "TrainingJobStatus": job.status.value,
+        "SecondaryStatus": job.secondary_status.value,
+        "StatusMessage": (last.message if last else job.status_message) or "",
+        "Time": last.start_time if last else job.last_modified_time,
+    }
+
+
+async def _follow(svc: JobService, job: JobRecord, cursor: int, host: str | None,
+                  request: Request) -> AsyncIterator[bytes]:
+    def line(obj: dict[str, Any]) -> bytes:
+        return (json.dumps(obj) + "\n").encode()
+
+    seen_transitions = len(job.transitions)
+    yield line(_status_event(job))
+    while True:
+        current, lines = await to_thread.run_sync(lambda: svc.logs(job.name, cursor=cursor, limit=1000, host=host))
+        for rec in lines:
+            yield line({"type": "log", **_event(rec)})
+            cursor = rec.cursor
+        if len(current.transitions) > seen_transitions:
+            for t in current.transitions[seen_transitions:]:
+                yield line({"type": "status", "TrainingJobStatus": current.status.value,
+                            "SecondaryStatus": t.status, "StatusMessage": t.message or "", "Time": t.start_time})
+            seen_transitions = len(current.transitions)
+        if current.terminal and not lines:
+            # One last read: lines stored between our read and the terminal status.
+            _, tail = await to_thread.run_sync(lambda: svc.logs(job.name, cursor=cursor, limit=10000, host=host))
+            for rec in tail:
+                yield line({"type": "log", **_event(rec)})
+                cursor = rec.cursor
+            if not tail:
+                yield line({"type": "end", "TrainingJobStatus": current.status.value,
+                            "SecondaryStatus": current.secondary_status.value})
+                return
+        if await request.is_disconnected():
+            return
+        if not lines:
+            await asyncio.sleep(FOLLOW_POLL_S)

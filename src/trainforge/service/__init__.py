@@ -1,0 +1,1 @@
+"""Use cases: the only place routes and the scheduler change state, always through the store."""

@@ -1,0 +1,98 @@
+"""Use cases of a job's supervisors: status reports, log lines, heartbeats, metric points."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from trainforge.errors import AuthError, ConflictError, ValidationError
+from trainforge.spec.contract import FAILURE_REASON_MAX
+from trainforge.spec.status import TERMINAL, SecondaryStatus
+from trainforge.store.jobs import JobStore
+from trainforge.store.records import JobRecord
+
+S = SecondaryStatus
+_STOP_ENDINGS = {S.STOPPED, S.MAX_RUNTIME_EXCEEDED, S.MAX_WAIT_TIME_EXCEEDED}
+
+
+def hash_token(token: str) -> str:
+    """How agent tokens are kept in the store (never in clear)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class AgentService:
+    """What supervisors may do, each call scoped to the one job their token was issued for."""
+
+    store: JobStore
+
+    def authorize(self, name: str, token: str | None) -> JobRecord:
+        """The job if ``token`` is its agent token; :class:`AuthError` otherwise (also for unknown jobs)."""
+        if not token:
+            raise AuthError("missing agent token")
+        try:
+            job = self.store.get(name)
+        except Exception:
+            raise AuthError("agent token is not valid for this job") from None
+        if not job.agent_token_hash or not hmac.compare_digest(job.agent_token_hash, hash_token(token)):
+            raise AuthError("agent token is not valid for this job")
+        return job
+
+    def _reply(self, job: JobRecord) -> dict[str, Any]:
+        return {
+            "TrainingJobStatus": job.status.value,
+            "SecondaryStatus": job.secondary_status.value,
+            "stop_requested": bool(job.stop_requested),
+        }
+
+    def report_status(
+        self, job: JobRecord, *, status: str, message: str | None, failure_reason: str | None
+    ) -> dict[str, Any]:
+        """Apply a supervisor's status report through the transition table.
+
+        While a stop is pending, in-progress reports are acknowledged without a change (the reply says
+        ``stop_requested``); a stop ending reached without a prior ``Stopping`` passes through it.
+        Illegal changes (e.g. the job is already terminal) raise :class:`ConflictError`.
+        """
+        try:
+            target = SecondaryStatus(status)
+        except ValueError:
+            raise ValidationError(f"status: {status!r} is not a SecondaryStatus", field="status") from None
+        if failure_reason is not None:
+            failure_reason = failure_reason[:FAILURE_REASON_MAX]
+        if job.secondary_status == S.STOPPING and target not in TERMINAL and target != S.STOPPING:
+            return self._reply(job)
+        if target in _STOP_ENDINGS and job.secondary_status not in (S.STOPPING, S.STARTING, S.PENDING):
+            try:
+                job = self.store.transition(job.name, S.STOPPING, message)
+            except ConflictError:
+                job = self.store.get(job.name)
+                if job.secondary_status != S.STOPPING:
+                    raise
+        job = self.store.transition(job.name, target, message, failure_reason=failure_reason)
+        return self._reply(job)
+
+    def append_logs(self, job: JobRecord, host: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
+        """Store lines idempotently by (host, seq); returns how many were new."""
+        for i, line in enumerate(lines):
+            for key in ("seq", "timestamp", "message"):
+                if key not in line:
+                    raise ValidationError(f"lines[{i}].{key}: required", field=f"lines[{i}].{key}")
+        inserted = self.store.append_logs(job.id, host, lines)
+        return {"inserted": inserted}
+
+    def heartbeat(self, job: JobRecord, host: str) -> dict[str, Any]:
+        """Record that ``host`` is alive; the reply says whether a stop was requested."""
+        self.store.set_fields(job.name, heartbeat_time=time.time())
+        return self._reply(job)
+
+    def append_metrics(self, job: JobRecord, host: str, points: list[dict[str, Any]]) -> dict[str, Any]:
+        """Store metric points."""
+        for i, p in enumerate(points):
+            for key in ("name", "value", "timestamp"):
+                if key not in p:
+                    raise ValidationError(f"points[{i}].{key}: required", field=f"points[{i}].{key}")
+        return {"inserted": self.store.append_metrics(job.id, host, points)}

@@ -1,0 +1,108 @@
+"""Render stored jobs in SageMaker's DescribeTrainingJob and ListTrainingJobs shapes (reference §3.3, §3.5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainforge.spec.status import TERMINAL
+from trainforge.store.records import JobRecord, MetricRecord
+
+# Spec fields returned by Describe as they were sent.
+_ECHO_FIELDS = (
+    "HyperParameters",
+    "AlgorithmSpecification",
+    "RoleArn",
+    "InputDataConfig",
+    "VpcConfig",
+    "StoppingCondition",
+    "CheckpointConfig",
+    "Environment",
+    "RetryStrategy",
+    "DebugHookConfig",
+    "DebugRuleConfigurations",
+    "TensorBoardOutputConfig",
+    "ProfilerConfig",
+    "ProfilerRuleConfigurations",
+    "ExperimentConfig",
+    "RemoteDebugConfig",
+    "InfraCheckConfig",
+    "Tags",
+)
+
+
+def final_metrics(points: list[MetricRecord]) -> list[dict[str, Any]]:
+    """``FinalMetricDataList``: the last value of each metric (at most 40, by name)."""
+    last: dict[str, MetricRecord] = {}
+    for p in points:
+        if p.name not in last or p.timestamp >= last[p.name].timestamp:
+            last[p.name] = p
+    return [
+        {"MetricName": name, "Value": rec.value, "Timestamp": rec.timestamp}
+        for name, rec in sorted(last.items())
+    ][:40]
+
+
+def describe(job: JobRecord, metrics: list[MetricRecord] | None = None) -> dict[str, Any]:
+    """The DescribeTrainingJob response for ``job``."""
+    spec = job.spec
+    out: dict[str, Any] = {
+        "TrainingJobName": job.name,
+        "TrainingJobArn": job.arn,
+        "ModelArtifacts": {"S3ModelArtifacts": job.model_artifacts},
+        "TrainingJobStatus": job.status.value,
+        "SecondaryStatus": job.secondary_status.value,
+    }
+    if job.failure_reason:
+        out["FailureReason"] = job.failure_reason
+    for key in _ECHO_FIELDS:
+        if key in spec:
+            out[key] = spec[key]
+    out["OutputDataConfig"] = {"KmsKeyId": "", **spec["OutputDataConfig"]}
+    out["ResourceConfig"] = spec["ResourceConfig"]
+    out["StoppingCondition"] = spec.get("StoppingCondition", {"MaxRuntimeInSeconds": 86400})
+    out["EnableNetworkIsolation"] = bool(spec.get("EnableNetworkIsolation", False))
+    out["EnableInterContainerTrafficEncryption"] = bool(spec.get("EnableInterContainerTrafficEncryption", False))
+    out["EnableManagedSpotTraining"] = bool(spec.get("EnableManagedSpotTraining", False))
+    out["CreationTime"] = job.creation_time
+    if job.training_start_time is not None:
+        out["TrainingStartTime"] = job.training_start_time
+    if job.training_end_time is not None:
+        out["TrainingEndTime"] = job.training_end_time
+    out["LastModifiedTime"] = job.last_modified_time
+    out["SecondaryStatusTransitions"] = [
+        {
+            "Status": t.status,
+            "StartTime": t.start_time,
+            **({"EndTime": t.end_time} if t.end_time is not None else {}),
+            "StatusMessage": t.message or "",
+        }
+        for t in job.transitions
+    ]
+    out["FinalMetricDataList"] = final_metrics(metrics or [])
+    if job.secondary_status in TERMINAL and job.training_start_time is not None and job.training_end_time:
+        seconds = max(1, round(job.training_end_time - job.training_start_time))
+        out["TrainingTimeInSeconds"] = seconds
+        out["BillableTimeInSeconds"] = seconds
+    if job.status_message:
+        out["StatusMessage"] = job.status_message
+    out["ProfilingStatus"] = "Disabled"
+    return out
+
+
+def summary(job: JobRecord) -> dict[str, Any]:
+    """One ``TrainingJobSummaries`` entry of ListTrainingJobs."""
+    out: dict[str, Any] = {
+        "TrainingJobName": job.name,
+        "TrainingJobArn": job.arn,
+        "CreationTime": job.creation_time,
+        "LastModifiedTime": job.last_modified_time,
+        "TrainingJobStatus": job.status.value,
+        "SecondaryStatus": job.secondary_status.value,
+        "InstanceType": job.instance_type,
+        "InstanceCount": job.instance_count,
+    }
+    if job.training_start_time is not None:
+        out["TrainingStartTime"] = job.training_start_time
+    if job.training_end_time is not None:
+        out["TrainingEndTime"] = job.training_end_time
+    return out

@@ -1,0 +1,369 @@
+"""``JobStore``: the only way to read and change training jobs, their logs and their metrics.
+
+Every status change goes through :meth:`JobStore.transition`, one conditional update
+(``UPDATE ... WHERE secondary_status IN (<allowed predecessors>)``) in one transaction with its
+``SecondaryStatusTransitions`` row: two writers can never both win, and terminal jobs never change.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Row
+
+from trainforge.errors import ConflictError, NotFoundError, ValidationError
+from trainforge.spec.status import (
+    PRIMARY_OF,
+    TERMINAL,
+    SecondaryStatus,
+    TrainingJobStatus,
+    allowed_predecessors,
+)
+from trainforge.store.records import JobRecord, LogRecord, MetricRecord, TransitionRecord
+from trainforge.store.tables import jobs, log_lines, metric_points, transitions
+
+_START_STATUSES = {SecondaryStatus.DOWNLOADING, SecondaryStatus.TRAINING}
+SORT_COLUMNS = {"Name": jobs.c.name, "CreationTime": jobs.c.creation_time, "Status": jobs.c.status}
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What :meth:`JobStore.create` needs to insert a job."""
+
+    name: str
+    arn: str
+    spec_json: str
+    instance_type: str
+    instance_count: int
+    model_artifacts: str
+    message: str = "Starting the training job"
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """Filters, order and page of a job listing (ListTrainingJobs semantics)."""
+
+    name_contains: str | None = None
+    status_equals: str | None = None
+    creation_time_after: float | None = None
+    creation_time_before: float | None = None
+    last_modified_time_after: float | None = None
+    last_modified_time_before: float | None = None
+    sort_by: str = "CreationTime"
+    sort_order: str = "Ascending"
+    max_results: int = 10
+    next_token: str | None = None
+
+
+def _encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _decode_token(token: str) -> int:
+    try:
+        offset = int(json.loads(base64.urlsafe_b64decode(token.encode()))["offset"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValidationError("NextToken: not a token this server issued", field="NextToken") from exc
+    if offset < 0:
+        raise ValidationError("NextToken: not a token this server issued", field="NextToken")
+    return offset
+
+
+class JobStore:
+    """Training jobs, transitions, log lines and metric points in one SQL database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- jobs -----------------------------------------------------------------------------------------
+
+    def create(self, new: NewJob, *, now: float | None = None) -> tuple[JobRecord, bool]:
+        """Insert a job as ``InProgress/Starting``; return it and whether it was created.
+
+        Resubmitting an identical spec under the same name returns the existing job (``created=False``);
+        a different spec under a taken name raises :class:`ConflictError` (SageMaker's ``ResourceInUse``).
+        """
+        t = time.time() if now is None else now
+        with self.engine.begin() as conn:
+            existing = conn.execute(select(jobs).where(jobs.c.name == new.name)).first()
+            if existing is not None:
+                if json.loads(existing.spec) == json.loads(new.spec_json):
+                    return self._record(conn, existing), False
+                raise ConflictError(
+                    "Training job names must be unique within an AWS account and region, and a training job "
+                    f"with this name already exists ({existing.arn})",
+                    details={"field": "TrainingJobName", "name": new.name},
+                )
+            job_id = conn.execute(
+                insert(jobs).values(
+                    name=new.name,
+                    arn=new.arn,
+                    spec=new.spec_json,
+                    status=TrainingJobStatus.IN_PROGRESS.value,
+                    secondary_status=SecondaryStatus.STARTING.value,
+                    status_message=new.message,
+                    instance_type=new.instance_type,
+                    instance_count=new.instance_count,
+                    model_artifacts=new.model_artifacts,
+                    creation_time=t,
+                    last_modified_time=t,
+                )
+            ).inserted_primary_key[0]
+            conn.execute(
+                insert(transitions).values(
+                    job_id=job_id, status=SecondaryStatus.STARTING.value, start_time=t, message=new.message
+                )
+            )
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one()
+            return self._record(conn, row), True
+
+    def get(self, name: str) -> JobRecord:
+        """The job called ``name``; :class:`NotFoundError` if there is none."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.name == name)).first()
+            if row is None:
+                raise NotFoundError(f"Requested resource not found: training job {name!r} does not exist")
+            return self._record(conn, row)
+
+    def transition(
+        self,
+        name: str,
+        to: SecondaryStatus | str,
+        message: str | None = None,
+        *,
+        expected_from: Iterable[SecondaryStatus] | None = None,
+        conditions: Mapping[str, Any] | None = None,
+        set_fields: Mapping[str, Any] | None = None,
+        failure_reason: str | None = None,
+        now: float | None = None,
+    ) -> JobRecord:
+        """Move a job to secondary status ``to`` if the transition table (and ``expected_from``) allow it.
+
+        ``conditions`` adds column equality checks to the compare-and-set; ``set_fields`` are written in
+        the same update. Sets ``TrainingStartTime`` on the first Downloading/Training and
+        ``TrainingEndTime`` on a terminal status. Raises :class:`NotFoundError` for an unknown job and
+        :class:`ConflictError` when the job's current status (or a condition) does not allow the change.
+        """
+        target = SecondaryStatus(to)
+        allowed = set(allowed_predecessors(target))
+        if expected_from is not None:
+            allowed &= {SecondaryStatus(s) for s in expected_from}
+        t = time.time() if now is None else now
+        values: dict[str, Any] = {
+            "status": PRIMARY_OF[target].value,
+            "secondary_status": target.value,
+            "status_message": message,
+            "last_modified_time": t,
+            **dict(set_fields or {}),
+        }
+        if failure_reason is not None:
+            values["failure_reason"] = failure_reason[:1024]
+        if target in _START_STATUSES:
+            values["training_start_time"] = func.coalesce(jobs.c.training_start_time, t)
+        if target in TERMINAL:
+            values["training_end_time"] = t
+            values["training_start_time"] = func.coalesce(jobs.c.training_start_time, t)
+        with self.engine.begin() as conn:
+            job_id = conn.execute(select(jobs.c.id).where(jobs.c.name == name)).scalar()
+            if job_id is None:
+                raise NotFoundError(f"Requested resource not found: training job {name!r} does not exist")
+            stmt = update(jobs).where(
+                jobs.c.id == job_id, jobs.c.secondary_status.in_(sorted(s.value for s in allowed))
+            )
+            for column, expected in (conditions or {}).items():
+                col = jobs.c[column]
+                stmt = stmt.where(col.is_(None) if expected is None else col == expected)
+            if conn.execute(stmt.values(**values)).rowcount != 1:
+                current = conn.execute(select(jobs.c.secondary_status).where(jobs.c.id == job_id)).scalar()
+                raise ConflictError(
+                    f"training job {name!r} is {current}; it cannot move to {target.value}",
+                    details={"current": current, "requested": target.value},
+                )
+            conn.execute(
+                update(transitions)
+                .where(transitions.c.job_id == job_id, transitions.c.end_time.is_(None))
+                .values(end_time=t)
+            )
+            conn.execute(
+                insert(transitions).values(
+                    job_id=job_id,
+                    status=target.value,
+                    start_time=t,
+                    end_time=t if target in TERMINAL else None,
+                    message=message,
+                )
+            )
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one()
+            return self._record(conn, row)
+
+    def set_fields(self, name: str, **values: Any) -> None:
+        """Update bookkeeping columns that are not status (heartbeat, stop request); never status."""
+        if {"status", "secondary_status"} & values.keys():
+            raise ValueError("status changes go through transition()")
+        with self.engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.name == name).values(**values))
+
+    def list(self, query: ListQuery) -> tuple[list[JobRecord], str | None]:
+        """One page of jobs matching ``query`` and the token of the next page (``None`` at the end)."""
+        sort_col = SORT_COLUMNS.get(query.sort_by)
+        if sort_col is None:
+            raise ValidationError(
+                f"SortBy: {query.sort_by!r} is not one of {', '.join(SORT_COLUMNS)}", field="SortBy"
+            )
+        if query.sort_order not in ("Ascending", "Descending"):
+            raise ValidationError("SortOrder: must be Ascending or Descending", field="SortOrder")
+        if not 1 <= query.max_results <= 100:
+            raise ValidationError("MaxResults: must be between 1 and 100", field="MaxResults")
+        offset = _decode_token(query.next_token) if query.next_token else 0
+        conds = []
+        if query.name_contains:
+            conds.append(func.lower(jobs.c.name).contains(query.name_contains.lower(), autoescape=True))
+        if query.status_equals:
+            conds.append(jobs.c.status == query.status_equals)
+        if query.creation_time_after is not None:
+            conds.append(jobs.c.creation_time > query.creation_time_after)
+        if query.creation_time_before is not None:
+            conds.append(jobs.c.creation_time < query.creation_time_before)
+        if query.last_modified_time_after is not None:
+            conds.append(jobs.c.last_modified_time > query.last_modified_time_after)
+        if query.last_modified_time_before is not None:
+            conds.append(jobs.c.last_modified_time < query.last_modified_time_before)
+        order = [sort_col.asc() if query.sort_order == "Ascending" else sort_col.desc()]
+        order.append(jobs.c.id.asc() if query.sort_order == "Ascending" else jobs.c.id.desc())
+        stmt = select(jobs).where(and_(True, *conds)).order_by(*order).offset(offset).limit(query.max_results + 1)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+            page = [self._record(conn, r, with_transitions=False) for r in rows[: query.max_results]]
+        token = _encode_token(offset + query.max_results) if len(rows) > query.max_results else None
+        return page, token
+
+    def active(self) -> list[JobRecord]:
+        """Every job that is not terminal, oldest first."""
+        stmt = (
+            select(jobs)
+            .where(jobs.c.secondary_status.not_in([s.value for s in TERMINAL]))
+            .order_by(jobs.c.creation_time, jobs.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [self._record(conn, r, with_transitions=False) for r in conn.execute(stmt).all()]
+
+    # -- logs and metrics -----------------------------------------------------------------------------
+
+    def _insert_ignore(self, table: Any) -> Any:
+        name = self.engine.dialect.name
+        if name == "sqlite":
+            return sqlite.insert(table).on_conflict_do_nothing()
+        if name == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing()
+        raise NotImplementedError(f"no idempotent insert for dialect {name}")
+
+    def append_logs(self, job_id: int, host: str, lines: Sequence[Mapping[str, Any]]) -> int:
+        """Store lines ``{seq, timestamp, stream, message}``; a (host, seq) already stored is skipped.
+
+        Returns how many lines were new. Safe to call again with the same batch.
+        """
+        if not lines:
+            return 0
+        rows = [
+            {
+                "job_id": job_id,
+                "host": host,
+                "seq": int(line["seq"]),
+                "timestamp": float(line["timestamp"]),
+                "stream": str(line.get("stream", "stdout")),
+                "message": str(line["message"]),
+            }
+            for line in lines
+        ]
+        with self.engine.begin() as conn:
+            before = conn.execute(select(func.count()).select_from(log_lines).where(log_lines.c.job_id == job_id))
+            n_before = int(before.scalar() or 0)
+            conn.execute(self._insert_ignore(log_lines), rows)
+            after = conn.execute(select(func.count()).select_from(log_lines).where(log_lines.c.job_id == job_id))
+            return int(after.scalar() or 0) - n_before
+
+    def read_logs(self, job_id: int, *, cursor: int = 0, limit: int = 1000, host: str | None = None) -> list[LogRecord]:
+        """Lines stored after ``cursor`` in arrival order (per host that is sequence order), at most ``limit``."""
+        stmt = select(log_lines).where(log_lines.c.job_id == job_id, log_lines.c.id > cursor)
+        if host:
+            stmt = stmt.where(log_lines.c.host == host)
+        stmt = stmt.order_by(log_lines.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [
+                LogRecord(r.id, r.host, r.seq, r.timestamp, r.stream, r.message) for r in conn.execute(stmt).all()
+            ]
+
+    def log_hosts(self, job_id: int) -> list[str]:
+        """The hosts that sent lines for a job, sorted."""
+        stmt = select(log_lines.c.host).where(log_lines.c.job_id == job_id).distinct().order_by(log_lines.c.host)
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(stmt).all()]
+
+    def append_metrics(self, job_id: int, host: str, points: Sequence[Mapping[str, Any]]) -> int:
+        """Store metric points ``{name, value, timestamp}``; returns how many."""
+        if not points:
+            return 0
+        rows = [
+            {
+                "job_id": job_id,
+                "host": host,
+                "name": str(p["name"]),
+                "value": float(p["value"]),
+                "timestamp": float(p["timestamp"]),
+            }
+            for p in points
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(insert(metric_points), rows)
+        return len(rows)
+
+    def read_metrics(self, job_id: int, names: Sequence[str] | None = None) -> list[MetricRecord]:
+        """Metric points of a job ordered by name then time."""
+        stmt = select(metric_points).where(metric_points.c.job_id == job_id)
+        if names:
+            stmt = stmt.where(metric_points.c.name.in_(list(names)))
+        stmt = stmt.order_by(metric_points.c.name, metric_points.c.timestamp, metric_points.c.id)
+        with self.engine.connect() as conn:
+            return [MetricRecord(r.host, r.name, r.value, r.timestamp) for r in conn.execute(stmt).all()]
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _record(self, conn: Connection, row: Row[Any], *, with_transitions: bool = True) -> JobRecord:
+        trans: tuple[TransitionRecord, ...] = ()
+        if with_transitions:
+            trans = tuple(
+                TransitionRecord(t.status, t.start_time, t.end_time, t.message)
+                for t in conn.execute(
+                    select(transitions).where(transitions.c.job_id == row.id).order_by(transitions.c.id)
+                ).all()
+            )
+        return JobRecord(
+            id=row.id,
+            name=row.name,
+            arn=row.arn,
+            spec_json=row.spec,
+            status=TrainingJobStatus(row.status),
+            secondary_status=SecondaryStatus(row.secondary_status),
+            status_message=row.status_message,
+            failure_reason=row.failure_reason,
+            instance_type=row.instance_type,
+            instance_count=row.instance_count,
+            model_artifacts=row.model_artifacts,
+            creation_time=row.creation_time,
+            last_modified_time=row.last_modified_time,
+            training_start_time=row.training_start_time,
+            training_end_time=row.training_end_time,
+            stop_requested=row.stop_requested,
+            backend=row.backend,
+            backend_handle=row.backend_handle,
+            agent_token_hash=row.agent_token_hash,
+            heartbeat_time=row.heartbeat_time,
+            transitions=trans,
+        )

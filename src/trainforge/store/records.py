@@ -1,0 +1,88 @@
+"""Plain records the store returns; no SQLAlchemy types leak out of ``store``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from trainforge.spec.status import SecondaryStatus, TrainingJobStatus, is_terminal
+
+
+@dataclass(frozen=True)
+class TransitionRecord:
+    """One entry of ``SecondaryStatusTransitions``."""
+
+    status: str
+    start_time: float
+    end_time: float | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One stored log line; ``cursor`` orders lines by arrival and is what readers resume from."""
+
+    cursor: int
+    host: str
+    seq: int
+    timestamp: float
+    stream: str
+    message: str
+
+
+@dataclass(frozen=True)
+class MetricRecord:
+    """One metric point."""
+
+    host: str
+    name: str
+    value: float
+    timestamp: float
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A training job as stored."""
+
+    id: int
+    name: str
+    arn: str
+    spec_json: str
+    status: TrainingJobStatus
+    secondary_status: SecondaryStatus
+    status_message: str | None
+    failure_reason: str | None
+    instance_type: str
+    instance_count: int
+    model_artifacts: str
+    creation_time: float
+    last_modified_time: float
+    training_start_time: float | None
+    training_end_time: float | None
+    stop_requested: str | None
+    backend: str | None
+    backend_handle: str | None
+    agent_token_hash: str | None
+    heartbeat_time: float | None
+    transitions: tuple[TransitionRecord, ...] = field(default=())
+
+    @cached_property
+    def spec(self) -> dict[str, Any]:
+        """The CreateTrainingJob request as it was accepted."""
+        value: dict[str, Any] = json.loads(self.spec_json)
+        return value
+
+    @property
+    def terminal(self) -> bool:
+        """Whether this job can never change again."""
+        return is_terminal(self.secondary_status)
+
+    @property
+    def handle(self) -> dict[str, Any] | None:
+        """The backend's launch handle, if the job was launched."""
+        if not self.backend_handle:
+            return None
+        value: dict[str, Any] = json.loads(self.backend_handle)
+        return value

@@ -1,0 +1,87 @@
+"""The job store's tables (SQLAlchemy Core). Alembic migrations create exactly these."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# BigInteger autoincrement ids render as INTEGER PRIMARY KEY on SQLite (rowid) via the variant.
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+jobs = Table(
+    "training_jobs",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("arn", String(256), nullable=False),
+    Column("spec", Text, nullable=False),  # the CreateTrainingJob request as JSON
+    Column("status", String(32), nullable=False),
+    Column("secondary_status", String(32), nullable=False),
+    Column("status_message", Text, nullable=True),
+    Column("failure_reason", Text, nullable=True),
+    Column("instance_type", String(64), nullable=False),
+    Column("instance_count", Integer, nullable=False),
+    Column("model_artifacts", Text, nullable=False),
+    Column("creation_time", Float, nullable=False),
+    Column("last_modified_time", Float, nullable=False),
+    Column("training_start_time", Float, nullable=True),
+    Column("training_end_time", Float, nullable=True),
+    Column("stop_requested", String(32), nullable=True),
+    Column("backend", String(32), nullable=True),
+    Column("backend_handle", Text, nullable=True),
+    Column("agent_token_hash", String(128), nullable=True),
+    Column("heartbeat_time", Float, nullable=True),
+    Index("ix_training_jobs_status", "status"),
+    Index("ix_training_jobs_creation_time", "creation_time"),
+)
+
+transitions = Table(
+    "secondary_status_transitions",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("job_id", _Id, ForeignKey("training_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("start_time", Float, nullable=False),
+    Column("end_time", Float, nullable=True),
+    Column("message", Text, nullable=True),
+    Index("ix_transitions_job", "job_id", "id"),
+)
+
+log_lines = Table(
+    "log_lines",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("job_id", _Id, ForeignKey("training_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("host", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("timestamp", Float, nullable=False),
+    Column("stream", String(8), nullable=False),
+    Column("message", Text, nullable=False),
+    UniqueConstraint("job_id", "host", "seq", name="uq_log_lines_job_host_seq"),
+    Index("ix_log_lines_job_id", "job_id", "id"),
+)
+
+metric_points = Table(
+    "metric_points",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("job_id", _Id, ForeignKey("training_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("host", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("timestamp", Float, nullable=False),
+    Index("ix_metric_points_job_name", "job_id", "name", "timestamp"),
+)
