@@ -1,0 +1,53 @@
+"""Shared fixtures: a fresh TRAINFORGE_HOME, a real server process, a real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.postgres import postgres_cluster
+from tests.support.server import ServerProcess
+
+
+@pytest.fixture
+def tf_home(tmp_path: Path) -> Path:
+    """An empty home directory for one test."""
+    home = tmp_path / "tfhome"
+    home.mkdir()
+    return home
+
+
+@pytest.fixture
+def server(tf_home: Path) -> Iterator[ServerProcess]:
+    """A running server with its own home; stopped after the test (its jobs' supervisors are killed too)."""
+    srv = ServerProcess(tf_home, extra_env={"TRAINFORGE_STOP_GRACE_SECONDS": "5"}).start()
+    try:
+        yield srv
+    finally:
+        srv.kill()
+        _kill_supervisors(tf_home)
+
+
+def _kill_supervisors(home: Path) -> None:
+    import json
+    import os
+    import signal
+
+    for cfg in home.glob("jobs/*/*/supervisor.json"):
+        try:
+            for proc in Path("/proc").iterdir():
+                if proc.name.isdigit():
+                    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+                    if str(cfg).encode() in cmd:
+                        os.killpg(int(proc.name), signal.SIGKILL)
+        except (OSError, json.JSONDecodeError):
+            continue
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server on 127.0.0.1 for the session."""
+    with postgres_cluster() as url:
+        yield url
