@@ -26,7 +26,10 @@ def test_put_get_list(store: ObjectStore, tmp_path: Path) -> None:
     assert store.get_bytes("s3://bkt/data/train/f.csv") == b"1,2\n"
     assert [o.key for o in store.list("s3://bkt/data/train/")] == ["data/train/f.csv", "data/train/sub/g.csv"]
     assert [o.key for o in store.list("s3://bkt/data/train")] == [
-        "data/train/f.csv", "data/train/sub/g.csv", "data/trainer.csv"]
+        "data/train/f.csv",
+        "data/train/sub/g.csv",
+        "data/trainer.csv",
+    ]
     assert [o.uri for o in store.list("s3://bkt/other")] == ["s3://bkt/other/h.csv"]
     assert list(store.list("s3://nobucket/x")) == []
     assert store.exists("s3://bkt/other/h.csv") and not store.exists("s3://bkt/other/nope")
@@ -34,8 +37,9 @@ def test_put_get_list(store: ObjectStore, tmp_path: Path) -> None:
         store.get_bytes("s3://bkt/missing")
 
 
-@pytest.mark.parametrize("uri", ["s3://bkt/../escape", "s3://bkt/a/../../escape", "s3://bkt//abs", "s3://../x",
-                                 "/no/scheme"])
+@pytest.mark.parametrize(
+    "uri", ["s3://bkt/../escape", "s3://bkt/a/../../escape", "s3://bkt//abs", "s3://../x", "/no/scheme"]
+)
 def test_keys_that_escape_are_rejected(store: ObjectStore, uri: str, tmp_path: Path) -> None:
     with pytest.raises(ValidationError):
         store.put_bytes(uri, b"x")

@@ -40,8 +40,14 @@ def store(db_url: str) -> JobStore:
 
 
 def new(name: str, spec: dict | None = None) -> NewJob:
-    return NewJob(name=name, arn=f"arn:{name}", spec_json=json.dumps(spec or {"a": 1}), instance_type="ml.m5.large",
-                  instance_count=1, model_artifacts=f"s3://b/{name}/output/model.tar.gz")
+    return NewJob(
+        name=name,
+        arn=f"arn:{name}",
+        spec_json=json.dumps(spec or {"a": 1}),
+        instance_type="ml.m5.large",
+        instance_count=1,
+        model_artifacts=f"s3://b/{name}/output/model.tar.gz",
+    )
 
 
 def test_create_get_and_idempotent_resubmit(store: JobStore) -> None:
@@ -66,7 +72,13 @@ def test_transitions_follow_the_table_and_terminal_is_final(store: JobStore) -> 
     job = store.transition("j", S.COMPLETED, "Training job completed")
     assert job.status == TrainingJobStatus.COMPLETED
     assert job.training_start_time is not None and job.training_end_time is not None
-    assert [t.status for t in job.transitions] == ["Starting", "Downloading", "Training", "Uploading", "Completed"]
+    assert [t.status for t in job.transitions] == [
+        "Starting",
+        "Downloading",
+        "Training",
+        "Uploading",
+        "Completed",
+    ]
     assert all(t.end_time is not None for t in job.transitions)
     for target in (S.FAILED, S.STOPPING, S.TRAINING, S.COMPLETED):
         with pytest.raises(ConflictError):
@@ -80,8 +92,14 @@ def test_compare_and_set_has_exactly_one_winner(store: JobStore) -> None:
 
     def claim(i: int) -> None:
         try:
-            store.transition("race", S.STARTING, f"claim {i}", expected_from={S.STARTING},
-                             conditions={"backend_handle": None}, set_fields={"backend_handle": f"h{i}"})
+            store.transition(
+                "race",
+                S.STARTING,
+                f"claim {i}",
+                expected_from={S.STARTING},
+                conditions={"backend_handle": None},
+                set_fields={"backend_handle": f"h{i}"},
+            )
             wins.append(f"h{i}")
         except ConflictError as exc:
             errors.append(exc)
@@ -102,7 +120,10 @@ def test_logs_are_idempotent_by_host_and_sequence(store: JobStore) -> None:
     assert store.append_logs(job.id, "algo-1", batch[2:]) == 0
     assert store.append_logs(job.id, "algo-2", batch[:2]) == 2
     lines = store.read_logs(job.id)
-    assert [(r.host, r.seq) for r in lines] == [("algo-1", i) for i in range(5)] + [("algo-2", 0), ("algo-2", 1)]
+    assert [(r.host, r.seq) for r in lines] == [("algo-1", i) for i in range(5)] + [
+        ("algo-2", 0),
+        ("algo-2", 1),
+    ]
     after = store.read_logs(job.id, cursor=lines[3].cursor, host="algo-1")
     assert [r.seq for r in after] == [4]
     assert store.log_hosts(job.id) == ["algo-1", "algo-2"]
@@ -113,26 +134,29 @@ def test_list_filters_sorts_and_paginates(store: JobStore) -> None:
         store.create(new(f"train-{i}"), now=1000.0 + i)
     store.create(new("other"), now=2000.0)
     store.transition("train-3", S.FAILED, "failed", failure_reason="boom")
-    page, token = store.list(ListQuery(name_contains="TRAIN", max_results=3))
+    page, token = store.list_jobs(ListQuery(name_contains="TRAIN", max_results=3))
     assert [j.name for j in page] == ["train-0", "train-1", "train-2"] and token
-    page2, token2 = store.list(ListQuery(name_contains="train", max_results=3, next_token=token))
+    page2, token2 = store.list_jobs(ListQuery(name_contains="train", max_results=3, next_token=token))
     assert [j.name for j in page2] == ["train-3", "train-4", "train-5"]
-    page3, token3 = store.list(ListQuery(name_contains="train", max_results=3, next_token=token2))
+    page3, token3 = store.list_jobs(ListQuery(name_contains="train", max_results=3, next_token=token2))
     assert [j.name for j in page3] == ["train-6"] and token3 is None
-    failed, _ = store.list(ListQuery(status_equals="Failed"))
+    failed, _ = store.list_jobs(ListQuery(status_equals="Failed"))
     assert [j.name for j in failed] == ["train-3"]
-    desc, _ = store.list(ListQuery(sort_by="Name", sort_order="Descending", max_results=2))
+    desc, _ = store.list_jobs(ListQuery(sort_by="Name", sort_order="Descending", max_results=2))
     assert [j.name for j in desc] == ["train-6", "train-5"]
-    recent, _ = store.list(ListQuery(creation_time_after=1500.0))
+    recent, _ = store.list_jobs(ListQuery(creation_time_after=1500.0))
     assert [j.name for j in recent] == ["other"]
     with pytest.raises(ValidationError):
-        store.list(ListQuery(next_token="garbage"))
+        store.list_jobs(ListQuery(next_token="garbage"))
 
 
 def test_metrics_round_trip(store: JobStore) -> None:
     job, _ = store.create(new("m"))
-    store.append_metrics(job.id, "algo-1", [{"name": "loss", "value": 0.5, "timestamp": 2.0},
-                                            {"name": "loss", "value": 0.4, "timestamp": 3.0}])
+    store.append_metrics(
+        job.id,
+        "algo-1",
+        [{"name": "loss", "value": 0.5, "timestamp": 2.0}, {"name": "loss", "value": 0.4, "timestamp": 3.0}],
+    )
     assert [p.value for p in store.read_metrics(job.id, ["loss"])] == [0.5, 0.4]
 
 
@@ -156,8 +180,12 @@ _WRITER = textwrap.dedent(
 def test_two_writer_processes_never_see_database_is_locked(db_url: str) -> None:
     open_job_store(db_url)  # migrate once
     procs = [
-        subprocess.Popen([sys.executable, "-c", _WRITER, db_url, tag], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, db_url, tag],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for tag in ("a", "b")
     ]
     for p in procs:
@@ -165,5 +193,5 @@ def test_two_writer_processes_never_see_database_is_locked(db_url: str) -> None:
         assert p.returncode == 0 and "database is locked" not in err, err[-2000:]
         assert out.strip() == "ok"
     store = open_job_store(db_url)
-    jobs, _ = store.list(ListQuery(max_results=100, name_contains="w"))
+    jobs, _ = store.list_jobs(ListQuery(max_results=100, name_contains="w"))
     assert len(jobs) == 100

@@ -19,9 +19,7 @@ def _pg_bin(name: str) -> str:
         return found[-1]
     exe = shutil.which(name)
     if not exe:
-        raise RuntimeError(
-            f"PostgreSQL's {name} is not installed: `apt-get install -y postgresql` (.ci/run does this)"
-        )
+        raise RuntimeError(f"PostgreSQL's {name} is not installed: `apt-get install -y postgresql` (.ci/run does this)")
     return exe
 
 
@@ -43,20 +41,35 @@ def postgres_cluster() -> Iterator[str]:
         shutil.chown(tmp, "postgres")
         shutil.chown(sock, "postgres")
     port = _free_port()
-    subprocess.run([*prefix, _pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*prefix, _pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
     log = tmp / "pg.log"
     if as_root:
         log.touch()
         shutil.chown(log, "postgres")
     subprocess.run(
-        [*prefix, _pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
-         f"-h 127.0.0.1 -p {port} -k {sock} -c fsync=off -c synchronous_commit=off", "start"],
-        check=True, capture_output=True,
+        [
+            *prefix,
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {sock} -c fsync=off -c synchronous_commit=off",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
     )
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*prefix, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run([*prefix, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)

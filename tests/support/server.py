@@ -39,7 +39,10 @@ class ServerProcess:
         old_pid = json.loads(old.read_text())["pid"] if old.exists() else None
         log = open(self.home / "server-test.log", "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trainforge.server"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "trainforge.server"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 

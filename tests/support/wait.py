@@ -9,7 +9,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(fn: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> T:
+def wait_for(
+    fn: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"
+) -> T:
     """Call ``fn`` until it returns a truthy value; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last: T | None = None

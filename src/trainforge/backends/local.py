@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -69,7 +70,7 @@ class LocalBackend:
         """Write each host's ``supervisor.json`` and start its supervisor; return pids and start times."""
         count = int(request.spec["ResourceConfig"].get("InstanceCount") or 1)
         hosts = [host_name(i) for i in range(count)]
-        started = []
+        started: list[dict[str, Any]] = []
         for host in hosts:
             root = self.jobs_root / request.job_name / host
             root.mkdir(parents=True, exist_ok=True)
@@ -119,8 +120,9 @@ class LocalBackend:
                 raise BackendError(f"could not start the supervisor for {request.job_name}/{host}: {exc}") from exc
             with self._lock:
                 self._children[proc.pid] = proc
-            started.append({"host": host, "pid": proc.pid, "start_time": process_start_time(proc.pid),
-                            "root": str(root)})
+            started.append(
+                {"host": host, "pid": proc.pid, "start_time": process_start_time(proc.pid), "root": str(root)}
+            )
         return {"backend": self.name, "hosts": started}
 
     def _reap(self) -> None:
@@ -158,8 +160,6 @@ class LocalBackend:
 
     def _kill_session(self, sid: int) -> None:
         for member in session_members(sid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(member, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self._reap()

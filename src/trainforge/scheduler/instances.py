@@ -23,8 +23,12 @@ class InstanceType:
     gpu_model: str | None = None
 
 
-def _family(prefix: str, sizes: dict[str, tuple[int, float]], gpus: dict[str, int] | None = None,
-            gpu_model: str | None = None) -> dict[str, InstanceType]:
+def _family(
+    prefix: str,
+    sizes: dict[str, tuple[int, float]],
+    gpus: dict[str, int] | None = None,
+    gpu_model: str | None = None,
+) -> dict[str, InstanceType]:
     out = {}
     for size, (vcpus, mem) in sizes.items():
         name = f"{prefix}.{size}"
@@ -32,31 +36,90 @@ def _family(prefix: str, sizes: dict[str, tuple[int, float]], gpus: dict[str, in
     return out
 
 
-_GENERAL = {"large": (2, 8.0), "xlarge": (4, 16.0), "2xlarge": (8, 32.0), "4xlarge": (16, 64.0),
-            "12xlarge": (48, 192.0), "24xlarge": (96, 384.0)}
-_COMPUTE = {"large": (2, 4.0), "xlarge": (4, 8.0), "2xlarge": (8, 16.0), "4xlarge": (16, 32.0),
-            "9xlarge": (36, 72.0), "18xlarge": (72, 144.0)}
-_MEMORY = {"large": (2, 16.0), "xlarge": (4, 32.0), "2xlarge": (8, 64.0), "4xlarge": (16, 128.0),
-           "12xlarge": (48, 384.0), "24xlarge": (96, 768.0)}
+_GENERAL = {
+    "large": (2, 8.0),
+    "xlarge": (4, 16.0),
+    "2xlarge": (8, 32.0),
+    "4xlarge": (16, 64.0),
+    "12xlarge": (48, 192.0),
+    "24xlarge": (96, 384.0),
+}
+_COMPUTE = {
+    "large": (2, 4.0),
+    "xlarge": (4, 8.0),
+    "2xlarge": (8, 16.0),
+    "4xlarge": (16, 32.0),
+    "9xlarge": (36, 72.0),
+    "18xlarge": (72, 144.0),
+}
+_MEMORY = {
+    "large": (2, 16.0),
+    "xlarge": (4, 32.0),
+    "2xlarge": (8, 64.0),
+    "4xlarge": (16, 128.0),
+    "12xlarge": (48, 384.0),
+    "24xlarge": (96, 768.0),
+}
 
 CATALOGUE: dict[str, InstanceType] = {
     **_family("ml.t3", {"medium": (2, 4.0), "large": (2, 8.0), "xlarge": (4, 16.0), "2xlarge": (8, 32.0)}),
     **_family("ml.m5", _GENERAL),
-    **_family("ml.m4", {"xlarge": (4, 16.0), "2xlarge": (8, 32.0), "4xlarge": (16, 64.0),
-                        "10xlarge": (40, 160.0), "16xlarge": (64, 256.0)}),
+    **_family(
+        "ml.m4",
+        {
+            "xlarge": (4, 16.0),
+            "2xlarge": (8, 32.0),
+            "4xlarge": (16, 64.0),
+            "10xlarge": (40, 160.0),
+            "16xlarge": (64, 256.0),
+        },
+    ),
     **_family("ml.c5", _COMPUTE),
     **_family("ml.c4", {"xlarge": (4, 7.5), "2xlarge": (8, 15.0), "4xlarge": (16, 30.0), "8xlarge": (36, 60.0)}),
     **_family("ml.r5", _MEMORY),
-    **_family("ml.g4dn", {"xlarge": (4, 16.0), "2xlarge": (8, 32.0), "4xlarge": (16, 64.0), "8xlarge": (32, 128.0),
-                          "12xlarge": (48, 192.0), "16xlarge": (64, 256.0)},
-              {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "12xlarge": 4, "16xlarge": 1}, "T4"),
-    **_family("ml.g5", {"xlarge": (4, 16.0), "2xlarge": (8, 32.0), "4xlarge": (16, 64.0), "8xlarge": (32, 128.0),
-                        "12xlarge": (48, 192.0), "16xlarge": (64, 256.0), "24xlarge": (96, 384.0),
-                        "48xlarge": (192, 768.0)},
-              {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "12xlarge": 4, "16xlarge": 1, "24xlarge": 4,
-               "48xlarge": 8}, "A10G"),
-    **_family("ml.p3", {"2xlarge": (8, 61.0), "8xlarge": (32, 244.0), "16xlarge": (64, 488.0)},
-              {"2xlarge": 1, "8xlarge": 4, "16xlarge": 8}, "V100"),
+    **_family(
+        "ml.g4dn",
+        {
+            "xlarge": (4, 16.0),
+            "2xlarge": (8, 32.0),
+            "4xlarge": (16, 64.0),
+            "8xlarge": (32, 128.0),
+            "12xlarge": (48, 192.0),
+            "16xlarge": (64, 256.0),
+        },
+        {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "12xlarge": 4, "16xlarge": 1},
+        "T4",
+    ),
+    **_family(
+        "ml.g5",
+        {
+            "xlarge": (4, 16.0),
+            "2xlarge": (8, 32.0),
+            "4xlarge": (16, 64.0),
+            "8xlarge": (32, 128.0),
+            "12xlarge": (48, 192.0),
+            "16xlarge": (64, 256.0),
+            "24xlarge": (96, 384.0),
+            "48xlarge": (192, 768.0),
+        },
+        {
+            "xlarge": 1,
+            "2xlarge": 1,
+            "4xlarge": 1,
+            "8xlarge": 1,
+            "12xlarge": 4,
+            "16xlarge": 1,
+            "24xlarge": 4,
+            "48xlarge": 8,
+        },
+        "A10G",
+    ),
+    **_family(
+        "ml.p3",
+        {"2xlarge": (8, 61.0), "8xlarge": (32, 244.0), "16xlarge": (64, 488.0)},
+        {"2xlarge": 1, "8xlarge": 4, "16xlarge": 8},
+        "V100",
+    ),
 }
 
 
@@ -85,8 +148,11 @@ def detect_gpus() -> int:
 def this_machine(*, cpus: int | None = None, gpus: int | None = None) -> Machine:
     """This node's resources; ``cpus``/``gpus`` override detection (settings ``local_cpus``/``local_gpus``)."""
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return Machine(cpus=cpus or os.cpu_count() or 1, memory_gib=round(mem, 1),
-                   gpus=detect_gpus() if gpus is None else gpus)
+    return Machine(
+        cpus=cpus or os.cpu_count() or 1,
+        memory_gib=round(mem, 1),
+        gpus=detect_gpus() if gpus is None else gpus,
+    )
 
 
 def lookup(name: str, machine: Machine, *, field: str = "ResourceConfig.InstanceType") -> InstanceType:

@@ -7,6 +7,7 @@ record: the loser's transition fails and the next pass sees the new state.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -132,11 +133,14 @@ class Scheduler:
                 f"and {job.instance_type} needs {need:g}"
             )
             if job.secondary_status != S.PENDING or job.status_message != reason:
-                try:
-                    self.store.transition(job.name, S.PENDING, reason, expected_from=_UNLAUNCHED,
-                                          conditions={"backend_handle": None})
-                except ConflictError:
-                    pass
+                with contextlib.suppress(ConflictError):
+                    self.store.transition(
+                        job.name,
+                        S.PENDING,
+                        reason,
+                        expected_from=_UNLAUNCHED,
+                        conditions={"backend_handle": None},
+                    )
             return 0.0
         self._launch(job, placement)
         return need
@@ -181,8 +185,6 @@ class Scheduler:
         self._end(job, S.FAILED, "Training job failed", failure_reason=reason)
 
     def _end(self, job: JobRecord, status: SecondaryStatus, message: str, failure_reason: str | None = None) -> None:
-        try:
+        with contextlib.suppress(ConflictError):
             self.store.transition(job.name, status, message, failure_reason=failure_reason)
-        except ConflictError:
-            pass
         log.info("job %s -> %s (%s)", job.name, status.value, failure_reason or message)

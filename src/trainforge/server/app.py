@@ -9,18 +9,18 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 
-from trainforge.version import __version__
 from trainforge.backends.local import LocalBackend
+from trainforge.scheduler.instances import this_machine
+from trainforge.scheduler.loop import Scheduler
 from trainforge.server import errors as error_handlers
 from trainforge.server import routes_agent, routes_jobs
 from trainforge.server.auth import ensure_token, require_user
-from trainforge.scheduler.instances import this_machine
-from trainforge.scheduler.loop import Scheduler
 from trainforge.service.agent import AgentService
 from trainforge.service.jobs import JobService
 from trainforge.settings import Settings
 from trainforge.spec.contract import DEFAULT_BUCKET
 from trainforge.store import open_job_store
+from trainforge.version import __version__
 
 
 def storage_config(settings: Settings) -> dict[str, Any]:

@@ -43,6 +43,8 @@ def require_user(request: Request) -> None:
     expected: str = request.app.state.token
     given = bearer(request)
     if given is None:
-        raise AuthError("missing credentials: send 'Authorization: Bearer <token>' (the token is in $TRAINFORGE_HOME/token)")
+        raise AuthError(
+            "missing credentials: send 'Authorization: Bearer <token>' (the token is in $TRAINFORGE_HOME/token)"
+        )
     if not hmac.compare_digest(given, expected):
         raise AuthError("the API token is not valid for this server")

@@ -49,8 +49,11 @@ def install(app: FastAPI) -> None:
             problems.append({"field": _field(loc), "message": msg})
         first = problems[0] if problems else {"field": "(body)", "message": "invalid request"}
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        err = ValidationError(f"{first['field']}: {first['message']}{more}", field=first["field"],
-                              details={"problems": problems})
+        err = ValidationError(
+            f"{first['field']}: {first['message']}{more}",
+            field=first["field"],
+            details={"problems": problems},
+        )
         return JSONResponse(err.to_body(), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)

@@ -46,8 +46,7 @@ def bind_socket(host: str, port: int, previous: int | None = None) -> socket.soc
 def write_server_file(path: Path, *, url: str, host: str, port: int) -> None:
     """Publish ``{url, pid, host, port, started_at}`` atomically."""
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "host": host, "port": port,
-                               "started_at": time.time()}))
+    tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "host": host, "port": port, "started_at": time.time()}))
     os.replace(tmp, path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any
 
 from anyio import to_thread
@@ -27,8 +28,14 @@ def _svc(request: Request) -> JobService:
 
 
 def _event(rec: LogRecord) -> dict[str, Any]:
-    return {"cursor": rec.cursor, "host": rec.host, "seq": rec.seq, "timestamp": rec.timestamp,
-            "stream": rec.stream, "message": rec.message}
+    return {
+        "cursor": rec.cursor,
+        "host": rec.host,
+        "seq": rec.seq,
+        "timestamp": rec.timestamp,
+        "stream": rec.stream,
+        "message": rec.message,
+    }
 
 
 @router.post("/training-jobs", summary="CreateTrainingJob")
@@ -53,12 +60,18 @@ async def list_training_jobs(
 ) -> dict[str, Any]:
     """Jobs matching the filters, sorted, one page at a time (``NextToken``)."""
     query = ListQuery(
-        name_contains=NameContains, status_equals=StatusEquals, sort_by=SortBy, sort_order=SortOrder,
-        max_results=MaxResults, next_token=NextToken, creation_time_after=CreationTimeAfter,
-        creation_time_before=CreationTimeBefore, last_modified_time_after=LastModifiedTimeAfter,
+        name_contains=NameContains,
+        status_equals=StatusEquals,
+        sort_by=SortBy,
+        sort_order=SortOrder,
+        max_results=MaxResults,
+        next_token=NextToken,
+        creation_time_after=CreationTimeAfter,
+        creation_time_before=CreationTimeBefore,
+        last_modified_time_after=LastModifiedTimeAfter,
         last_modified_time_before=LastModifiedTimeBefore,
     )
-    return await to_thread.run_sync(_svc(request).list, query)
+    return await to_thread.run_sync(_svc(request).list_jobs, query)
 
 
 @router.get("/training-jobs/{name}", summary="DescribeTrainingJob")
@@ -84,7 +97,7 @@ async def job_logs(
 ) -> dict[str, Any] | StreamingResponse:
     """Lines after ``cursor``; with ``follow=true`` an NDJSON stream of status and log events until the end."""
     svc = _svc(request)
-    job, lines = await to_thread.run_sync(lambda: svc.logs(name, cursor=cursor, limit=limit, host=host))
+    job, lines = await to_thread.run_sync(partial(svc.logs, name, cursor=cursor, limit=limit, host=host))
     if not follow:
         return {
             "events": [_event(r) for r in lines],
@@ -106,32 +119,45 @@ def _status_event(job: JobRecord) -> dict[str, Any]:
     }
 
 
-async def _follow(svc: JobService, job: JobRecord, cursor: int, host: str | None,
-                  request: Request) -> AsyncIterator[bytes]:
+async def _follow(
+    svc: JobService, job: JobRecord, cursor: int, host: str | None, request: Request
+) -> AsyncIterator[bytes]:
     def line(obj: dict[str, Any]) -> bytes:
         return (json.dumps(obj) + "\n").encode()
 
     seen_transitions = len(job.transitions)
     yield line(_status_event(job))
     while True:
-        current, lines = await to_thread.run_sync(lambda: svc.logs(job.name, cursor=cursor, limit=1000, host=host))
+        current, lines = await to_thread.run_sync(partial(svc.logs, job.name, cursor=cursor, limit=1000, host=host))
         for rec in lines:
             yield line({"type": "log", **_event(rec)})
             cursor = rec.cursor
         if len(current.transitions) > seen_transitions:
             for t in current.transitions[seen_transitions:]:
-                yield line({"type": "status", "TrainingJobStatus": current.status.value,
-                            "SecondaryStatus": t.status, "StatusMessage": t.message or "", "Time": t.start_time})
+                yield line(
+                    {
+                        "type": "status",
+                        "TrainingJobStatus": current.status.value,
+                        "SecondaryStatus": t.status,
+                        "StatusMessage": t.message or "",
+                        "Time": t.start_time,
+                    }
+                )
             seen_transitions = len(current.transitions)
         if current.terminal and not lines:
             # One last read: lines stored between our read and the terminal status.
-            _, tail = await to_thread.run_sync(lambda: svc.logs(job.name, cursor=cursor, limit=10000, host=host))
+            _, tail = await to_thread.run_sync(partial(svc.logs, job.name, cursor=cursor, limit=10000, host=host))
             for rec in tail:
                 yield line({"type": "log", **_event(rec)})
                 cursor = rec.cursor
             if not tail:
-                yield line({"type": "end", "TrainingJobStatus": current.status.value,
-                            "SecondaryStatus": current.secondary_status.value})
+                yield line(
+                    {
+                        "type": "end",
+                        "TrainingJobStatus": current.status.value,
+                        "SecondaryStatus": current.secondary_status.value,
+                    }
+                )
                 return
         if await request.is_disconnected():
             return

@@ -36,10 +36,9 @@ def final_metrics(points: list[MetricRecord]) -> list[dict[str, Any]]:
     for p in points:
         if p.name not in last or p.timestamp >= last[p.name].timestamp:
             last[p.name] = p
-    return [
-        {"MetricName": name, "Value": rec.value, "Timestamp": rec.timestamp}
-        for name, rec in sorted(last.items())
-    ][:40]
+    return [{"MetricName": name, "Value": rec.value, "Timestamp": rec.timestamp} for name, rec in sorted(last.items())][
+        :40
+    ]
 
 
 def describe(job: JobRecord, metrics: list[MetricRecord] | None = None) -> dict[str, Any]:

@@ -9,13 +9,13 @@ from typing import Any
 
 from trainforge.errors import CapacityError, ConflictError, ValidationError
 from trainforge.scheduler.instances import Machine, lookup, place
+from trainforge.service.describe import describe, summary
 from trainforge.settings import Settings
 from trainforge.spec.contract import job_arn, model_artifacts_uri
 from trainforge.spec.job import CreateTrainingJobRequest
 from trainforge.spec.status import SecondaryStatus, TrainingJobStatus
 from trainforge.store.jobs import JobStore, ListQuery, NewJob
 from trainforge.store.records import JobRecord, LogRecord
-from trainforge.service.describe import describe, summary
 
 S = SecondaryStatus
 
@@ -81,15 +81,14 @@ class JobService:
         job = self.store.get(name)
         return describe(job, self.store.read_metrics(job.id))
 
-    def list(self, query: ListQuery) -> dict[str, Any]:
+    def list_jobs(self, query: ListQuery) -> dict[str, Any]:
         """ListTrainingJobs: one page of summaries and the next token."""
         if query.status_equals and query.status_equals not in {s.value for s in TrainingJobStatus}:
             raise ValidationError(
-                f"StatusEquals: {query.status_equals!r} is not one of "
-                f"{', '.join(s.value for s in TrainingJobStatus)}",
+                f"StatusEquals: {query.status_equals!r} is not one of {', '.join(s.value for s in TrainingJobStatus)}",
                 field="StatusEquals",
             )
-        jobs, token = self.store.list(query)
+        jobs, token = self.store.list_jobs(query)
         out: dict[str, Any] = {"TrainingJobSummaries": [summary(j) for j in jobs]}
         if token:
             out["NextToken"] = token
@@ -110,8 +109,11 @@ class JobService:
         try:
             if job.backend_handle is None:
                 self.store.transition(
-                    name, S.STOPPED, "Training job stopped before it started",
-                    expected_from={S.STARTING, S.PENDING}, conditions={"backend_handle": None},
+                    name,
+                    S.STOPPED,
+                    "Training job stopped before it started",
+                    expected_from={S.STARTING, S.PENDING},
+                    conditions={"backend_handle": None},
                     set_fields={"stop_requested": "Stopped"},
                 )
             else:

@@ -281,9 +281,7 @@ class CreateTrainingJobRequest(_Model):
             if not key or len(key) > MAX_HP_KEY:
                 raise ValueError(f"key {key[:40]!r} must be 1-{MAX_HP_KEY} characters long")
             if len(item) > MAX_HP_VALUE:
-                raise ValueError(
-                    f"value of {key!r} is {len(item)} characters long; at most {MAX_HP_VALUE} are allowed"
-                )
+                raise ValueError(f"value of {key!r} is {len(item)} characters long; at most {MAX_HP_VALUE} are allowed")
         return value
 
     @field_validator("Environment")

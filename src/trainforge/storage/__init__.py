@@ -8,7 +8,16 @@ from trainforge.storage.base import ObjectInfo, ObjectStore
 from trainforge.storage.local import LocalObjectStore
 from trainforge.storage.uri import S3Uri, check_key, parse_s3_uri, s3_join
 
-__all__ = ["LocalObjectStore", "ObjectInfo", "ObjectStore", "S3Uri", "check_key", "open_store", "parse_s3_uri", "s3_join"]
+__all__ = [
+    "LocalObjectStore",
+    "ObjectInfo",
+    "ObjectStore",
+    "S3Uri",
+    "check_key",
+    "open_store",
+    "parse_s3_uri",
+    "s3_join",
+]
 
 
 def open_store(config: dict[str, object]) -> ObjectStore:

@@ -101,7 +101,7 @@ class JobStore:
                     f"with this name already exists ({existing.arn})",
                     details={"field": "TrainingJobName", "name": new.name},
                 )
-            job_id = conn.execute(
+            inserted = conn.execute(
                 insert(jobs).values(
                     name=new.name,
                     arn=new.arn,
@@ -115,7 +115,9 @@ class JobStore:
                     creation_time=t,
                     last_modified_time=t,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert inserted is not None
+            job_id = inserted[0]
             conn.execute(
                 insert(transitions).values(
                     job_id=job_id, status=SecondaryStatus.STARTING.value, start_time=t, message=new.message
@@ -210,13 +212,11 @@ class JobStore:
         with self.engine.begin() as conn:
             conn.execute(update(jobs).where(jobs.c.name == name).values(**values))
 
-    def list(self, query: ListQuery) -> tuple[list[JobRecord], str | None]:
+    def list_jobs(self, query: ListQuery) -> tuple[list[JobRecord], str | None]:
         """One page of jobs matching ``query`` and the token of the next page (``None`` at the end)."""
         sort_col = SORT_COLUMNS.get(query.sort_by)
         if sort_col is None:
-            raise ValidationError(
-                f"SortBy: {query.sort_by!r} is not one of {', '.join(SORT_COLUMNS)}", field="SortBy"
-            )
+            raise ValidationError(f"SortBy: {query.sort_by!r} is not one of {', '.join(SORT_COLUMNS)}", field="SortBy")
         if query.sort_order not in ("Ascending", "Descending"):
             raise ValidationError("SortOrder: must be Ascending or Descending", field="SortOrder")
         if not 1 <= query.max_results <= 100:
@@ -296,9 +296,7 @@ class JobStore:
             stmt = stmt.where(log_lines.c.host == host)
         stmt = stmt.order_by(log_lines.c.id).limit(limit)
         with self.engine.connect() as conn:
-            return [
-                LogRecord(r.id, r.host, r.seq, r.timestamp, r.stream, r.message) for r in conn.execute(stmt).all()
-            ]
+            return [LogRecord(r.id, r.host, r.seq, r.timestamp, r.stream, r.message) for r in conn.execute(stmt).all()]
 
     def log_hosts(self, job_id: int) -> list[str]:
         """The hosts that sent lines for a job, sorted."""
