@@ -1,0 +1,103 @@
+"""Latency of a trivial job: ``fit()`` -> the script's first line, and the whole ``fit()``, next to ``python``.
+
+Starts a private server (its own TRAINFORGE_HOME), runs the same trivial script N times through
+``Estimator.fit()`` and N times as ``python train.py``, and prints medians and ratios as JSON.
+
+    python bench/fit_latency.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import redirect_stdout
+from pathlib import Path
+
+MARKER = "first-line-from-the-script"
+SCRIPT = f'print("{MARKER}", flush=True)\nprint("done")\n'
+
+
+class _Watch(io.TextIOBase):
+    """Collects what ``fit()`` prints and notes when the marker first appears."""
+
+    def __init__(self) -> None:
+        self.first_line_at: float | None = None
+        self.parts: list[str] = []
+
+    def write(self, s: str) -> int:
+        if self.first_line_at is None and MARKER in s:
+            self.first_line_at = time.perf_counter()
+        self.parts.append(s)
+        return len(s)
+
+
+def run_direct(src: Path) -> tuple[float, float]:
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(src / "train.py")], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    t_first = time.perf_counter() - start
+    assert MARKER in first
+    proc.communicate()
+    return t_first, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="tf-bench-"))
+    os.environ["TRAINFORGE_HOME"] = str(home)
+    src = home / "src"
+    src.mkdir()
+    (src / "train.py").write_text(SCRIPT)
+
+    import trainforge
+    from trainforge.estimator import Estimator
+    from trainforge.local_server import stop_server
+    from trainforge.settings import load_settings
+
+    settings = load_settings()
+    session = trainforge.Session(settings=settings)  # starts the server (not timed)
+    role = trainforge.get_execution_role()
+    job_first, job_total, direct_first, direct_total = [], [], [], []
+    try:
+        for _ in range(args.runs):
+            est = Estimator(image_uri="trainforge/python:current", entry_point="train.py", source_dir=str(src),
+                            role=role, instance_type="local", instance_count=1, sagemaker_session=session)
+            watch = _Watch()
+            start = time.perf_counter()
+            with redirect_stdout(watch):  # type: ignore[type-var]
+                est.fit()
+            end = time.perf_counter()
+            assert watch.first_line_at is not None, "".join(watch.parts)
+            job_first.append(watch.first_line_at - start)
+            job_total.append(end - start)
+            d_first, d_total = run_direct(src)
+            direct_first.append(d_first)
+            direct_total.append(d_total)
+    finally:
+        stop_server(settings)
+
+    med = statistics.median
+    print(json.dumps({
+        "runs": args.runs,
+        "fit_to_first_line_s": round(med(job_first), 3),
+        "fit_total_s": round(med(job_total), 3),
+        "python_direct_first_line_s": round(med(direct_first), 3),
+        "python_direct_total_s": round(med(direct_total), 3),
+        "ratio_first_line": round(med(job_first) / med(direct_first), 1),
+        "ratio_total": round(med(job_total) / med(direct_total), 1),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
