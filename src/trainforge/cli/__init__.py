@@ -1,0 +1,1 @@
+"""The ``trainforge`` command: ``trainforge server ...`` and ``trainforge jobs ...``."""

@@ -1,0 +1,286 @@
+"""The HTTP client of the trainforge REST API: one method per route.
+
+The transport is swappable (``transport=``), so tests can run the SDK against the server app in-process.
+Every server error body is turned back into its class of :mod:`trainforge.errors`; a server that cannot be
+reached raises :class:`~trainforge.errors.ServerUnavailableError` with a message saying how to start one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from trainforge.errors import ServerUnavailableError, TrainforgeError, error_from_body
+
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_RECONNECT_FOR_S = 120.0
+# A follow stream may be silent while a job computes; after this long without a byte we reconnect
+# (the cursor makes a reconnect exact, so nothing is lost or repeated).
+STREAM_IDLE_S = 300.0
+_RETRYABLE_HTTP = frozenset({502, 503, 504})
+
+_LIST_PARAMS = {
+    "name_contains": "NameContains",
+    "status_equals": "StatusEquals",
+    "sort_by": "SortBy",
+    "sort_order": "SortOrder",
+    "max_results": "MaxResults",
+    "next_token": "NextToken",
+    "creation_time_after": "CreationTimeAfter",
+    "creation_time_before": "CreationTimeBefore",
+    "last_modified_time_after": "LastModifiedTimeAfter",
+    "last_modified_time_before": "LastModifiedTimeBefore",
+}
+
+
+def unavailable_message(base_url: str, cause: object) -> str:
+    """The one-line explanation given when the server at ``base_url`` cannot be reached."""
+    return (
+        f"cannot reach the trainforge server at {base_url} ({cause}). Start one with "
+        "`trainforge server start`, or set TRAINFORGE_ENDPOINT and TRAINFORGE_TOKEN to a running server."
+    )
+
+
+def _epoch(value: float | int | datetime | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return repr(value.timestamp())
+    return repr(float(value))
+
+
+class _Retry(Exception):
+    """Internal: the follow stream should be reopened."""
+
+
+class TrainforgeClient:
+    """A synchronous client of one trainforge server.
+
+    Args:
+        base_url: Server URL, e.g. ``http://127.0.0.1:8765``.
+        token: Bearer token for the ``/v1`` routes (``None`` sends no ``Authorization`` header).
+        transport: An ``httpx`` transport to use instead of the network (in-process tests).
+        timeout: Seconds allowed for each ordinary request.
+        reconnect_for_s: How long :meth:`follow_logs` keeps trying to reconnect after losing the server.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        reconnect_for_s: float = DEFAULT_RECONNECT_FOR_S,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.reconnect_for_s = reconnect_for_s
+        headers = {"Accept": "application/json", "User-Agent": "trainforge-sdk"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, transport=transport, timeout=timeout)
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> TrainforgeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+
+    def _error(self, response: httpx.Response) -> TrainforgeError:
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.text
+        return error_from_body(body, response.status_code)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> Any:
+        try:
+            response = self._http.request(method, path, params=params, json=json_body)
+        except httpx.TransportError as exc:
+            raise ServerUnavailableError(unavailable_message(self.base_url, exc)) from None
+        if response.status_code >= 400:
+            raise self._error(response)
+        if not response.content:
+            return {}
+        try:
+            return response.json()
+        except ValueError:
+            raise TrainforgeError(
+                f"server answered {method} {path} with a body that is not JSON: {response.text[:200]!r}"
+            ) from None
+
+    @staticmethod
+    def _job_path(name: str, suffix: str = "") -> str:
+        return f"/v1/training-jobs/{quote(name, safe='')}{suffix}"
+
+    # -- routes -----------------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """``GET /health``: ``{"status": "ok", "version", "pid"}``. Needs no token."""
+        result: dict[str, Any] = self._request("GET", "/health")
+        return result
+
+    def get_config(self) -> dict[str, Any]:
+        """``GET /v1/config``: region, account id, default bucket, object-store config and version."""
+        result: dict[str, Any] = self._request("GET", "/v1/config")
+        return result
+
+    def create_training_job(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /v1/training-jobs`` with a CreateTrainingJob body; returns ``{"TrainingJobArn": ...}``.
+
+        Raises:
+            ValidationError: The request breaks a rule (the error names the field).
+            ConflictError: The name is taken by a different job.
+        """
+        result: dict[str, Any] = self._request("POST", "/v1/training-jobs", json_body=dict(request))
+        return result
+
+    def describe_training_job(self, name: str) -> dict[str, Any]:
+        """``GET /v1/training-jobs/{name}``: the DescribeTrainingJob shape (epoch-second timestamps).
+
+        Raises:
+            NotFoundError: No job has this name.
+        """
+        result: dict[str, Any] = self._request("GET", self._job_path(name))
+        return result
+
+    def list_training_jobs(
+        self,
+        *,
+        name_contains: str | None = None,
+        status_equals: str | None = None,
+        sort_by: str | None = None,
+        sort_order: str | None = None,
+        max_results: int | None = None,
+        next_token: str | None = None,
+        creation_time_after: float | datetime | None = None,
+        creation_time_before: float | datetime | None = None,
+        last_modified_time_after: float | datetime | None = None,
+        last_modified_time_before: float | datetime | None = None,
+    ) -> dict[str, Any]:
+        """``GET /v1/training-jobs``: one page of ``TrainingJobSummaries`` and, if more exist, ``NextToken``."""
+        values: dict[str, Any] = {
+            "name_contains": name_contains,
+            "status_equals": status_equals,
+            "sort_by": sort_by,
+            "sort_order": sort_order,
+            "max_results": max_results,
+            "next_token": next_token,
+            "creation_time_after": _epoch(creation_time_after),
+            "creation_time_before": _epoch(creation_time_before),
+            "last_modified_time_after": _epoch(last_modified_time_after),
+            "last_modified_time_before": _epoch(last_modified_time_before),
+        }
+        params = {_LIST_PARAMS[k]: v for k, v in values.items() if v is not None}
+        result: dict[str, Any] = self._request("GET", "/v1/training-jobs", params=params)
+        return result
+
+    def iter_training_jobs(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Every job summary matching ``filters`` (the keywords of :meth:`list_training_jobs`), page by page."""
+        token: str | None = filters.pop("next_token", None)
+        while True:
+            page = self.list_training_jobs(next_token=token, **filters)
+            yield from page.get("TrainingJobSummaries", [])
+            token = page.get("NextToken")
+            if not token:
+                return
+
+    def stop_training_job(self, name: str) -> dict[str, Any]:
+        """``POST /v1/training-jobs/{name}/stop``: ask the job to stop (``Stopping`` then ``Stopped``).
+
+        Raises:
+            NotFoundError: No job has this name.
+        """
+        result: dict[str, Any] = self._request("POST", self._job_path(name, "/stop"))
+        return result
+
+    def logs(self, name: str, *, cursor: int = 0, limit: int = 1000, host: str | None = None) -> dict[str, Any]:
+        """``GET .../logs``: up to ``limit`` events with a cursor greater than ``cursor``, oldest first.
+
+        Returns ``{"events": [...], "next_cursor", "TrainingJobStatus", "SecondaryStatus"}``.
+        """
+        params: dict[str, Any] = {"cursor": cursor, "limit": limit}
+        if host:
+            params["host"] = host
+        result: dict[str, Any] = self._request("GET", self._job_path(name, "/logs"), params=params)
+        return result
+
+    def follow_logs(self, name: str, cursor: int = 0) -> Iterator[dict[str, Any]]:
+        """Follow a job's log stream until it ends, reconnecting transparently.
+
+        Yields the stream's objects in order: ``{"type": "status", ...}`` (the current status on each
+        connect, then each new transition), ``{"type": "log", "cursor", "host", "seq", "timestamp",
+        "stream", "message"}``, and last ``{"type": "end", "TrainingJobStatus", "SecondaryStatus"}``.
+        A dropped connection is reopened from the last log cursor seen, so every log line is yielded exactly
+        once; a status object may be yielded again after a reconnect.
+
+        Raises:
+            NotFoundError: No job has this name.
+            ServerUnavailableError: The server stayed unreachable for ``reconnect_for_s`` seconds.
+        """
+        path = self._job_path(name, "/logs")
+        timeout = httpx.Timeout(self._http.timeout.connect or DEFAULT_TIMEOUT_S, read=STREAM_IDLE_S)
+        failing_since: float | None = None
+        backoff = 0.1
+        while True:
+            got_any = False
+            last_problem: object = "the server closed the stream"
+            try:
+                with self._http.stream(
+                    "GET", path, params={"follow": "true", "cursor": cursor}, timeout=timeout
+                ) as response:
+                    if response.status_code in _RETRYABLE_HTTP:
+                        last_problem = f"HTTP {response.status_code}"
+                        raise _Retry
+                    if response.status_code >= 400:
+                        response.read()
+                        raise self._error(response)
+                    for line in response.iter_lines():
+                        if not line.strip():
+                            continue
+                        try:
+                            event = json.loads(line)
+                        except ValueError:
+                            # A line cut by a dropped connection: reopen from the last cursor.
+                            last_problem = "truncated stream"
+                            raise _Retry from None
+                        got_any = True
+                        if event.get("type") == "log" and "cursor" in event:
+                            cursor = max(cursor, int(event["cursor"]))
+                        yield event
+                        if event.get("type") == "end":
+                            return
+            except httpx.ReadTimeout:
+                # Silence, not failure: reopen at once.
+                continue
+            except httpx.TransportError as exc:
+                last_problem = exc
+            except _Retry:
+                pass
+            now = time.monotonic()
+            if got_any or failing_since is None:
+                failing_since = now
+                backoff = 0.1
+            if now - failing_since >= self.reconnect_for_s:
+                raise ServerUnavailableError(unavailable_message(self.base_url, last_problem))
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)

@@ -1,0 +1,5 @@
+"""Scikit-learn framework estimator (``sagemaker.sklearn``)."""
+
+from trainforge.sklearn.estimator import SKLearn
+
+__all__ = ["SKLearn"]
