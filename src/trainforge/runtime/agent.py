@@ -1,0 +1,197 @@
+"""The supervisor's HTTP client for the server's agent routes (``/v1/agent/training-jobs/{name}/...``).
+
+Every request carries ``Authorization: Bearer <agent token>``. A reply is classified once
+(:class:`ReplyKind`) so callers decide on meaning, not on status codes: connection errors, timeouts,
+5xx, 408 and 429 are worth retrying; 404 means the job is gone; 409 means the server refused this
+particular change; any other 4xx is a request the server will never accept. Whenever a request fails
+to reach the server, ``server_file`` (when configured) is re-read, so a server restarted on another
+port is found again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+AGENT_PREFIX = "/v1/agent/training-jobs"
+BACKOFF_START = 0.1
+BACKOFF_CAP = 2.0
+_RETRY_CODES = frozenset({408, 425, 429})
+
+
+class ServerLocator:
+    """The server's current base URL, refreshed from ``server_file`` on demand. Thread-safe."""
+
+    def __init__(self, url: str, server_file: str | Path | None = None) -> None:
+        self._url = url.rstrip("/")
+        self._file = Path(server_file) if server_file else None
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """The base URL to use now (no trailing slash)."""
+        with self._lock:
+            return self._url
+
+    def refresh(self) -> bool:
+        """Re-read ``server_file``; return True if it names a different URL (which is then used).
+
+        The file is the server's ``server.json``; its ``url`` key (or ``server_url``/``endpoint``) is used.
+        A missing or unreadable file changes nothing.
+        """
+        if self._file is None:
+            return False
+        try:
+            data = json.loads(self._file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        if not isinstance(data, dict):
+            return False
+        url = next((data[k] for k in ("url", "server_url", "endpoint") if isinstance(data.get(k), str)), None)
+        if not url:
+            return False
+        url = url.rstrip("/")
+        with self._lock:
+            if url == self._url:
+                return False
+            log.info("server moved: %s -> %s", self._url, url)
+            self._url = url
+            return True
+
+
+class ReplyKind(StrEnum):
+    """What a reply means to the supervisor."""
+
+    OK = "ok"
+    RETRY = "retry"
+    GONE = "gone"
+    CONFLICT = "conflict"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class AgentReply:
+    """One answer (or failure to get one): its kind, HTTP status (None without a response) and JSON body."""
+
+    kind: ReplyKind
+    status_code: int | None
+    body: Any
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.kind is ReplyKind.OK
+
+    def field(self, name: str) -> Any:
+        """A top-level field of a JSON object body, or None."""
+        return self.body.get(name) if isinstance(self.body, dict) else None
+
+
+def classify(status_code: int) -> ReplyKind:
+    """The :class:`ReplyKind` of an HTTP status code."""
+    if 200 <= status_code < 300:
+        return ReplyKind.OK
+    if status_code == 404:
+        return ReplyKind.GONE
+    if status_code == 409:
+        return ReplyKind.CONFLICT
+    if status_code >= 500 or status_code in _RETRY_CODES:
+        return ReplyKind.RETRY
+    return ReplyKind.REJECTED
+
+
+class AgentClient:
+    """Calls the agent routes for one job and host. Safe to share between threads.
+
+    :meth:`send` makes one attempt; :meth:`deliver` retries until the reply is not ``RETRY`` (backoff from
+    0.1 s doubling to :data:`BACKOFF_CAP`) or ``cancel`` is set.
+    """
+
+    def __init__(
+        self,
+        *,
+        locator: ServerLocator,
+        token: str,
+        job_name: str,
+        host: str,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.locator = locator
+        self.job_name = job_name
+        self.host = host
+        self._http = httpx.Client(
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": "trainforge-supervisor"},
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _url(self, route: str) -> str:
+        return f"{self.locator.url}{AGENT_PREFIX}/{self.job_name}/{route}"
+
+    def send(self, route: str, body: dict[str, Any], *, timeout: float | None = None) -> AgentReply:
+        """POST ``body`` to ``route`` once and classify the outcome; never raises for network errors."""
+        try:
+            if timeout is None:
+                response = self._http.post(self._url(route), json=body)
+            else:
+                response = self._http.post(self._url(route), json=body, timeout=timeout)
+        except httpx.HTTPError as exc:
+            self.locator.refresh()
+            return AgentReply(ReplyKind.RETRY, None, None, f"{type(exc).__name__}: {exc}")
+        try:
+            payload: Any = response.json()
+        except ValueError:
+            payload = response.text[:2000]
+        kind = classify(response.status_code)
+        error = ""
+        if kind is not ReplyKind.OK:
+            error = f"HTTP {response.status_code}: {str(payload)[:500]}"
+            if kind is ReplyKind.RETRY:
+                self.locator.refresh()
+        return AgentReply(kind, response.status_code, payload, error)
+
+    def deliver(self, route: str, body: dict[str, Any], *, cancel: threading.Event | None = None) -> AgentReply:
+        """POST until the server gives a definite answer (anything but ``RETRY``) or ``cancel`` is set.
+
+        Returns the last reply; it is of kind ``RETRY`` only when cancelled.
+        """
+        delay = BACKOFF_START
+        waiter = cancel or threading.Event()
+        while True:
+            reply = self.send(route, body)
+            if reply.kind is not ReplyKind.RETRY:
+                return reply
+            log.warning("POST %s failed (%s); retrying in %.1fs", route, reply.error, delay)
+            if waiter.wait(delay):
+                return reply
+            delay = min(BACKOFF_CAP, delay * 2)
+
+    def status_body(self, status: str, message: str, failure_reason: str | None) -> dict[str, Any]:
+        """The body of a status report."""
+        return {"host": self.host, "status": status, "message": message, "failure_reason": failure_reason}
+
+    def logs_body(self, lines: list[dict[str, Any]]) -> dict[str, Any]:
+        """The body of a log batch: ``lines`` are ``{"seq", "timestamp", "stream", "message"}``."""
+        return {"host": self.host, "lines": lines}
+
+    def heartbeat(self, *, timeout: float = 5.0) -> AgentReply:
+        """One heartbeat; the reply carries ``stop_requested`` and the job's statuses."""
+        return self.send("heartbeat", {"host": self.host}, timeout=timeout)
+
+    def post_metrics(self, points: list[dict[str, Any]], *, cancel: threading.Event | None = None) -> AgentReply:
+        """Deliver metric points ``{"name", "value", "timestamp"}`` (retrying like :meth:`deliver`)."""
+        return self.deliver("metrics", {"host": self.host, "points": points}, cancel=cancel)

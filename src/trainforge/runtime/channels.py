@@ -1,0 +1,194 @@
+"""Staging input channels into ``opt/ml/input/data/<channel>`` (File mode; FastFile is staged the same way).
+
+Data always arrives as **copies** (never hard links): the job runs as the same user as the object store,
+so a link would let the job change a stored object. Sources:
+
+- ``s3://bucket/prefix`` in the object store: every object whose key starts with the prefix. The path of an
+  object under the channel directory is its key after the prefix; for a prefix without a trailing ``/``,
+  a key continuing with ``/`` drops that ``/``, an object whose key *is* the prefix keeps its basename, and
+  any other key keeps the part after the prefix's last ``/``.
+- ``file:///path``: a file (copied under its basename) or a directory tree.
+- ``S3DataType=ManifestFile``: the manifest object lists a ``{"prefix": ...}`` then relative keys.
+
+``ShardedByS3Key``: with the objects sorted by key, host ``i`` of ``n`` (position in the sorted host list)
+gets objects ``k`` with ``k % n == i``. A channel whose source has no objects fails the job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from trainforge.errors import TrainforgeError
+from trainforge.runtime.failure import JobFailed, client_error
+from trainforge.spec.job import ChannelSpec
+from trainforge.storage import ObjectStore, parse_s3_uri
+
+COPY_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    """One object of a channel: where it comes from and its path relative to the channel directory."""
+
+    source: str
+    relative: str
+    size: int
+
+
+@dataclass(frozen=True)
+class StagedChannel:
+    """What was staged for one channel on this host."""
+
+    name: str
+    files: int
+    bytes: int
+
+
+def relative_key(prefix: str, key: str) -> str:
+    """The path of object ``key`` inside a channel whose S3 prefix is ``prefix`` (see module doc)."""
+    if prefix.endswith("/") or not prefix:
+        return key[len(prefix) :]
+    if key == prefix:
+        return posixpath.basename(key)
+    if key.startswith(prefix + "/"):
+        return key[len(prefix) + 1 :]
+    parent = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+    return key[len(parent) :]
+
+
+def shard(objects: list[SourceObject], host_index: int, host_count: int) -> list[SourceObject]:
+    """The objects host ``host_index`` of ``host_count`` gets under ``ShardedByS3Key`` (sorted by source)."""
+    ordered = sorted(objects, key=lambda o: o.source)
+    return [obj for k, obj in enumerate(ordered) if k % host_count == host_index]
+
+
+def _check_relative(relative: str, channel: str, source: str) -> str:
+    parts = PurePosixPath(relative).parts
+    if not relative or relative.startswith("/") or any(p in ("..", ".") for p in parts):
+        raise client_error(f"channel '{channel}': object {source} maps to an unsafe path {relative!r}")
+    return relative
+
+
+def list_store_objects(store: ObjectStore, uri: str) -> list[SourceObject]:
+    """Every object under the ``s3://`` prefix ``uri`` with its channel-relative path."""
+    parsed = parse_s3_uri(uri, field="S3Uri")
+    out = []
+    for info in store.list(uri):
+        if info.key.endswith("/"):
+            continue
+        out.append(SourceObject(info.uri, relative_key(parsed.key, info.key), info.size))
+    return out
+
+
+def list_manifest_objects(store: ObjectStore, uri: str) -> list[SourceObject]:
+    """The objects a ManifestFile at ``uri`` lists: ``[{"prefix": "s3://b/p/"}, "rel/key", ...]``."""
+    try:
+        manifest = json.loads(store.get_bytes(uri))
+    except ValueError as exc:
+        raise client_error(f"manifest {uri} is not valid JSON: {exc}") from None
+    if (
+        not isinstance(manifest, list)
+        or not manifest
+        or not isinstance(manifest[0], dict)
+        or not isinstance(manifest[0].get("prefix"), str)
+    ):
+        raise client_error(f'manifest {uri} must be a JSON list starting with {{"prefix": "s3://..."}}')
+    prefix = manifest[0]["prefix"]
+    out = []
+    for entry in manifest[1:]:
+        if not isinstance(entry, str):
+            raise client_error(f"manifest {uri}: entries after the prefix must be strings, got {entry!r}")
+        out.append(SourceObject(prefix.rstrip("/") + "/" + entry.lstrip("/"), entry.lstrip("/"), 0))
+    return out
+
+
+def list_file_objects(uri: str) -> list[SourceObject]:
+    """The files of a ``file://`` source: the file itself (by basename) or every file of the tree."""
+    root = Path(uri[len("file://") :])
+    if root.is_file():
+        return [SourceObject(str(root), root.name, root.stat().st_size)]
+    if not root.is_dir():
+        return []
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if path.is_file():
+                out.append(SourceObject(str(path), path.relative_to(root).as_posix(), path.stat().st_size))
+    return out
+
+
+def _copy_file(source: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(source, "rb") as src, open(dest, "wb") as out:
+        shutil.copyfileobj(src, out, COPY_CHUNK)
+    os.chmod(dest, 0o644)
+
+
+def stage_channel(
+    store: ObjectStore,
+    channel: ChannelSpec,
+    dest: Path,
+    *,
+    host_index: int,
+    host_count: int,
+    input_mode: str,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> StagedChannel:
+    """Copy the channel's objects for this host into ``dest`` (an existing, empty directory).
+
+    Raises :class:`JobFailed` (``ClientError: channel '<name>': ...``) for Pipe mode, an unsupported data
+    type, a source with no objects, keys rejected by the store (e.g. ``..``), or an unreadable object.
+    Returns early, with what was copied so far, once ``should_stop()`` turns true.
+    """
+    name = channel.ChannelName
+    source = channel.DataSource.S3DataSource
+    if source is None:
+        raise client_error(f"channel '{name}': only S3DataSource (s3:// or file://) channels are supported")
+    uri = source.S3Uri
+    if input_mode == "Pipe":
+        raise client_error(f"channel '{name}': input mode Pipe is not supported yet; use File or FastFile")
+    try:
+        if source.S3DataType == "AugmentedManifestFile":
+            raise client_error(f"channel '{name}': S3DataType AugmentedManifestFile is not supported")
+        if uri.startswith("file://"):
+            if source.S3DataType != "S3Prefix":
+                raise client_error(f"channel '{name}': {source.S3DataType} needs an s3:// URI")
+            objects = list_file_objects(uri)
+        elif uri.startswith("s3://"):
+            if source.S3DataType == "ManifestFile":
+                objects = list_manifest_objects(store, uri)
+            else:
+                objects = list_store_objects(store, uri)
+        else:
+            raise client_error(f"channel '{name}': unsupported URI scheme in {uri} (use s3:// or file://)")
+        if not objects:
+            raise client_error(f"channel '{name}': no objects found under {uri}")
+        if source.S3DataDistributionType == "ShardedByS3Key" and host_count > 1:
+            objects = shard(objects, host_index, host_count)
+        files = size = 0
+        root = dest.resolve()
+        for obj in objects:
+            if should_stop():
+                break
+            target = root / _check_relative(obj.relative, name, obj.source)
+            if obj.source.startswith("s3://"):
+                store.download_file(obj.source, target)
+            else:
+                _copy_file(Path(obj.source), target)
+            files += 1
+            size += target.stat().st_size
+    except JobFailed:
+        raise
+    except TrainforgeError as exc:
+        raise client_error(f"channel '{name}': {exc.message}") from None
+    except OSError as exc:
+        raise client_error(f"channel '{name}': could not stage {uri}: {exc}") from None
+    return StagedChannel(name, files, size)

@@ -1,0 +1,190 @@
+"""The job's own Python environment, built with uv only when the code asks for packages.
+
+``requirements.txt`` at the root of the code directory, or a ``setup.py`` there (the toolkit's
+PYTHON_PACKAGE type), makes a per-job virtual environment at ``<root>/venv``; nothing is ever installed
+into the interpreter that runs trainforge. The environment is created with ``--system-site-packages`` on
+the job's base interpreter, and when that interpreter is itself a virtual environment its
+``site-packages`` are added through a ``.pth`` file (with their own ``.pth`` files, e.g. editable
+installs), so everything the base environment has stays importable while the job's requirements take
+precedence.
+
+pip's settings are passed to uv (which ignores them): from pip's config files and ``PIP_*`` environment
+variables, index URL, extra index URLs and find-links become ``UV_INDEX_URL``, ``UV_EXTRA_INDEX_URL`` and
+``UV_FIND_LINKS`` unless those are set already.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import subprocess
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from uv import find_uv_bin
+
+from trainforge.runtime.failure import algorithm_error, internal_error
+from trainforge.runtime.process import LineSink, run_logged
+
+UV_ERROR_LINES = 15
+PTH_NAME = "_trainforge_base_env.pth"
+
+
+def pip_config_files(env: Mapping[str, str]) -> list[Path]:
+    """pip's configuration files in increasing priority (global, user, ``PIP_CONFIG_FILE``)."""
+    files = [Path("/etc/xdg/pip/pip.conf"), Path("/etc/pip.conf")]
+    home = Path(env.get("HOME", str(Path.home())))
+    files.append(home / ".pip" / "pip.conf")
+    files.append(Path(env.get("XDG_CONFIG_HOME", str(home / ".config"))) / "pip" / "pip.conf")
+    if env.get("PIP_CONFIG_FILE") and env["PIP_CONFIG_FILE"] != os.devnull:
+        files.append(Path(env["PIP_CONFIG_FILE"]))
+    return files
+
+
+def pip_settings(env: Mapping[str, str]) -> dict[str, list[str]]:
+    """pip's ``index-url``, ``extra-index-url`` and ``find-links``, as lists of locations.
+
+    Config files are read in pip's order (``[global]`` then ``[install]``), and ``PIP_*`` environment
+    variables win over them. ``PIP_CONFIG_FILE=/dev/null`` disables the files, as in pip.
+    """
+    settings: dict[str, list[str]] = {}
+    if env.get("PIP_CONFIG_FILE") != os.devnull:
+        for path in pip_config_files(env):
+            parser = configparser.RawConfigParser()
+            try:
+                parser.read(path, encoding="utf-8")
+            except (configparser.Error, OSError, UnicodeDecodeError):
+                continue
+            for section in ("global", "install"):
+                if not parser.has_section(section):
+                    continue
+                for key in ("index-url", "extra-index-url", "find-links"):
+                    if parser.has_option(section, key):
+                        settings[key] = parser.get(section, key).split()
+    for key, var in (
+        ("index-url", "PIP_INDEX_URL"),
+        ("extra-index-url", "PIP_EXTRA_INDEX_URL"),
+        ("find-links", "PIP_FIND_LINKS"),
+    ):
+        if env.get(var, "").strip():
+            settings[key] = env[var].split()
+    return settings
+
+
+def uv_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` plus the ``UV_*`` variables that carry pip's settings (existing ``UV_*`` values win)."""
+    out = dict(env)
+    settings = pip_settings(env)
+    if settings.get("index-url"):
+        out.setdefault("UV_INDEX_URL", settings["index-url"][0])
+    if settings.get("extra-index-url"):
+        out.setdefault("UV_EXTRA_INDEX_URL", " ".join(settings["extra-index-url"]))
+    if settings.get("find-links"):
+        out.setdefault("UV_FIND_LINKS", ",".join(settings["find-links"]))
+    return out
+
+
+def venv_python(venv: Path) -> Path:
+    """The interpreter of the virtual environment ``venv``."""
+    return venv / "bin" / "python"
+
+
+def _base_site_dirs(python: str) -> list[str]:
+    """``site-packages`` directories of ``python`` when it runs inside a virtual environment, else []."""
+    probe = "import json, site, sys\nprint(json.dumps(site.getsitepackages() if sys.prefix != sys.base_prefix else []))"
+    try:
+        done = subprocess.run([python, "-I", "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+        dirs = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return []
+    return [d for d in dirs if isinstance(d, str)]
+
+
+def _venv_site_dir(venv: Path) -> Path | None:
+    found = sorted((venv / "lib").glob("python*/site-packages"))
+    return found[0] if found else None
+
+
+class JobEnvironment:
+    """Builds the per-job environment at ``venv`` on ``base_python``, logging uv's output to ``sink``.
+
+    Each step raises :class:`~trainforge.runtime.failure.JobFailed` on failure: ``AlgorithmError:
+    InstallRequirementsError: ...`` / ``InstallModuleError: ...`` with uv's last lines of output.
+    """
+
+    def __init__(
+        self,
+        *,
+        venv: Path,
+        base_python: str,
+        env: Mapping[str, str],
+        sink: LineSink,
+        should_stop: Callable[[], bool],
+    ) -> None:
+        self.venv = venv
+        self.base_python = base_python
+        self._env = uv_environment(env)
+        self._sink = sink
+        self._should_stop = should_stop
+        self._uv = find_uv_bin()
+
+    @property
+    def python(self) -> str:
+        """The environment's interpreter."""
+        return str(venv_python(self.venv))
+
+    def _run(self, cmd: list[str], cwd: Path, error_kind: str) -> None:
+        tail: deque[str] = deque(maxlen=UV_ERROR_LINES)
+
+        def sink(stream: str, line: str) -> None:
+            tail.append(line)
+            self._sink(stream, line)
+
+        try:
+            rc, stopped = run_logged(cmd, cwd=cwd, env=self._env, sink=sink, should_stop=self._should_stop)
+        except OSError as exc:
+            raise internal_error(f"cannot run uv ({self._uv}): {exc}") from None
+        if stopped:
+            return
+        if rc != 0:
+            text = "\n".join(tail).strip() or f"uv exited with code {rc}"
+            raise algorithm_error(f"{error_kind}: {text}")
+
+    def create(self, cwd: Path) -> None:
+        """Create the virtual environment (once; a second call does nothing)."""
+        if venv_python(self.venv).exists():
+            return
+        self._sink("stdout", f"Creating the job's Python environment at {self.venv}")
+        cmd = [self._uv, "venv", "--system-site-packages", "--python", self.base_python, str(self.venv)]
+        self._run(cmd, cwd, "InstallRequirementsError")
+        if self._should_stop():
+            return
+        site_dir = _venv_site_dir(self.venv)
+        base_dirs = _base_site_dirs(self.base_python)
+        if site_dir is not None and base_dirs:
+            # An ``import`` line runs site.addsitedir, which also processes the base's own .pth files
+            # (editable installs); plain path lines would not.
+            lines = [f"import site; site.addsitedir({d!r})" for d in base_dirs]
+            (site_dir / PTH_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def install_requirements(self, code_dir: Path) -> None:
+        """``uv pip install -r requirements.txt`` into the environment, run in ``code_dir``."""
+        self.create(code_dir)
+        if self._should_stop():
+            return
+        self._sink("stdout", "Installing requirements from requirements.txt")
+        cmd = [self._uv, "pip", "install", "--python", self.python, "-r", "requirements.txt"]
+        self._run(cmd, code_dir, "InstallRequirementsError")
+
+    def install_package(self, code_dir: Path) -> None:
+        """``uv pip install .`` (the code directory as a package, plus its requirements.txt if any)."""
+        self.create(code_dir)
+        if self._should_stop():
+            return
+        self._sink("stdout", "Installing the code directory as a package (setup.py)")
+        cmd = [self._uv, "pip", "install", "--python", self.python, "."]
+        if (code_dir / "requirements.txt").is_file():
+            cmd += ["-r", "requirements.txt"]
+        self._run(cmd, code_dir, "InstallModuleError")

@@ -1,0 +1,147 @@
+"""The launch contract between a backend and the supervisor it starts on a compute node.
+
+A backend creates a per-host job root ``<root>``, writes ``<root>/supervisor.json`` with
+:func:`write_config`, and runs :func:`supervisor_command` detached (own session) with stdout and stderr
+going to ``<root>/supervisor.log``. It may send the supervisor SIGTERM to ask for a stop. When the
+supervisor is done it leaves ``<root>/result.json`` (see :class:`SupervisorResult`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from trainforge.errors import ValidationError
+
+CONFIG_FILE = "supervisor.json"
+LOG_FILE = "supervisor.log"
+RESULT_FILE = "result.json"
+SUPERVISOR_MODULE = "trainforge.runtime.supervisor"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InstanceInfo(_Model):
+    """What the job's instance type means on this node.
+
+    ``effective_vcpus`` is what the job may actually use here (``SM_NUM_CPUS``); ``notice`` is a line the
+    supervisor prints at the top of the job's log (e.g. that a large type runs capped on this machine).
+    """
+
+    type: str
+    vcpus: int = Field(ge=0)
+    memory_gib: float = Field(ge=0)
+    gpus: int = Field(default=0, ge=0)
+    effective_vcpus: int = Field(ge=1)
+    notice: str | None = None
+
+
+class SupervisorConfig(_Model):
+    """Everything one host's supervisor needs; the content of ``supervisor.json``.
+
+    ``spec`` is the CreateTrainingJob request exactly as the server stored it (SageMaker wire format).
+    ``server_file``, when set, is re-read whenever a request to ``server_url`` fails, so a server restarted
+    on another port is found again. ``python`` is the interpreter that runs the supervisor and, for the
+    ``trainforge/python:current`` image, the job itself.
+    """
+
+    job_name: str
+    host: str
+    hosts: list[str] = Field(min_length=1)
+    spec: dict[str, Any]
+    server_url: str
+    server_file: str | None = None
+    agent_token: str
+    storage: dict[str, Any]
+    region: str = "local"
+    account_id: str = "000000000000"
+    stop_grace_seconds: float = Field(default=120.0, ge=0)
+    instance: InstanceInfo
+    python: str
+
+
+class SupervisorResult(_Model):
+    """What the supervisor leaves in ``<root>/result.json`` when it exits.
+
+    ``status`` is the final SecondaryStatus it reported; ``delivered`` says whether the server accepted
+    that report (False when the server answered 404/409 for the job or the report was dropped).
+    """
+
+    job_name: str
+    host: str
+    status: str
+    failure_reason: str | None = None
+    delivered: bool
+
+
+def config_path(root: Path) -> Path:
+    """``<root>/supervisor.json``."""
+    return Path(root) / CONFIG_FILE
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_config(root: Path, cfg: SupervisorConfig) -> Path:
+    """Write ``cfg`` to ``<root>/supervisor.json`` atomically, readable by the owner only (it holds a token).
+
+    Returns the path written.
+    """
+    path = config_path(root)
+    _write_private(path, json.dumps(cfg.model_dump(mode="json"), indent=2, sort_keys=True))
+    return path
+
+
+def read_config(path: Path) -> SupervisorConfig:
+    """Read a ``supervisor.json``; raise :class:`ValidationError` naming the field if it is malformed."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValidationError(f"{path}: cannot read supervisor config: {exc}", field="supervisor.json") from None
+    try:
+        return SupervisorConfig.model_validate(data)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(body)"
+        raise ValidationError(f"{path}: {field}: {first['msg']}", field=field) from None
+
+
+def supervisor_command(cfg: SupervisorConfig, root: Path) -> list[str]:
+    """The argv that starts the supervisor for the config written under ``root``."""
+    return [cfg.python, "-m", SUPERVISOR_MODULE, str(config_path(root))]
+
+
+def write_result(root: Path, result: SupervisorResult) -> Path:
+    """Write ``<root>/result.json`` atomically."""
+    path = Path(root) / RESULT_FILE
+    _write_private(path, json.dumps(result.model_dump(mode="json"), indent=2, sort_keys=True))
+    return path
+
+
+def read_result(root: Path) -> SupervisorResult | None:
+    """The supervisor's ``result.json`` under ``root``, or None while there is none (or it is unreadable)."""
+    path = Path(root) / RESULT_FILE
+    try:
+        return SupervisorResult.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,122 @@
+"""Packaging and publishing a job's artifacts (reference §7.1).
+
+``model.tar.gz`` holds the **contents** of ``opt/ml/model`` at the archive root (no ``model/`` prefix) and
+``output.tar.gz`` the contents of ``opt/ml/output/data``; both go to ``<S3OutputPath>/<job>/output/``.
+Archives use gzip level 1 (tarfile's default, 9, is several times slower for little gain on model data),
+are written to a temporary file first and then stored whole, so an artifact appears only when complete.
+With ``OutputDataConfig.CompressionType = NONE`` the files are stored one by one under
+``<S3OutputPath>/<job>/output/model/`` and ``.../output/data/`` instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainforge.spec import contract
+from trainforge.storage import ObjectStore, s3_join
+
+GZIP_LEVEL = 1
+
+
+def make_archive(src_dir: Path, dest: Path, *, compresslevel: int = GZIP_LEVEL) -> int:
+    """Write a ``tar.gz`` of the contents of ``src_dir`` (entries at the archive root, sorted) to ``dest``.
+
+    Symbolic links are stored as links, not followed. Returns the number of top-level entries; an empty
+    or missing directory gives a valid empty archive.
+    """
+    entries = sorted(os.listdir(src_dir)) if src_dir.is_dir() else []
+    with tarfile.open(dest, "w:gz", compresslevel=compresslevel) as tar:
+        for name in entries:
+            tar.add(src_dir / name, arcname=name, recursive=True)
+    return len(entries)
+
+
+def publish_file(store: ObjectStore, uri: str, path: Path) -> None:
+    """Store the file ``path`` at ``uri`` (``s3://`` via the object store, ``file://`` as an atomic copy)."""
+    if uri.startswith("file://"):
+        target = Path(uri[len("file://") :])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+                shutil.copyfileobj(src, out, 1024 * 1024)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return
+    store.put_file(uri, path)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One published artifact: where it went and how many top-level entries or files it holds."""
+
+    uri: str
+    entries: int
+
+
+def output_prefix(output_path: str, job_name: str) -> str:
+    """``<S3OutputPath>/<job>/output`` (no trailing slash; a trailing slash on the path changes nothing)."""
+    return s3_join(output_path, job_name, "output")
+
+
+def publish_archive(store: ObjectStore, src_dir: Path, uri: str, tmp_dir: Path) -> Artifact:
+    """Archive ``src_dir`` into a temporary file under ``tmp_dir`` and store it at ``uri``."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".artifact-", suffix=".tar.gz", dir=tmp_dir)
+    os.close(fd)
+    archive = Path(tmp)
+    try:
+        entries = make_archive(src_dir, archive)
+        publish_file(store, uri, archive)
+    finally:
+        archive.unlink(missing_ok=True)
+    return Artifact(uri, entries)
+
+
+def publish_tree(store: ObjectStore, src_dir: Path, prefix: str) -> Artifact:
+    """Store every regular file under ``src_dir`` at ``<prefix>/<relative path>`` (uncompressed output)."""
+    count = 0
+    if src_dir.is_dir():
+        for dirpath, dirnames, filenames in os.walk(src_dir):
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                if path.is_file() and not path.is_symlink():
+                    publish_file(store, s3_join(prefix, path.relative_to(src_dir).as_posix()), path)
+                    count += 1
+    return Artifact(prefix + "/", count)
+
+
+def publish_artifacts(
+    store: ObjectStore,
+    *,
+    output_path: str,
+    job_name: str,
+    model_dir: Path,
+    output_data_dir: Path,
+    tmp_dir: Path,
+    compressed: bool = True,
+) -> list[Artifact]:
+    """Publish the model and the output data of a job; return what was stored (model first).
+
+    Raises the store's errors (``ValidationError`` for a bad output path, ``StorageError``) or ``OSError``.
+    """
+    prefix = output_prefix(output_path, job_name)
+    if not compressed:
+        return [
+            publish_tree(store, model_dir, s3_join(prefix, "model")),
+            publish_tree(store, output_data_dir, s3_join(prefix, "data")),
+        ]
+    return [
+        publish_archive(store, model_dir, s3_join(prefix, contract.MODEL_ARCHIVE), tmp_dir),
+        publish_archive(store, output_data_dir, s3_join(prefix, contract.OUTPUT_ARCHIVE), tmp_dir),
+    ]

@@ -1,0 +1,469 @@
+"""The supervisor: runs one host's part of a training job under the SageMaker container contract.
+
+Started by a backend as ``python -m trainforge.runtime.supervisor <root>/supervisor.json`` (see
+:mod:`trainforge.runtime.launch`). Run sequence, with the secondary status reported at each step:
+
+1. ``Starting`` - build the ``opt/ml`` tree and its config files; decide what to run.
+2. ``Downloading`` - stage every channel, fetch the source code, build the job's environment with uv
+   when the code has a ``requirements.txt`` or ``setup.py``.
+3. ``Training`` - run the entry point (or ``ContainerEntrypoint``) with the toolkit's environment, its
+   output forwarded line by line.
+4. ``Uploading`` -> ``Completed`` on exit code 0; ``Failed`` with an ``AlgorithmError`` otherwise (the model
+   directory is still uploaded, best effort).
+
+A stop (``stop_requested`` from the server, SIGTERM, or ``MaxRuntimeInSeconds`` counted from the
+supervisor's start) sends SIGTERM to the job's process group, waits ``stop_grace_seconds``, sends SIGKILL,
+uploads the model directory and reports ``Stopped`` (or ``Stopping`` then ``MaxRuntimeExceeded``). Any
+unexpected error becomes ``Failed`` with ``InternalServerError: ...``. The process exits only after the
+final status and every output line were delivered (or the server said the job is gone or refused the
+report), leaving ``<root>/result.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from trainforge.errors import TrainforgeError, ValidationError
+from trainforge.runtime import toolkit
+from trainforge.runtime.agent import AgentClient, ReplyKind, ServerLocator
+from trainforge.runtime.channels import stage_channel
+from trainforge.runtime.environment import JobEnvironment
+from trainforge.runtime.failure import (
+    ErrorCapture,
+    JobFailed,
+    client_error,
+    execute_error_reason,
+    failure_file_reason,
+    internal_error,
+    truncate,
+)
+from trainforge.runtime.launch import SupervisorConfig, SupervisorResult, read_config, write_result
+from trainforge.runtime.layout import JobPaths, build_tree, input_data_config, input_mode, resource_config
+from trainforge.runtime.packaging import publish_artifacts
+from trainforge.runtime.process import ChildProcess
+from trainforge.runtime.reporter import Reporter
+from trainforge.runtime.sourcecode import fetch_source
+from trainforge.runtime.stopping import StopReason, StopRequested, StopSignal
+from trainforge.spec import contract
+from trainforge.spec.job import CreateTrainingJobRequest, parse_create_request
+from trainforge.spec.status import SecondaryStatus as S
+from trainforge.storage import ObjectStore, open_store
+
+log = logging.getLogger("trainforge.supervisor")
+
+HEARTBEAT_INTERVAL = 2.0
+POLL_INTERVAL = 0.1
+MSG_STARTING = "Preparing the instances for training"
+MSG_DOWNLOADING = "Downloading input data"
+MSG_TRAINING = "Training image download completed. Training in progress."
+MSG_UPLOADING = "Uploading generated training model"
+MSG_COMPLETED = "Training job completed"
+MSG_FAILED = "Training job failed"
+MSG_STOPPING = "Stopping the training job"
+MSG_STOPPED = "Training job stopped"
+MSG_MAX_RUNTIME_STOPPING = "Maximum runtime exceeded, stopping the training job"
+MSG_MAX_RUNTIME = "Training job runtime exceeded MaxRuntimeInSeconds provided"
+TERMINAL_PRIMARY = frozenset({"Completed", "Failed", "Stopped"})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The final status to report (None: report nothing, the server already ended the job)."""
+
+    status: S | None
+    message: str = ""
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the job runs: a toolkit entry point, or a container entrypoint command."""
+
+    entry_point: str | None
+    container_command: list[str] | None
+
+
+class Supervisor:
+    """Runs one host of one job; :meth:`run` does everything and returns the process exit code."""
+
+    def __init__(self, cfg: SupervisorConfig, root: Path) -> None:
+        self.cfg = cfg
+        self.paths = JobPaths.at(root)
+        self.stop = StopSignal()
+        self.errors = ErrorCapture()
+        self._server_status: str | None = None
+        self._stopping_reported = False
+        locator = ServerLocator(cfg.server_url, cfg.server_file)
+        self._client = AgentClient(locator=locator, token=cfg.agent_token, job_name=cfg.job_name, host=cfg.host)
+        self._hb_client = AgentClient(locator=locator, token=cfg.agent_token, job_name=cfg.job_name, host=cfg.host)
+        self.reporter = Reporter(
+            self._client,
+            mirror=self.paths.job_log,
+            on_reply=self._server_state,
+            on_gone=self._job_gone,
+        )
+        self._hb_done = threading.Event()
+        self._hb_thread = threading.Thread(target=self._heartbeats, name="trainforge-heartbeat", daemon=True)
+
+    # ----------------------------------------------------------------------------------- plumbing
+
+    def say(self, message: str, stream: str = "stdout") -> None:
+        """Emit a supervisor message as job log line(s)."""
+        self.reporter.line(stream, message)
+
+    def _status(self, status: S, message: str, failure_reason: str | None = None) -> None:
+        self.reporter.status(status.value, message, failure_reason)
+
+    def _server_state(self, body: Any) -> None:
+        """React to a status or heartbeat reply: a stop request, or a job the server already ended."""
+        if not isinstance(body, dict):
+            return
+        primary = body.get("TrainingJobStatus")
+        if isinstance(primary, str):
+            self._server_status = primary
+        if body.get("stop_requested") or primary == "Stopping":
+            reason = StopReason.USER
+            if body.get("stop_reason") == S.MAX_RUNTIME_EXCEEDED.value:
+                reason = StopReason.MAX_RUNTIME
+            self.stop.request(reason)
+        elif primary in TERMINAL_PRIMARY:
+            self.stop.request(StopReason.SERVER)
+
+    def _job_gone(self) -> None:
+        self.stop.request(StopReason.SERVER)
+
+    def _heartbeats(self) -> None:
+        while True:
+            reply = self._hb_client.heartbeat()
+            if reply.ok:
+                self._server_state(reply.body)
+            elif reply.kind is ReplyKind.GONE:
+                self.stop.request(StopReason.SERVER)
+            if self._hb_done.wait(HEARTBEAT_INTERVAL):
+                return
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stop.request(StopReason.USER)
+
+    def _child_line(self, stream: str, line: str) -> None:
+        self.errors.feed(stream, line)
+        self.reporter.line(stream, line)
+
+    # ----------------------------------------------------------------------------------- entry
+
+    def run(self) -> int:
+        """Run the job on this host and report its end; return 0 once everything was delivered."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        self.reporter.start()
+        self._hb_thread.start()
+        try:
+            outcome = self._execute()
+        except Exception as exc:
+            log.exception("supervisor error")
+            outcome = Outcome(S.FAILED, MSG_FAILED, truncate(f"InternalServerError: {type(exc).__name__}: {exc}"))
+        delivered = self._finish(outcome)
+        write_result(
+            self.paths.root,
+            SupervisorResult(
+                job_name=self.cfg.job_name,
+                host=self.cfg.host,
+                status=outcome.status.value if outcome.status else (self._server_status or "Unknown"),
+                failure_reason=outcome.failure_reason,
+                delivered=delivered,
+            ),
+        )
+        log.info("done: %s delivered=%s", outcome.status, delivered)
+        return 0
+
+    def _finish(self, outcome: Outcome) -> bool:
+        """Report the final status, follow up when the server moved on meanwhile, drain the queue."""
+        delivered = False
+        try:
+            if outcome.status is not None:
+                ticket = self.reporter.status(outcome.status.value, outcome.message, outcome.failure_reason)
+                ticket.wait()
+                delivered = ticket.delivered
+                if ticket.outcome is ReplyKind.CONFLICT:
+                    delivered = self._follow_up_stop()
+        finally:
+            self.reporter.close()
+            self._hb_done.set()
+            self._client.close()
+        return delivered
+
+    def _follow_up_stop(self) -> bool:
+        """After a refused final report: if the server is still ``Stopping`` (a stop raced with the end),
+        report the stop's end so the job does not stay in ``Stopping``."""
+        reply = self._hb_client.heartbeat()
+        if not reply.ok or reply.field("TrainingJobStatus") != "Stopping":
+            return False
+        final = S.MAX_RUNTIME_EXCEEDED if self.stop.reason is StopReason.MAX_RUNTIME else S.STOPPED
+        message = MSG_MAX_RUNTIME if final is S.MAX_RUNTIME_EXCEEDED else MSG_STOPPED
+        ticket = self.reporter.status(final.value, message)
+        ticket.wait()
+        return ticket.delivered
+
+    # ----------------------------------------------------------------------------------- sequence
+
+    def _execute(self) -> Outcome:
+        try:
+            spec = parse_create_request(self.cfg.spec)
+        except ValidationError as exc:
+            return Outcome(S.FAILED, MSG_FAILED, truncate(f"InternalServerError: stored job spec: {exc.message}"))
+        self.stop.set_deadline(float(spec.StoppingCondition.MaxRuntimeInSeconds))
+        if self.cfg.instance.notice:
+            self.say(self.cfg.instance.notice)
+        self._status(S.STARTING, MSG_STARTING)
+        store: ObjectStore | None = None
+        try:
+            self.stop.check()
+            if self.cfg.host not in self.cfg.hosts:
+                raise internal_error(f"host {self.cfg.host} is not one of the job's hosts {self.cfg.hosts}")
+            build_tree(self.paths, spec, self.cfg.host, self.cfg.hosts)
+            plan = self._plan(spec)
+            try:
+                store = open_store(self.cfg.storage)
+            except TrainforgeError as exc:
+                raise internal_error(f"cannot open the object store: {exc.message}") from None
+            self._status(S.DOWNLOADING, MSG_DOWNLOADING)
+            self._stage_channels(store, spec)
+            python = self._prepare_code(store, spec, plan)
+            self.stop.check()
+            cmd, env = self._command(spec, plan, python)
+            self._status(S.TRAINING, MSG_TRAINING)
+            rc, stopped = self._run_child(cmd, env)
+            if stopped or self.stop.is_set():
+                raise StopRequested(self.stop.reason or StopReason.USER)
+            if rc == 0:
+                return self._complete(store, spec)
+            self._upload_best_effort(store, spec)
+            reason = failure_file_reason(self.paths.failure_file) or execute_error_reason(
+                rc, self.errors.message(), toolkit.format_command(cmd)
+            )
+            return Outcome(S.FAILED, MSG_FAILED, reason)
+        except StopRequested as stop:
+            return self._stopped(stop.reason, store, spec)
+        except JobFailed as failed:
+            if store is not None and self.stop.reason is None:
+                self._upload_best_effort(store, spec)
+            return Outcome(S.FAILED, MSG_FAILED, failed.reason)
+
+    def _plan(self, spec: CreateTrainingJobRequest) -> Plan:
+        algo = spec.AlgorithmSpecification
+        if algo.ContainerEntrypoint:
+            command = [*algo.ContainerEntrypoint, *(algo.ContainerArguments or [])]
+            return Plan(None, [self.paths.map_container_path(part) for part in command])
+        program = toolkit.decode_hyperparameters(spec.HyperParameters).get(toolkit.PROGRAM_HP)
+        if isinstance(program, str) and program:
+            return Plan(program, None)
+        image = algo.TrainingImage or algo.AlgorithmName or "?"
+        raise client_error(
+            f"no entry point to run: built-in algorithms for image '{image}' are not available yet; "
+            "pass entry_point (hyperparameter sagemaker_program) or "
+            "AlgorithmSpecification.ContainerEntrypoint"
+        )
+
+    def _stage_channels(self, store: ObjectStore, spec: CreateTrainingJobRequest) -> None:
+        hosts = sorted(self.cfg.hosts)
+        for channel in spec.InputDataConfig or []:
+            self.stop.check()
+            staged = stage_channel(
+                store,
+                channel,
+                self.paths.channel(channel.ChannelName),
+                host_index=hosts.index(self.cfg.host),
+                host_count=len(hosts),
+                input_mode=input_mode(spec, channel.InputMode),
+                should_stop=self.stop.is_set,
+            )
+            self.say(f"Channel '{staged.name}': {staged.files} file(s), {staged.bytes} bytes")
+        self.stop.check()
+
+    def _prepare_code(self, store: ObjectStore, spec: CreateTrainingJobRequest, plan: Plan) -> str:
+        """Fetch the source, build the environment if the code needs one; return the job's python."""
+        submit = toolkit.decode_hyperparameters(spec.HyperParameters).get(toolkit.SUBMIT_DIR_HP)
+        code = self.paths.code
+        if isinstance(submit, str) and submit:
+            self.say(f"Source code: {fetch_source(store, submit, code, self.paths.tmp)}")
+        self.stop.check()
+        if plan.entry_point is None:
+            return self.cfg.python
+        environment = JobEnvironment(
+            venv=self.paths.venv,
+            base_python=self.cfg.python,
+            env=self._base_env(),
+            sink=self.reporter.line,
+            should_stop=self.stop.is_set,
+        )
+        kind = toolkit.entry_point_type(code, plan.entry_point)
+        if kind is toolkit.EntryPointType.PYTHON_PACKAGE:
+            environment.install_package(code)
+            self.stop.check()
+            return environment.python
+        target = code / plan.entry_point
+        if not target.is_file():
+            raise client_error(f"entry point '{plan.entry_point}' was not found in the source code")
+        if kind is toolkit.EntryPointType.COMMAND:
+            target.chmod(target.stat().st_mode | 0o755)
+        if (code / "requirements.txt").is_file():
+            environment.install_requirements(code)
+            self.stop.check()
+            return environment.python
+        return self.cfg.python
+
+    def _base_env(self) -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
+
+    def _command(self, spec: CreateTrainingJobRequest, plan: Plan, python: str) -> tuple[list[str], dict[str, str]]:
+        """The command to run and its complete environment; logs both like the toolkit."""
+        data_config = input_data_config(spec)
+        resources = resource_config(spec, self.cfg.host, self.cfg.hosts)
+        train_env = toolkit.training_env(
+            job_name=self.cfg.job_name,
+            base_dir=self.paths.opt_ml,
+            hyperparameters=spec.HyperParameters,
+            input_data_config=data_config,
+            resource_config=resources,
+            num_cpus=self.cfg.instance.effective_vcpus,
+            num_gpus=self.cfg.instance.gpus,
+            framework_module=(spec.Environment or {}).get("SAGEMAKER_TRAINING_MODULE"),
+        )
+        env = self._base_env()
+        env.update(toolkit.env_vars(train_env))
+        env.update(
+            {
+                "TRAINING_JOB_NAME": self.cfg.job_name,
+                "TRAINING_JOB_ARN": contract.job_arn(self.cfg.region, self.cfg.account_id, self.cfg.job_name),
+                "AWS_REGION": self.cfg.region,
+                "SAGEMAKER_REGION": self.cfg.region,
+                "CURRENT_HOST": self.cfg.host,
+                "SAGEMAKER_JOB_NAME": self.cfg.job_name,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        existing = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = str(self.paths.code) + (os.pathsep + existing if existing else "")
+        bin_dir = Path(python).parent
+        if (bin_dir.parent / "pyvenv.cfg").is_file():
+            env["VIRTUAL_ENV"] = str(bin_dir.parent)
+            env["PATH"] = str(bin_dir) + os.pathsep + env.get("PATH", os.defpath)
+        env.update(spec.Environment or {})
+        if plan.container_command is not None:
+            cmd = plan.container_command
+        else:
+            assert plan.entry_point is not None
+            kind = toolkit.entry_point_type(self.paths.code, plan.entry_point)
+            args = toolkit.to_cmd_args(train_env["hyperparameters"])
+            cmd = toolkit.entry_point_command(kind, plan.entry_point, args, python)
+        self.say("Training Env:\n\n" + json.dumps(train_env, indent=4, sort_keys=True) + "\n")
+        self.say("Invoking script with the following command:\n\n" + toolkit.format_command(cmd) + "\n")
+        return cmd, env
+
+    def _run_child(self, cmd: list[str], env: dict[str, str]) -> tuple[int, bool]:
+        child = ChildProcess(cmd, cwd=self.paths.code, env=env, sink=self._child_line)
+        try:
+            child.start()
+        except OSError as exc:
+            self.say(f"cannot start {cmd[0]}: {exc}", "stderr")
+            raise JobFailed(
+                execute_error_reason(127, f"{type(exc).__name__}: {exc}", toolkit.format_command(cmd))
+            ) from None
+        stopped = False
+        while True:
+            rc = child.wait(POLL_INTERVAL)
+            if rc is not None:
+                break
+            if self.stop.is_set():
+                self._report_stopping(self.stop.reason or StopReason.USER)
+                self.say(f"Stopping the job: SIGTERM, then SIGKILL after {self.cfg.stop_grace_seconds:g}s")
+                rc = child.stop(self.cfg.stop_grace_seconds)
+                stopped = True
+                break
+        child.finish()
+        return rc, stopped
+
+    # ----------------------------------------------------------------------------------- endings
+
+    def _report_stopping(self, reason: StopReason) -> None:
+        if self._stopping_reported or reason is StopReason.SERVER:
+            return
+        self._stopping_reported = True
+        if reason is StopReason.MAX_RUNTIME:
+            self._status(S.STOPPING, MSG_MAX_RUNTIME_STOPPING)
+        elif self._server_status != "Stopping":
+            self._status(S.STOPPING, MSG_STOPPING)
+
+    def _stopped(self, reason: StopReason, store: ObjectStore | None, spec: CreateTrainingJobRequest) -> Outcome:
+        if reason is StopReason.SERVER:
+            self.say("The server ended this job; stopping without a final report")
+            return Outcome(None)
+        self._report_stopping(reason)
+        if store is not None:
+            self._upload_best_effort(store, spec)
+        if reason is StopReason.MAX_RUNTIME:
+            return Outcome(S.MAX_RUNTIME_EXCEEDED, MSG_MAX_RUNTIME)
+        return Outcome(S.STOPPED, MSG_STOPPED)
+
+    def _complete(self, store: ObjectStore, spec: CreateTrainingJobRequest) -> Outcome:
+        self.paths.success_file.touch()
+        self._status(S.UPLOADING, MSG_UPLOADING)
+        self._upload(store, spec)
+        return Outcome(S.COMPLETED, MSG_COMPLETED)
+
+    def _upload(self, store: ObjectStore, spec: CreateTrainingJobRequest) -> None:
+        output = spec.OutputDataConfig
+        try:
+            artifacts = publish_artifacts(
+                store,
+                output_path=output.S3OutputPath,
+                job_name=self.cfg.job_name,
+                model_dir=self.paths.model,
+                output_data_dir=self.paths.output_data,
+                tmp_dir=self.paths.tmp,
+                compressed=output.CompressionType != "NONE",
+            )
+        except ValidationError as exc:
+            raise client_error(f"cannot upload artifacts to {output.S3OutputPath}: {exc.message}") from None
+        except TrainforgeError as exc:
+            raise internal_error(f"cannot upload artifacts to {output.S3OutputPath}: {exc.message}") from None
+        except OSError as exc:
+            raise internal_error(f"cannot package artifacts: {exc}") from None
+        for artifact in artifacts:
+            self.say(f"Uploaded {artifact.uri} ({artifact.entries} entries)")
+
+    def _upload_best_effort(self, store: ObjectStore, spec: CreateTrainingJobRequest) -> None:
+        try:
+            self._upload(store, spec)
+        except JobFailed as exc:
+            self.say(f"Could not upload the model directory: {exc.reason}", "stderr")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m trainforge.runtime.supervisor <root>/supervisor.json``."""
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if len(args) != 1:
+        print("usage: python -m trainforge.runtime.supervisor <root>/supervisor.json", file=sys.stderr)
+        return 2
+    path = Path(args[0])
+    try:
+        cfg = read_config(path)
+    except ValidationError as exc:
+        log.error("%s", exc.message)
+        return 2
+    return Supervisor(cfg, path.resolve().parent).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
