@@ -34,12 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trainforge", description="Self-hosted SageMaker-style training jobs.", parents=[common]
     )
-    parser.set_defaults(output="text")
     parser.add_argument("--version", action="version", version=f"trainforge {__version__}")
     groups = parser.add_subparsers(dest="group", required=True, metavar="{server,jobs}")
     server.register(groups, common)
     jobs.register(groups, common)
     return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; ``output`` defaults to ``text`` (set here: the ``--output`` action is shared)."""
+    args = parser.parse_args(argv)
+    if not hasattr(args, "output"):
+        args.output = "text"
+    return args
 
 
 def exit_code_for(error: TrainforgeError) -> int:
@@ -61,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``) and return its exit code."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parse_args(parser, argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
