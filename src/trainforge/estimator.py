@@ -16,18 +16,16 @@ from typing import Any, ClassVar, Self
 
 from trainforge.errors import ValidationError
 from trainforge.fw_utils import UploadedCode, git_clone_repo, tar_and_upload_dir, validate_source_code
-from trainforge.inputs import TrainingInput
-from trainforge.job import (
-    MODEL_CONTENT_TYPE,
-    FitInputs,
-    TrainingJob,
-    format_inputs_to_input_config,
-    prepare_channel,
-)
+from trainforge.job import FitInputs, TrainingJob, format_inputs_to_input_config
 from trainforge.session import Session, get_execution_role
 from trainforge.spec.contract import model_artifacts_uri
 from trainforge.spec.names import base_from_name, base_name_from_image, name_from_base
 from trainforge.storage import parse_s3_uri, s3_join
+from trainforge.train_request import (
+    build_train_request,
+    json_encode_hyperparameters,
+    str_encode_hyperparameters,
+)
 
 logger = logging.getLogger("trainforge")
 
@@ -46,7 +44,6 @@ SCRIPT_MODE_PARAMS = (
     JOB_NAME_PARAM_NAME,
     SAGEMAKER_REGION_PARAM_NAME,
 )
-CODE_CHANNEL_NAME = "code"
 CONTAINER_CODE_CHANNEL_SOURCEDIR_PATH = "/opt/ml/input/data/code/sourcedir.tar.gz"
 
 # Names SageMaker v1 used; accepted with a DeprecationWarning.
@@ -62,27 +59,11 @@ _RENAMED_KWARGS = {
 }
 
 
-def json_encode_hyperparameters(hyperparameters: Mapping[str, Any]) -> dict[str, str]:
-    """Framework encoding: every value ``json.dumps``-ed (``"abc"`` -> ``'"abc"'``, ``True`` -> ``"true"``)."""
-    return {str(k): json.dumps(v) for k, v in hyperparameters.items()}
-
-
-def str_encode_hyperparameters(hyperparameters: Mapping[str, Any]) -> dict[str, str]:
-    """Generic Estimator encoding: every value ``str()``-ed (``True`` -> ``"True"``)."""
-    return {str(k): str(v) for k, v in hyperparameters.items()}
-
-
 def _json_or_raw(value: str) -> Any:
     try:
         return json.loads(value)
     except ValueError:
         return value
-
-
-def _as_request(value: Any) -> Any:
-    """A config object (with SageMaker's ``_to_request_dict``) or a plain dict, as request data."""
-    to_dict = getattr(value, "_to_request_dict", None)
-    return to_dict() if callable(to_dict) else value
 
 
 def normalize_tags(tags: Sequence[Mapping[str, str]] | Mapping[str, str] | None) -> list[dict[str, str]] | None:
@@ -406,133 +387,8 @@ class EstimatorBase:
     def _get_train_request(
         self, inputs: FitInputs, experiment_config: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        """The CreateTrainingJob request of the prepared job (``_prepare_for_training`` ran)."""
-        if not self._current_job_name or self.output_path is None:
-            raise ValidationError("job_name: the job is not prepared; call fit()", field="job_name")
-        input_config = format_inputs_to_input_config(inputs)
-        model_channel = prepare_channel(
-            input_config, self.model_uri, self.model_channel_name, content_type=MODEL_CONTENT_TYPE, input_mode="File"
-        )
-        if model_channel:
-            input_config = [*(input_config or []), model_channel]
-        if self.enable_network_isolation() and self.uploaded_code:
-            code_channel = prepare_channel(input_config, self.uploaded_code.s3_prefix, CODE_CHANNEL_NAME)
-            if code_channel:
-                input_config = [*(input_config or []), code_channel]
-        input_mode = self.input_mode
-        if isinstance(inputs, TrainingInput) and "InputMode" in inputs.config:
-            input_mode = inputs.config["InputMode"]
-
-        request: dict[str, Any] = {
-            "AlgorithmSpecification": self._algorithm_specification(input_mode),
-            "OutputDataConfig": self._output_config(),
-            "TrainingJobName": self._current_job_name,
-            "StoppingCondition": self._stopping_condition(),
-            "ResourceConfig": self._resource_config(),
-            "RoleArn": self._role_arn(),
-        }
-        if input_config:
-            request["InputDataConfig"] = input_config
-        hyperparameters = self.hyperparameters()
-        if hyperparameters:
-            request["HyperParameters"] = str_encode_hyperparameters(hyperparameters)
-        self._add_optional_fields(request, experiment_config)
-        return request
-
-    def _algorithm_specification(self, input_mode: str) -> dict[str, Any]:
-        spec: dict[str, Any] = {"TrainingInputMode": input_mode, "TrainingImage": self.training_image_uri()}
-        if self.metric_definitions:
-            spec["MetricDefinitions"] = [dict(m) for m in self.metric_definitions]
-        if self.enable_sagemaker_metrics is not None:
-            spec["EnableSageMakerMetricsTimeSeries"] = self.enable_sagemaker_metrics
-        if self.container_entry_point:
-            spec["ContainerEntrypoint"] = list(self.container_entry_point)
-        if self.container_arguments:
-            spec["ContainerArguments"] = list(self.container_arguments)
-        if self.training_repository_access_mode:
-            image_config: dict[str, Any] = {"TrainingRepositoryAccessMode": self.training_repository_access_mode}
-            if self.training_repository_credentials_provider_arn:
-                image_config["TrainingRepositoryAuthConfig"] = {
-                    "TrainingRepositoryCredentialsProviderArn": self.training_repository_credentials_provider_arn
-                }
-            spec["TrainingImageConfig"] = image_config
-        return spec
-
-    def _output_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"S3OutputPath": self.output_path}
-        if self.output_kms_key:
-            config["KmsKeyId"] = self.output_kms_key
-        if self.disable_output_compression:
-            config["CompressionType"] = "NONE"
-        return config
-
-    def _stopping_condition(self) -> dict[str, Any]:
-        condition: dict[str, Any] = {"MaxRuntimeInSeconds": self.max_run}
-        if self.max_wait:
-            condition["MaxWaitTimeInSeconds"] = self.max_wait
-        return condition
-
-    def _resource_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"VolumeSizeInGB": self.volume_size}
-        if self.instance_groups:
-            config["InstanceGroups"] = [_as_request(g) for g in self.instance_groups]
-        else:
-            config["InstanceCount"] = self.instance_count
-            config["InstanceType"] = self.instance_type
-        if self.keep_alive_period_in_seconds is not None:
-            config["KeepAlivePeriodInSeconds"] = self.keep_alive_period_in_seconds
-        if self.volume_kms_key:
-            config["VolumeKmsKeyId"] = self.volume_kms_key
-        if self.training_plan:
-            config["TrainingPlanArn"] = self.training_plan
-        if self.instance_placement_config is not None:
-            config["InstancePlacementConfig"] = _as_request(self.instance_placement_config)
-        return config
-
-    def _profiler_config(self) -> dict[str, Any]:
-        if self.profiler_config is not None:
-            return {"DisableProfiler": False, **_as_request(self.profiler_config)}
-        if self.disable_profiler is False:
-            return {"S3OutputPath": self.output_path, "DisableProfiler": False}
-        return {"DisableProfiler": True}
-
-    def _add_optional_fields(self, request: dict[str, Any], experiment_config: Mapping[str, Any] | None) -> None:
-        if self.subnets and self.security_group_ids:
-            request["VpcConfig"] = {"Subnets": list(self.subnets), "SecurityGroupIds": list(self.security_group_ids)}
-        if self.tags:
-            request["Tags"] = self.tags
-        if self.use_spot_instances:
-            request["EnableManagedSpotTraining"] = True
-        if self.enable_network_isolation():
-            request["EnableNetworkIsolation"] = True
-        if self.encrypt_inter_container_traffic:
-            request["EnableInterContainerTrafficEncryption"] = True
-        if self.checkpoint_s3_uri:
-            checkpoint = {"S3Uri": self.checkpoint_s3_uri}
-            if self.checkpoint_local_path:
-                checkpoint["LocalPath"] = self.checkpoint_local_path
-            request["CheckpointConfig"] = checkpoint
-        if self.environment:
-            request["Environment"] = dict(self.environment)
-        if self.max_retry_attempts is not None:
-            request["RetryStrategy"] = {"MaximumRetryAttempts": self.max_retry_attempts}
-        if self.debugger_hook_config is True:
-            request["DebugHookConfig"] = {"S3OutputPath": self.output_path, "CollectionConfigurations": []}
-        elif self.debugger_hook_config:
-            request["DebugHookConfig"] = _as_request(self.debugger_hook_config)
-        if self.rules:
-            request["DebugRuleConfigurations"] = [_as_request(rule) for rule in self.rules]
-        if self.tensorboard_output_config is not None:
-            request["TensorBoardOutputConfig"] = _as_request(self.tensorboard_output_config)
-        request["ProfilerConfig"] = self._profiler_config()
-        if experiment_config:
-            request["ExperimentConfig"] = dict(experiment_config)
-        if self.enable_remote_debug is not None:
-            request["RemoteDebugConfig"] = {"EnableRemoteDebug": self.enable_remote_debug}
-        if self.enable_infra_check is not None:
-            request["InfraCheckConfig"] = {"EnableInfraCheck": self.enable_infra_check}
-        if self.enable_session_tag_chaining is not None:
-            request["SessionChainingConfig"] = {"EnableSessionTagChaining": self.enable_session_tag_chaining}
+        """The CreateTrainingJob request of the prepared job (see :func:`build_train_request`)."""
+        return build_train_request(self, inputs, experiment_config, role_arn=self._role_arn())
 
     # -- running ------------------------------------------------------------------------------------------
 
