@@ -224,14 +224,14 @@ class TrainforgeClient:
         result: dict[str, Any] = self._request("GET", self._job_path(name, "/logs"), params=params)
         return result
 
-    def follow_logs(self, name: str, cursor: int = 0) -> Iterator[dict[str, Any]]:
+    def follow_logs(self, name: str, cursor: int = 0, *, host: str | None = None) -> Iterator[dict[str, Any]]:
         """Follow a job's log stream until it ends, reconnecting transparently.
 
         Yields the stream's objects in order: ``{"type": "status", ...}`` (the current status on each
         connect, then each new transition), ``{"type": "log", "cursor", "host", "seq", "timestamp",
         "stream", "message"}``, and last ``{"type": "end", "TrainingJobStatus", "SecondaryStatus"}``.
         A dropped connection is reopened from the last log cursor seen, so every log line is yielded exactly
-        once; a status object may be yielded again after a reconnect.
+        once; a status object may be yielded again after a reconnect. ``host`` keeps one host's lines only.
 
         Raises:
             NotFoundError: No job has this name.
@@ -245,9 +245,10 @@ class TrainforgeClient:
             got_any = False
             last_problem: object = "the server closed the stream"
             try:
-                with self._http.stream(
-                    "GET", path, params={"follow": "true", "cursor": cursor}, timeout=timeout
-                ) as response:
+                params: dict[str, Any] = {"follow": "true", "cursor": cursor}
+                if host:
+                    params["host"] = host
+                with self._http.stream("GET", path, params=params, timeout=timeout) as response:
                     if response.status_code in _RETRYABLE_HTTP:
                         last_problem = f"HTTP {response.status_code}"
                         raise _Retry

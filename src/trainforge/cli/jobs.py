@@ -122,12 +122,12 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
     as_json = args.output == "json"
     with _client(settings) as client:
         if args.follow:
-            for event in client.follow_logs(args.name, cursor=args.cursor):
+            for event in client.follow_logs(args.name, cursor=args.cursor, host=args.host):
                 if as_json:
                     print_json_line(event)
                 elif event.get("type") == "status":
                     printer.status(str(event.get("SecondaryStatus", "")), event.get("StatusMessage"), event.get("Time"))
-                elif event.get("type") == "log" and (not args.host or event.get("host") == args.host):
+                elif event.get("type") == "log":
                     printer.log(str(event.get("message", "")))
             return EXIT_OK
         cursor = args.cursor
