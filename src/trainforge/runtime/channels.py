@@ -29,8 +29,6 @@ from trainforge.runtime.failure import JobFailed, client_error
 from trainforge.spec.job import ChannelSpec
 from trainforge.storage import ObjectStore, parse_s3_uri
 
-COPY_CHUNK = 1024 * 1024
-
 
 @dataclass(frozen=True)
 class SourceObject:
@@ -127,8 +125,7 @@ def list_file_objects(uri: str) -> list[SourceObject]:
 
 def _copy_file(source: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(source, "rb") as src, open(dest, "wb") as out:
-        shutil.copyfileobj(src, out, COPY_CHUNK)
+    shutil.copyfile(source, dest)  # a new inode with the content (sendfile), never a link
     os.chmod(dest, 0o644)
 
 

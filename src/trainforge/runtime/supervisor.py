@@ -453,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m trainforge.runtime.supervisor <root>/supervisor.json``."""
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is noise here
     if len(args) != 1:
         print("usage: python -m trainforge.runtime.supervisor <root>/supervisor.json", file=sys.stderr)
         return 2
