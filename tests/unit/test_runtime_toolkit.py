@@ -142,6 +142,15 @@ def test_training_env_has_every_toolkit_key() -> None:
     assert train_env["job_name"] == "sk-job-1"
     assert train_env["is_master"] is True
     assert train_env["master_hostname"] == "algo-1"
+    assert train_env["distribution_hosts"] == []  # no distribution flag: the toolkit lists none
+    assert train_env["is_modelparallel_enabled"] is None
+
+
+def test_distribution_flag_puts_the_group_in_distribution() -> None:
+    train_env, env = env_for({**FRAMEWORK_HPS, "sagemaker_mpi_enabled": "true"})
+    assert train_env["distribution_instance_groups"] == ["homogeneousCluster"]
+    assert train_env["distribution_hosts"] == ["algo-1", "algo-2"]
+    assert env["SM_FRAMEWORK_PARAMS"] == '{"sagemaker_mpi_enabled":true}'
 
 
 def test_str_encoding_gives_the_same_args() -> None:
@@ -156,7 +165,7 @@ def test_str_encoding_gives_the_same_args() -> None:
 
 def test_cmd_args_rules() -> None:
     assert toolkit.to_cmd_args({"b": [1, 2], "a": False, "x": {"z": True, "y": 1.5}, "s": None}) == [
-        "-a", "False", "-b", "[1, 2]", "-s", "None", "-x", "y=1.5,z=True",
+        "-a", "False", "-b", "[1, 2]", "-s", "", "-x", "y=1.5,z=True",
     ]  # fmt: skip
     assert toolkit.to_cmd_args({}) == []
 

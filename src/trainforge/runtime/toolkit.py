@@ -23,6 +23,15 @@ PROGRAM_HP = "sagemaker_program"
 SUBMIT_DIR_HP = "sagemaker_submit_directory"
 LOG_LEVEL_HP = "sagemaker_container_log_level"
 REGION_HP = "sagemaker_region"
+# Framework parameters that put the current instance group into ``distribution_instance_groups``.
+DISTRIBUTION_FLAGS = (
+    "sagemaker_mpi_enabled",
+    "sagemaker_parameter_server_enabled",
+    "sagemaker_distributed_dataparallel_enabled",
+    "sagemaker_pytorch_ddp_enabled",
+    "sagemaker_pytorch_xla_multi_worker_enabled",
+    "sagemaker_multi_worker_mirrored_strategy_enabled",
+)
 
 
 def decode_value(raw: str) -> Any:
@@ -63,6 +72,8 @@ def split_hyperparameters(decoded: Mapping[str, Any]) -> tuple[dict[str, Any], d
 
 
 def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
     if isinstance(value, bytes):
         return value.decode("utf-8")
     return str(value)
@@ -72,7 +83,7 @@ def to_cmd_args(user_hyperparameters: Mapping[str, Any]) -> list[str]:
     """Script arguments from decoded user hyperparameters (reference §1.6).
 
     Keys sorted; ``--key`` (``-k`` for one-character keys); dict values become ``k1=v1,k2=v2`` with sorted
-    keys; everything else ``str(value)`` (so True -> ``"True"``, lists -> ``"[1, 2]"``).
+    keys; None becomes ``""``; everything else ``str(value)`` (True -> ``"True"``, lists -> ``"[1, 2]"``).
     """
     args: list[str] = []
     for key in sorted(user_hyperparameters):
@@ -132,17 +143,18 @@ def training_env(
     group = str(resource_config.get("current_group_name", contract.HOMOGENEOUS_GROUP))
     instance_type = str(resource_config.get("current_instance_type", "local"))
     groups = list(resource_config.get("instance_groups") or [])
-    if not groups:
-        groups = [{"instance_group_name": group, "instance_type": instance_type, "hosts": hosts}]
     groups_dict = {g["instance_group_name"]: g for g in groups}
-    group_hosts = list(groups_dict.get(group, {}).get("hosts", hosts))
-    distribution_groups = list(extra.get("sagemaker_distribution_instance_groups") or [])
-    is_hetero = len(groups) > 1
-    if distribution_groups:
-        distribution_hosts = [h for name in distribution_groups for h in groups_dict.get(name, {}).get("hosts", [])]
+    group_hosts = list(groups_dict.get(group, {}).get("hosts", []))
+    distribution_groups = extra.get("sagemaker_distribution_instance_groups")
+    if distribution_groups is None:
+        distribution_groups = [group] if any(extra.get(flag) for flag in DISTRIBUTION_FLAGS) else []
+    if groups:
+        distribution_hosts = [h for g in groups if g["instance_group_name"] in distribution_groups for h in g["hosts"]]
     else:
-        distribution_hosts = group_hosts if is_hetero else hosts
-    master = distribution_hosts[0] if distribution_hosts else current_host
+        distribution_hosts = list(hosts)
+    master = distribution_hosts[0] if distribution_hosts else (hosts[0] if hosts else current_host)
+    mp_parameters = user_hps.get("mp_parameters")
+    model_parallel = None if mp_parameters is None else env_value(mp_parameters) not in ("", "{}")
     channels = sorted(input_data_config)
     env: dict[str, Any] = {
         "additional_framework_parameters": extra,
@@ -159,11 +171,11 @@ def training_env(
         "input_config_dir": str(base / "input" / "config"),
         "input_data_config": dict(input_data_config),
         "input_dir": str(base / "input"),
-        "instance_groups": [g["instance_group_name"] for g in groups],
+        "instance_groups": list(groups_dict),
         "instance_groups_dict": groups_dict,
-        "is_hetero": is_hetero,
+        "is_hetero": len(groups) > 1,
         "is_master": current_host == master,
-        "is_modelparallel_enabled": bool(extra.get("sagemaker_mp_enabled", False)),
+        "is_modelparallel_enabled": model_parallel,
         "is_smddpmprun_installed": False,
         "is_smddprun_installed": False,
         "job_name": job_name,
