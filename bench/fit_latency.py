@@ -71,8 +71,15 @@ def main() -> None:
     job_first, job_total, direct_first, direct_total = [], [], [], []
     try:
         for _ in range(args.runs):
-            est = Estimator(image_uri="trainforge/python:current", entry_point="train.py", source_dir=str(src),
-                            role=role, instance_type="local", instance_count=1, sagemaker_session=session)
+            est = Estimator(
+                image_uri="trainforge/python:current",
+                entry_point="train.py",
+                source_dir=str(src),
+                role=role,
+                instance_type="local",
+                instance_count=1,
+                sagemaker_session=session,
+            )
             watch = _Watch()
             start = time.perf_counter()
             with redirect_stdout(watch):  # type: ignore[type-var]
@@ -88,15 +95,20 @@ def main() -> None:
         stop_server(settings)
 
     med = statistics.median
-    print(json.dumps({
-        "runs": args.runs,
-        "fit_to_first_line_s": round(med(job_first), 3),
-        "fit_total_s": round(med(job_total), 3),
-        "python_direct_first_line_s": round(med(direct_first), 3),
-        "python_direct_total_s": round(med(direct_total), 3),
-        "ratio_first_line": round(med(job_first) / med(direct_first), 1),
-        "ratio_total": round(med(job_total) / med(direct_total), 1),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "runs": args.runs,
+                "fit_to_first_line_s": round(med(job_first), 3),
+                "fit_total_s": round(med(job_total), 3),
+                "python_direct_first_line_s": round(med(direct_first), 3),
+                "python_direct_total_s": round(med(direct_total), 3),
+                "ratio_first_line": round(med(job_first) / med(direct_first), 1),
+                "ratio_total": round(med(job_total) / med(direct_total), 1),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -43,20 +43,36 @@ def main() -> None:
     est.fit({"train": TrainingInput(uri, content_type="text/csv")})
 
     job = est.latest_training_job.describe()
-    record = {k: job[k] for k in ("TrainingJobName", "TrainingJobStatus", "SecondaryStatus", "HyperParameters",
-                                  "ResourceConfig", "TrainingTimeInSeconds") if k in job}
+    record = {
+        k: job[k]
+        for k in (
+            "TrainingJobName",
+            "TrainingJobStatus",
+            "SecondaryStatus",
+            "HyperParameters",
+            "ResourceConfig",
+            "TrainingTimeInSeconds",
+        )
+        if k in job
+    }
     print("\nJob record (trainforge jobs describe " + job["TrainingJobName"] + "):")
     print(json.dumps(record, indent=2))
     print("model.tar.gz:", est.model_data)
 
     local = work / "model.tar.gz"
-    sess.download_data(str(work), bucket=est.model_data.split("/")[2],
-                       key_prefix="/".join(est.model_data.split("/")[3:]))
+    sess.download_data(
+        str(work), bucket=est.model_data.split("/")[2], key_prefix="/".join(est.model_data.split("/")[3:])
+    )
     with tarfile.open(local) as tar:
         tar.extractall(work / "model", filter="data")
     model = joblib.load(work / "model" / "model.joblib")
     sample = df.drop(columns=["species"]).iloc[[0, 60, 120]]
-    print("predictions for rows 0, 60, 120:", list(model.predict(sample)), "expected:", list(df["species"].iloc[[0, 60, 120]]))
+    print(
+        "predictions for rows 0, 60, 120:",
+        list(model.predict(sample)),
+        "expected:",
+        list(df["species"].iloc[[0, 60, 120]]),
+    )
     print("model.tar.gz on disk:", local)
 
 

@@ -9,12 +9,11 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from trainforge.estimator import Estimator
-
 import trainforge
 from tests.support.server import ServerProcess
 from tests.support.wait import wait_for
 from trainforge.backends.local import session_members
+from trainforge.estimator import Estimator
 from trainforge.settings import Settings
 from trainforge.storage import LocalObjectStore
 
@@ -44,9 +43,15 @@ def test_sigkill_the_server_mid_job_loses_and_doubles_no_line(
     server: ServerProcess, session: trainforge.Session, make_source: Any
 ) -> None:
     src = make_source({"train.py": CHATTY})
-    est = Estimator(image_uri="trainforge/python:current", entry_point="train.py", source_dir=str(src),
-                    role=trainforge.get_execution_role(), instance_type="ml.m5.large", instance_count=1,
-                    sagemaker_session=session)
+    est = Estimator(
+        image_uri="trainforge/python:current",
+        entry_point="train.py",
+        source_dir=str(src),
+        role=trainforge.get_execution_role(),
+        instance_type="ml.m5.large",
+        instance_count=1,
+        sagemaker_session=session,
+    )
     est.fit(wait=False)
     name = est.latest_training_job.name
     wait_for(lambda: len(session.client.logs(name, limit=10000)["events"]) > 300, what="some lines")
@@ -56,8 +61,11 @@ def test_sigkill_the_server_mid_job_loses_and_doubles_no_line(
     wait_for(lambda: "line 1500" in (jobs_root / "job.log").read_text(), timeout=60, what="the job to go on")
     server.start()
     session = trainforge.Session(settings=Settings(home=server.home))
-    wait_for(lambda: session.describe_training_job(name)["TrainingJobStatus"] == "Completed", timeout=90,
-             what="the job to complete after the restart")
+    wait_for(
+        lambda: session.describe_training_job(name)["TrainingJobStatus"] == "Completed",
+        timeout=90,
+        what="the job to complete after the restart",
+    )
     lines = [e for e in all_lines(session, name) if e["message"].startswith("line ")]
     assert [e["message"] for e in lines] == [f"line {i}" for i in range(N_LINES)]
     seqs = [e["seq"] for e in all_lines(session, name)]
@@ -68,9 +76,15 @@ def test_a_job_whose_supervisor_died_is_failed_after_restart(
     server: ServerProcess, session: trainforge.Session, make_source: Any
 ) -> None:
     src = make_source({"train.py": "import time\nprint('up', flush=True)\ntime.sleep(600)\n"})
-    est = Estimator(image_uri="trainforge/python:current", entry_point="train.py", source_dir=str(src),
-                    role=trainforge.get_execution_role(), instance_type="ml.m5.large", instance_count=1,
-                    sagemaker_session=session)
+    est = Estimator(
+        image_uri="trainforge/python:current",
+        entry_point="train.py",
+        source_dir=str(src),
+        role=trainforge.get_execution_role(),
+        instance_type="ml.m5.large",
+        instance_count=1,
+        sagemaker_session=session,
+    )
     est.fit(wait=False)
     name = est.latest_training_job.name
     wait_for(lambda: session.describe_training_job(name)["SecondaryStatus"] == "Training", what="Training")
@@ -78,8 +92,11 @@ def test_a_job_whose_supervisor_died_is_failed_after_restart(
     _kill_job_processes(server.home, name)
     server.start()
     session = trainforge.Session(settings=Settings(home=server.home))
-    wait_for(lambda: session.describe_training_job(name)["TrainingJobStatus"] == "Failed", timeout=30,
-             what="reconcile to fail the job")
+    wait_for(
+        lambda: session.describe_training_job(name)["TrainingJobStatus"] == "Failed",
+        timeout=30,
+        what="reconcile to fail the job",
+    )
     assert "supervisor" in session.describe_training_job(name)["FailureReason"]
 
 
@@ -97,19 +114,31 @@ def _kill_job_processes(home: Path, name: str) -> None:
 
 
 def test_jobs_wait_pending_while_the_machine_is_busy(tf_home: Path, make_source: Any) -> None:
-    server = ServerProcess(tf_home, extra_env={"TRAINFORGE_LOCAL_CPUS": "2",
-                                                "TRAINFORGE_LOCAL_CPU_OVERSUBSCRIPTION": "1"}).start()
+    server = ServerProcess(
+        tf_home, extra_env={"TRAINFORGE_LOCAL_CPUS": "2", "TRAINFORGE_LOCAL_CPU_OVERSUBSCRIPTION": "1"}
+    ).start()
     try:
         session = trainforge.Session(settings=Settings(home=tf_home))
         src = make_source({"train.py": "import time\nprint('busy', flush=True)\ntime.sleep(3)\n"})
-        ests = [Estimator(image_uri="trainforge/python:current", entry_point="train.py", source_dir=str(src),
-                          role=trainforge.get_execution_role(), instance_type="ml.m5.large", instance_count=1,
-                          sagemaker_session=session) for _ in range(2)]
+        ests = [
+            Estimator(
+                image_uri="trainforge/python:current",
+                entry_point="train.py",
+                source_dir=str(src),
+                role=trainforge.get_execution_role(),
+                instance_type="ml.m5.large",
+                instance_count=1,
+                sagemaker_session=session,
+            )
+            for _ in range(2)
+        ]
         for est in ests:
             est.fit(wait=False)
         second = ests[1].latest_training_job
-        d = wait_for(lambda: (lambda d: d if d["SecondaryStatus"] == "Pending" else None)(second.describe()),
-                     what="the second job to wait")
+        d = wait_for(
+            lambda: (lambda d: d if d["SecondaryStatus"] == "Pending" else None)(second.describe()),
+            what="the second job to wait",
+        )
         assert "Waiting for capacity" in d["SecondaryStatusTransitions"][-1]["StatusMessage"]
         wait_for(lambda: second.describe()["TrainingJobStatus"] == "Completed", timeout=60, what="both to finish")
         assert ests[0].latest_training_job.describe()["TrainingJobStatus"] == "Completed"
@@ -132,13 +161,19 @@ def test_a_source_archive_that_escapes_the_job_root_is_rejected(server: ServerPr
         "AlgorithmSpecification": {"TrainingImage": "trainforge/python:current", "TrainingInputMode": "File"},
         "OutputDataConfig": {"S3OutputPath": "s3://trainforge-default/"},
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
-        "HyperParameters": {"sagemaker_program": '"train.py"',
-                            "sagemaker_submit_directory": '"s3://trainforge-default/evil/source/sourcedir.tar.gz"'},
+        "HyperParameters": {
+            "sagemaker_program": '"train.py"',
+            "sagemaker_submit_directory": '"s3://trainforge-default/evil/source/sourcedir.tar.gz"',
+        },
     }
     with server.client() as c:
         assert c.post("/v1/training-jobs", json=body).status_code == 200
-        d = wait_for(lambda: (lambda d: d if d["TrainingJobStatus"] == "Failed" else None)(
-            c.get("/v1/training-jobs/evil").json()), what="Failed")
+        d = wait_for(
+            lambda: (lambda d: d if d["TrainingJobStatus"] == "Failed" else None)(
+                c.get("/v1/training-jobs/evil").json()
+            ),
+            what="Failed",
+        )
     assert "escaped.txt" in d["FailureReason"]
     root = server.home / "jobs" / "evil" / "algo-1"
     assert not list(server.home.rglob("escaped.txt"))

@@ -10,14 +10,14 @@ from typing import Any
 import joblib
 import pytest
 from sklearn.datasets import load_iris
-from trainforge.estimator import Estimator
-from trainforge.sklearn import SKLearn
 
 import trainforge
 from tests.support.server import ServerProcess
 from tests.support.wait import wait_for
 from trainforge.errors import UnexpectedStatusError, ValidationError
+from trainforge.estimator import Estimator
 from trainforge.inputs import TrainingInput
+from trainforge.sklearn import SKLearn
 from trainforge.storage import LocalObjectStore
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -52,6 +52,7 @@ def test_sklearn_estimator_trains_a_real_model(
     est.fit({"train": TrainingInput(uri, content_type="text/csv")})
     out = capsys.readouterr().out
     assert "training on 150 rows, 4 features, C=0.5" in out
+    assert out.index("Uploading - Uploading generated training model") < out.index("Uploaded s3://")
     assert "Training - Training image download completed. Training in progress." in out
     assert "Completed - Training job completed" in out
     assert "Training seconds:" in out
@@ -67,7 +68,11 @@ def test_sklearn_estimator_trains_a_real_model(
     d = est.latest_training_job.describe()
     assert d["TrainingJobStatus"] == "Completed"
     assert [t["Status"] for t in d["SecondaryStatusTransitions"]][-4:] == [
-        "Downloading", "Training", "Uploading", "Completed"]
+        "Downloading",
+        "Training",
+        "Uploading",
+        "Completed",
+    ]
     assert d["HyperParameters"]["C"] == "0.5"
     assert d["HyperParameters"]["sagemaker_program"] == '"train.py"'
     assert d["TrainingTimeInSeconds"] >= 1
@@ -77,17 +82,25 @@ def test_sklearn_estimator_trains_a_real_model(
     assert attached.model_data == est.model_data
 
 
-def test_failing_script_fails_the_job_with_its_exception(
-    session: trainforge.Session, make_source: Any
-) -> None:
-    src = make_source({"train.py": """
+def test_failing_script_fails_the_job_with_its_exception(session: trainforge.Session, make_source: Any) -> None:
+    src = make_source(
+        {
+            "train.py": """
         import sys
         print("about to fail")
         raise ValueError("the learning rate is negative")
-    """})
-    est = Estimator(image_uri="trainforge/python:current", entry_point="train.py", source_dir=str(src),
-                    role=trainforge.get_execution_role(), instance_type="ml.m5.large", instance_count=1,
-                    sagemaker_session=session)
+    """
+        }
+    )
+    est = Estimator(
+        image_uri="trainforge/python:current",
+        entry_point="train.py",
+        source_dir=str(src),
+        role=trainforge.get_execution_role(),
+        instance_type="ml.m5.large",
+        instance_count=1,
+        sagemaker_session=session,
+    )
     with pytest.raises(UnexpectedStatusError) as info:
         est.fit()
     reason = info.value.failure_reason or ""
@@ -99,15 +112,25 @@ def test_failing_script_fails_the_job_with_its_exception(
 
 
 def test_failure_file_becomes_the_failure_reason(session: trainforge.Session, make_source: Any) -> None:
-    src = make_source({"train.py": """
+    src = make_source(
+        {
+            "train.py": """
         import os, sys
         with open("/".join([os.environ["SM_OUTPUT_DIR"], "failure"]), "w") as f:
             f.write("bad data: " + "x" * 2000)
         sys.exit(3)
-    """})
-    est = Estimator(image_uri="trainforge/python:current", entry_point="train.py", source_dir=str(src),
-                    role=trainforge.get_execution_role(), instance_type="local", instance_count=1,
-                    sagemaker_session=session)
+    """
+        }
+    )
+    est = Estimator(
+        image_uri="trainforge/python:current",
+        entry_point="train.py",
+        source_dir=str(src),
+        role=trainforge.get_execution_role(),
+        instance_type="local",
+        instance_count=1,
+        sagemaker_session=session,
+    )
     with pytest.raises(UnexpectedStatusError):
         est.fit(logs="None")
     reason = est.latest_training_job.describe()["FailureReason"]
@@ -132,13 +155,21 @@ def test_stop_a_looping_script_keeps_what_it_saved(
     server: ServerProcess, session: trainforge.Session, make_source: Any
 ) -> None:
     src = make_source({"train.py": STOPPABLE})
-    est = Estimator(image_uri="trainforge/python:current", entry_point="train.py", source_dir=str(src),
-                    role=trainforge.get_execution_role(), instance_type="ml.m5.large", instance_count=1,
-                    sagemaker_session=session)
+    est = Estimator(
+        image_uri="trainforge/python:current",
+        entry_point="train.py",
+        source_dir=str(src),
+        role=trainforge.get_execution_role(),
+        instance_type="ml.m5.large",
+        instance_count=1,
+        sagemaker_session=session,
+    )
     est.fit(wait=False)
     job = est.latest_training_job
-    wait_for(lambda: any(e["message"] == "looping" for e in session.client.logs(job.name)["events"]),
-             what="the script to start")
+    wait_for(
+        lambda: any(e["message"] == "looping" for e in session.client.logs(job.name)["events"]),
+        what="the script to start",
+    )
     job.stop()
     wait_for(lambda: job.describe()["TrainingJobStatus"] == "Stopped", timeout=60, what="Stopped")
     d = job.describe()
@@ -150,9 +181,16 @@ def test_stop_a_looping_script_keeps_what_it_saved(
 
 def test_max_runtime_stops_the_job(server: ServerProcess, session: trainforge.Session, make_source: Any) -> None:
     src = make_source({"train.py": STOPPABLE})
-    est = Estimator(image_uri="trainforge/python:current", entry_point="train.py", source_dir=str(src),
-                    role=trainforge.get_execution_role(), instance_type="ml.m5.large", instance_count=1,
-                    max_run=3, sagemaker_session=session)
+    est = Estimator(
+        image_uri="trainforge/python:current",
+        entry_point="train.py",
+        source_dir=str(src),
+        role=trainforge.get_execution_role(),
+        instance_type="ml.m5.large",
+        instance_count=1,
+        max_run=3,
+        sagemaker_session=session,
+    )
     est.fit(logs="None")
     d = est.latest_training_job.describe()
     assert (d["TrainingJobStatus"], d["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
@@ -163,9 +201,15 @@ def test_entry_point_missing_is_an_sdk_error_before_upload(
     server: ServerProcess, session: trainforge.Session, make_source: Any
 ) -> None:
     src = make_source({"other.py": "print(1)\n"})
-    est = SKLearn(entry_point="train.py", source_dir=str(src), framework_version="1.2-1",
-                  role=trainforge.get_execution_role(), instance_type="ml.m5.large", instance_count=1,
-                  sagemaker_session=session)
+    est = SKLearn(
+        entry_point="train.py",
+        source_dir=str(src),
+        framework_version="1.2-1",
+        role=trainforge.get_execution_role(),
+        instance_type="ml.m5.large",
+        instance_count=1,
+        sagemaker_session=session,
+    )
     with pytest.raises(ValidationError) as info:
         est.fit()
     assert "train.py" in str(info.value)
@@ -175,9 +219,15 @@ def test_entry_point_missing_is_an_sdk_error_before_upload(
 
 def test_channel_without_objects_fails_before_training(session: trainforge.Session, make_source: Any) -> None:
     src = make_source({"train.py": "print('never runs')\n"})
-    est = Estimator(image_uri="trainforge/python:current", entry_point="train.py", source_dir=str(src),
-                    role=trainforge.get_execution_role(), instance_type="ml.m5.large", instance_count=1,
-                    sagemaker_session=session)
+    est = Estimator(
+        image_uri="trainforge/python:current",
+        entry_point="train.py",
+        source_dir=str(src),
+        role=trainforge.get_execution_role(),
+        instance_type="ml.m5.large",
+        instance_count=1,
+        sagemaker_session=session,
+    )
     with pytest.raises(UnexpectedStatusError):
         est.fit({"train": "s3://trainforge-default/nothing/here/"})
     d = est.latest_training_job.describe()
@@ -190,24 +240,35 @@ def test_a_script_cannot_change_a_stored_object_through_its_input(
 ) -> None:
     (tmp_path / "data.csv").write_text("1,2,3\n")
     uri = session.upload_data(str(tmp_path / "data.csv"), key_prefix="immutable")
-    src = make_source({"train.py": """
+    src = make_source(
+        {
+            "train.py": """
         import os
         path = os.path.join(os.environ["SM_CHANNEL_TRAIN"], "data.csv")
         with open(path, "w") as f:
             f.write("overwritten by the job")
         print("wrote", open(path).read())
-    """})
-    est = Estimator(image_uri="trainforge/python:current", entry_point="train.py", source_dir=str(src),
-                    role=trainforge.get_execution_role(), instance_type="ml.m5.large", instance_count=1,
-                    sagemaker_session=session)
+    """
+        }
+    )
+    est = Estimator(
+        image_uri="trainforge/python:current",
+        entry_point="train.py",
+        source_dir=str(src),
+        role=trainforge.get_execution_role(),
+        instance_type="ml.m5.large",
+        instance_count=1,
+        sagemaker_session=session,
+    )
     est.fit({"train": uri})
     assert store_of(server).get_bytes(uri) == b"1,2,3\n"
 
 
 def test_requirements_are_installed_for_the_job_only(session: trainforge.Session, make_source: Any) -> None:
-    src = make_source({
-        "requirements.txt": "./tfhelperpkg\n",
-        "tfhelperpkg/pyproject.toml": """
+    src = make_source(
+        {
+            "requirements.txt": "./tfhelperpkg\n",
+            "tfhelperpkg/pyproject.toml": """
             [build-system]
             requires = ["setuptools>=61"]
             build-backend = "setuptools.build_meta"
@@ -215,17 +276,24 @@ def test_requirements_are_installed_for_the_job_only(session: trainforge.Session
             name = "tfhelperpkg"
             version = "0.1"
         """,
-        "tfhelperpkg/tfhelperpkg/__init__.py": "GREETING = 'hello from an isolated dependency'\n",
-        "train.py": """
+            "tfhelperpkg/tfhelperpkg/__init__.py": "GREETING = 'hello from an isolated dependency'\n",
+            "train.py": """
             import os, sys
             os.chdir("/")
             import tfhelperpkg
             print(tfhelperpkg.GREETING, "at", tfhelperpkg.__file__)
         """,
-    })
-    est = Estimator(image_uri="trainforge/python:current", entry_point="train.py", source_dir=str(src),
-                    role=trainforge.get_execution_role(), instance_type="ml.m5.large", instance_count=1,
-                    sagemaker_session=session)
+        }
+    )
+    est = Estimator(
+        image_uri="trainforge/python:current",
+        entry_point="train.py",
+        source_dir=str(src),
+        role=trainforge.get_execution_role(),
+        instance_type="ml.m5.large",
+        instance_count=1,
+        sagemaker_session=session,
+    )
     est.fit()
     lines = [e["message"] for e in session.client.logs(est.latest_training_job.name, limit=10000)["events"]]
     assert any(line.startswith("hello from an isolated dependency") for line in lines), lines
@@ -234,14 +302,25 @@ def test_requirements_are_installed_for_the_job_only(session: trainforge.Session
 
 
 def test_shell_entry_point_and_hyperparameter_arguments(session: trainforge.Session, make_source: Any) -> None:
-    src = make_source({"run.sh": """
+    src = make_source(
+        {
+            "run.sh": """
         #!/bin/sh
         echo "args: $@"
         echo "host: $SM_CURRENT_HOST hps: $SM_HPS"
-    """})
-    est = Estimator(image_uri="trainforge/python:current", entry_point="run.sh", source_dir=str(src),
-                    role=trainforge.get_execution_role(), instance_type="ml.m5.large", instance_count=1,
-                    hyperparameters={"epochs": 3, "lr": 0.1}, sagemaker_session=session)
+    """
+        }
+    )
+    est = Estimator(
+        image_uri="trainforge/python:current",
+        entry_point="run.sh",
+        source_dir=str(src),
+        role=trainforge.get_execution_role(),
+        instance_type="ml.m5.large",
+        instance_count=1,
+        hyperparameters={"epochs": 3, "lr": 0.1},
+        sagemaker_session=session,
+    )
     est.fit()
     lines = [e["message"] for e in session.client.logs(est.latest_training_job.name, limit=10000)["events"]]
     assert "args: --epochs 3 --lr 0.1" in lines

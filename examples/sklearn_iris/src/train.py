@@ -10,7 +10,8 @@ from sklearn.linear_model import LogisticRegression
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--C", type=float, default=1.0)
+    # SageMaker passes a one-letter hyperparameter as "-C <value>" (and longer ones as "--name <value>").
+    parser.add_argument("-C", "--C", type=float, default=1.0)
     parser.add_argument("--max-iter", type=int, default=200)
     parser.add_argument("--model-dir", type=str, default=os.environ.get("SM_MODEL_DIR"))
     parser.add_argument("--train", type=str, default=os.environ.get("SM_CHANNEL_TRAIN"))

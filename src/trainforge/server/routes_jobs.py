@@ -129,21 +129,24 @@ async def _follow(
     yield line(_status_event(job))
     while True:
         current, lines = await to_thread.run_sync(partial(svc.logs, job.name, cursor=cursor, limit=1000, host=host))
-        for rec in lines:
-            yield line({"type": "log", **_event(rec)})
-            cursor = rec.cursor
+        # A transition is placed after exactly the lines stored before it (its log_cursor): supervisors send
+        # lines and status reports through one ordered queue, so this is where the status happened.
+        events: list[tuple[float, dict[str, Any]]] = [(rec.cursor, {"type": "log", **_event(rec)}) for rec in lines]
         if len(current.transitions) > seen_transitions:
             for t in current.transitions[seen_transitions:]:
-                yield line(
-                    {
-                        "type": "status",
-                        "TrainingJobStatus": current.status.value,
-                        "SecondaryStatus": t.status,
-                        "StatusMessage": t.message or "",
-                        "Time": t.start_time,
-                    }
-                )
+                status = {
+                    "type": "status",
+                    "TrainingJobStatus": current.status.value,
+                    "SecondaryStatus": t.status,
+                    "StatusMessage": t.message or "",
+                    "Time": t.start_time,
+                }
+                events.append((t.log_cursor + 0.5, status))
             seen_transitions = len(current.transitions)
+        for _, event in sorted(events, key=lambda e: e[0]):
+            yield line(event)
+        if lines:
+            cursor = lines[-1].cursor
         if current.terminal and not lines:
             # One last read: lines stored between our read and the terminal status.
             _, tail = await to_thread.run_sync(partial(svc.logs, job.name, cursor=cursor, limit=10000, host=host))

@@ -193,9 +193,11 @@ class JobStore:
                 .where(transitions.c.job_id == job_id, transitions.c.end_time.is_(None))
                 .values(end_time=t)
             )
+            log_cursor = conn.execute(select(func.max(log_lines.c.id)).where(log_lines.c.job_id == job_id)).scalar()
             conn.execute(
                 insert(transitions).values(
                     job_id=job_id,
+                    log_cursor=log_cursor or 0,
                     status=target.value,
                     start_time=t,
                     end_time=t if target in TERMINAL else None,
@@ -337,7 +339,7 @@ class JobStore:
         trans: tuple[TransitionRecord, ...] = ()
         if with_transitions:
             trans = tuple(
-                TransitionRecord(t.status, t.start_time, t.end_time, t.message)
+                TransitionRecord(t.status, t.start_time, t.end_time, t.message, t.log_cursor or 0)
                 for t in conn.execute(
                     select(transitions).where(transitions.c.job_id == row.id).order_by(transitions.c.id)
                 ).all()

@@ -18,6 +18,7 @@ class TransitionRecord:
     start_time: float
     end_time: float | None
     message: str | None
+    log_cursor: int = 0
 
 
 @dataclass(frozen=True)

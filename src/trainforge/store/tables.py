@@ -57,6 +57,7 @@ transitions = Table(
     Column("start_time", Float, nullable=False),
     Column("end_time", Float, nullable=True),
     Column("message", Text, nullable=True),
+    Column("log_cursor", BigInteger, nullable=True),  # the job's last log line id when this status began
     Index("ix_transitions_job", "job_id", "id"),
 )
 

@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("start_time", sa.Float, nullable=False),
         sa.Column("end_time", sa.Float, nullable=True),
         sa.Column("message", sa.Text, nullable=True),
+        sa.Column("log_cursor", sa.BigInteger, nullable=True),
     )
     op.create_index("ix_transitions_job", "secondary_status_transitions", ["job_id", "id"])
     op.create_table(
