@@ -408,6 +408,7 @@ def test_missing_channel_data_fails_before_training(launcher: Launcher) -> None:
     job = launcher.run(make_spec("empty-ch", hps, InputDataConfig=channels))
     assert statuses(job) == ["Starting", "Downloading", "Failed"]
     assert job.transitions[-1][2] == "ClientError: channel 'train': no objects found under s3://bkt/nothing/"
+    assert not launcher.store.exists("s3://bkt/out/empty-ch/output/model.tar.gz")  # nothing ran, nothing to upload
 
 
 def test_unsafe_source_archive_fails(launcher: Launcher) -> None:

@@ -13,10 +13,10 @@ Started by a backend as ``python -m trainforge.runtime.supervisor <root>/supervi
 
 A stop (``stop_requested`` from the server, SIGTERM, or ``MaxRuntimeInSeconds`` counted from the
 supervisor's start) sends SIGTERM to the job's process group, waits ``stop_grace_seconds``, sends SIGKILL,
-uploads the model directory and reports ``Stopped`` (or ``Stopping`` then ``MaxRuntimeExceeded``). Any
-unexpected error becomes ``Failed`` with ``InternalServerError: ...``. The process exits only after the
-final status and every output line were delivered (or the server said the job is gone or refused the
-report), leaving ``<root>/result.json``.
+uploads the model directory (when the user code had started) and reports ``Stopped`` (or ``Stopping``
+then ``MaxRuntimeExceeded``). Any unexpected error becomes ``Failed`` with ``InternalServerError: ...``.
+The process exits only after the final status and every output line were delivered (or the server said
+the job is gone or refused the report), leaving ``<root>/result.json``.
 """
 
 from __future__ import annotations
@@ -102,6 +102,7 @@ class Supervisor:
         self.errors = ErrorCapture()
         self._server_status: str | None = None
         self._stopping_reported = False
+        self._child_started = False
         locator = ServerLocator(cfg.server_url, cfg.server_file)
         self._client = AgentClient(locator=locator, token=cfg.agent_token, job_name=cfg.job_name, host=cfg.host)
         self._hb_client = AgentClient(locator=locator, token=cfg.agent_token, job_name=cfg.job_name, host=cfg.host)
@@ -255,8 +256,6 @@ class Supervisor:
         except StopRequested as stop:
             return self._stopped(stop.reason, store, spec)
         except JobFailed as failed:
-            if store is not None and self.stop.reason is None:
-                self._upload_best_effort(store, spec)
             return Outcome(S.FAILED, MSG_FAILED, failed.reason)
 
     def _plan(self, spec: CreateTrainingJobRequest) -> Plan:
@@ -374,6 +373,7 @@ class Supervisor:
         child = ChildProcess(cmd, cwd=self.paths.code, env=env, sink=self._child_line)
         try:
             child.start()
+            self._child_started = True
         except OSError as exc:
             self.say(f"cannot start {cmd[0]}: {exc}", "stderr")
             raise JobFailed(
@@ -409,7 +409,7 @@ class Supervisor:
             self.say("The server ended this job; stopping without a final report")
             return Outcome(None)
         self._report_stopping(reason)
-        if store is not None:
+        if store is not None and self._child_started:
             self._upload_best_effort(store, spec)
         if reason is StopReason.MAX_RUNTIME:
             return Outcome(S.MAX_RUNTIME_EXCEEDED, MSG_MAX_RUNTIME)
