@@ -325,3 +325,60 @@ def test_shell_entry_point_and_hyperparameter_arguments(session: trainforge.Sess
     lines = [e["message"] for e in session.client.logs(est.latest_training_job.name, limit=10000)["events"]]
     assert "args: --epochs 3 --lr 0.1" in lines
     assert 'host: algo-1 hps: {"epochs":3,"lr":0.1}' in lines
+
+
+def job_lines(session: trainforge.Session, name: str) -> list[str]:
+    return [e["message"] for e in session.client.logs(name, limit=10000)["events"]]
+
+
+def test_package_entry_point_runs_as_a_module_with_file_channel_and_capped_type(
+    session: trainforge.Session, make_source: Any, tmp_path: Path
+) -> None:
+    data = tmp_path / "local-data"
+    (data / "nested").mkdir(parents=True)
+    (data / "a.csv").write_text("1\n")
+    (data / "nested" / "b.csv").write_text("2\n")
+    src = make_source(
+        {
+            "setup.py": "from setuptools import setup\nsetup(name='trainer', version='0.1', py_modules=['trainer'])\n",
+            "trainer.py": """
+            import os
+            root = os.environ["SM_CHANNEL_TRAIN"]
+            files = sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+            print("module", __name__, "files", files, "cpus", os.environ["SM_NUM_CPUS"])
+        """,
+        }
+    )
+    est = Estimator(
+        image_uri="trainforge/python:current",
+        entry_point="trainer.py",
+        source_dir=str(src),
+        role=trainforge.get_execution_role(),
+        instance_type="ml.m5.24xlarge",
+        instance_count=1,
+        sagemaker_session=session,
+    )
+    est.fit({"train": f"file://{data}"})
+    lines = job_lines(session, est.latest_training_job.name)
+    assert any("ml.m5.24xlarge has 96 vCPUs" in line and "capped" in line for line in lines), lines
+    expected_cpus = str(min(96, __import__("os").cpu_count() or 1))
+    assert f"module __main__ files ['a.csv', 'nested/b.csv'] cpus {expected_cpus}" in lines
+
+
+def test_a_channel_uri_that_escapes_its_bucket_fails_the_job(session: trainforge.Session, make_source: Any) -> None:
+    src = make_source({"train.py": "print('never runs')\n"})
+    est = Estimator(
+        image_uri="trainforge/python:current",
+        entry_point="train.py",
+        source_dir=str(src),
+        role=trainforge.get_execution_role(),
+        instance_type="ml.m5.large",
+        instance_count=1,
+        sagemaker_session=session,
+    )
+    with pytest.raises(UnexpectedStatusError):
+        est.fit({"train": "s3://trainforge-default/../../etc/"})
+    reason = est.latest_training_job.describe()["FailureReason"]
+    assert ".." in reason and "Training" not in [
+        t["Status"] for t in est.latest_training_job.describe()["SecondaryStatusTransitions"]
+    ]
