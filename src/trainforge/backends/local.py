@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -15,6 +14,7 @@ from typing import Any
 
 from trainforge.backends.base import LaunchRequest
 from trainforge.errors import BackendError
+from trainforge.runtime.launch import InstanceInfo, SupervisorConfig, supervisor_command, write_config
 from trainforge.spec.contract import host_name
 
 # How long after the stop grace period a supervisor may still take to upload before it is killed.
@@ -74,38 +74,35 @@ class LocalBackend:
         for host in hosts:
             root = self.jobs_root / request.job_name / host
             root.mkdir(parents=True, exist_ok=True)
-            config_path = root / "supervisor.json"
             inst = request.placement.instance
-            config = {
-                "job_name": request.job_name,
-                "host": host,
-                "hosts": hosts,
-                "spec": request.spec,
-                "server_url": request.server_url,
-                "server_file": request.server_file,
-                "agent_token": request.agent_token,
-                "storage": request.storage,
-                "region": request.region,
-                "account_id": request.account_id,
-                "stop_grace_seconds": request.stop_grace_seconds,
-                "instance": {
-                    "type": inst.name,
-                    "vcpus": inst.vcpus,
-                    "memory_gib": inst.memory_gib,
-                    "gpus": inst.gpus,
-                    "effective_vcpus": request.placement.effective_vcpus,
-                    "notice": request.placement.notice,
-                },
-                "python": self.python,
-            }
-            fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                json.dump(config, out)
+            config = SupervisorConfig(
+                job_name=request.job_name,
+                host=host,
+                hosts=hosts,
+                spec=request.spec,
+                server_url=request.server_url,
+                server_file=request.server_file,
+                agent_token=request.agent_token,
+                storage=request.storage,
+                region=request.region,
+                account_id=request.account_id,
+                stop_grace_seconds=request.stop_grace_seconds,
+                instance=InstanceInfo(
+                    type=inst.name,
+                    vcpus=inst.vcpus,
+                    memory_gib=inst.memory_gib,
+                    gpus=inst.gpus,
+                    effective_vcpus=request.placement.effective_vcpus,
+                    notice=request.placement.notice,
+                ),
+                python=self.python,
+            )
+            write_config(root, config)
             env = {k: v for k, v in os.environ.items() if k not in ("TRAINFORGE_TOKEN",)}
             try:
                 with open(root / "supervisor.log", "ab") as log:
                     proc = subprocess.Popen(
-                        [self.python, "-m", "trainforge.runtime.supervisor", str(config_path)],
+                        supervisor_command(config, root),
                         stdin=subprocess.DEVNULL,
                         stdout=log,
                         stderr=subprocess.STDOUT,

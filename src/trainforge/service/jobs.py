@@ -11,7 +11,7 @@ from trainforge.errors import CapacityError, ConflictError, ValidationError
 from trainforge.scheduler.instances import Machine, lookup, place
 from trainforge.service.describe import describe, summary
 from trainforge.settings import Settings
-from trainforge.spec.contract import job_arn, model_artifacts_uri
+from trainforge.spec.contract import MODEL_ARCHIVE, job_arn, model_artifacts_uri
 from trainforge.spec.job import CreateTrainingJobRequest
 from trainforge.spec.status import SecondaryStatus, TrainingJobStatus
 from trainforge.store.jobs import JobStore, ListQuery, NewJob
@@ -70,7 +70,11 @@ class JobService:
             spec_json=json.dumps(wire, separators=(",", ":")),
             instance_type=request.instance_type,
             instance_count=request.instance_count,
-            model_artifacts=model_artifacts_uri(request.OutputDataConfig.S3OutputPath, request.TrainingJobName),
+            model_artifacts=model_artifacts_uri(
+                request.OutputDataConfig.S3OutputPath,
+                request.TrainingJobName,
+                "model/" if request.OutputDataConfig.CompressionType == "NONE" else MODEL_ARCHIVE,
+            ),
         )
         job, _created = self.store.create(new)
         self.wake.set()
