@@ -12,8 +12,8 @@ from fastapi import Depends, FastAPI, Request
 from trainforge.backends.local import LocalBackend
 from trainforge.scheduler.instances import this_machine
 from trainforge.scheduler.loop import Scheduler
+from trainforge.server import console, routes_agent, routes_jobs
 from trainforge.server import errors as error_handlers
-from trainforge.server import routes_agent, routes_jobs
 from trainforge.server.auth import ensure_token, require_user
 from trainforge.service.agent import AgentService
 from trainforge.service.jobs import JobService
@@ -105,4 +105,5 @@ def create_app(
 
     app.include_router(routes_jobs.router)
     app.include_router(routes_agent.router)
+    console.install(app)
     return app

@@ -1,0 +1,282 @@
+"""The console's HTML pages: login, jobs list, job page (with Stop, Clone, artifacts, full log), compare, 404.
+
+Every page but the login page needs a session (else a redirect to the login page). Every form POST needs the
+session's CSRF token. Unknown jobs and routes answer a 404 HTML page.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from functools import partial
+from urllib.parse import quote
+
+from anyio import to_thread
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, Response, StreamingResponse
+
+from trainforge.errors import NotFoundError, TrainforgeError, ValidationError
+from trainforge.server.console import detail, views
+from trainforge.server.console.listing import PAGE_SIZES, SORTS, STATUSES, ListParams, list_page
+from trainforge.server.console.render import (
+    BASE,
+    SECURITY_HEADERS,
+    ConsoleSession,
+    console_of,
+    current_session,
+    error_page,
+    page,
+    read_form,
+    redirect,
+    require_session,
+    safe_next,
+)
+from trainforge.server.console.session import clear_session_cookie, set_session_cookie
+from trainforge.service.jobs import JobService
+from trainforge.spec.job import parse_create_request
+from trainforge.spec.names import base_from_name, name_from_base
+from trainforge.store.jobs import JobStore
+from trainforge.store.records import JobRecord
+
+router = APIRouter(include_in_schema=False)
+
+NOTICES = {"stop-requested": "Stop requested: the job's code gets SIGTERM, then its artifacts are saved."}
+BAD_TOKEN = "That token is not valid for this server. It is in $TRAINFORGE_HOME/token on the server's machine."
+BAD_TICKET = (
+    "This sign-in link has expired or was already used. Run 'trainforge console' for a new one, "
+    "or paste the API token."
+)
+STALE_FORM = "This form has expired (you signed in again meanwhile). Reload the page and try again."
+
+
+def _store(request: Request) -> JobStore:
+    store: JobStore = request.app.state.store
+    return store
+
+
+def _svc(request: Request) -> JobService:
+    svc: JobService = request.app.state.jobs
+    return svc
+
+
+def _job_url(name: str) -> str:
+    return f"{BASE}/jobs/{quote(name, safe='')}"
+
+
+def _no_job(request: Request, name: str) -> Response:
+    return error_page(
+        request,
+        status_code=404,
+        title="Training job not found",
+        message=f"There is no training job named “{name}” on this server.",
+    )
+
+
+# -- sign in / out ------------------------------------------------------------------------------------
+
+
+@router.get("/console")
+@router.get("/console/")
+def console_home() -> Response:
+    """The console's entry point: the jobs list."""
+    return redirect(f"{BASE}/jobs")
+
+
+@router.get("/console/login")
+def login_form(request: Request, next: str | None = None, ticket: str | None = None) -> Response:
+    """The login page; with a valid one-time ``ticket`` it signs the browser in at once."""
+    console = console_of(request)
+    target = safe_next(next)
+    if ticket is not None:
+        if not console.sessions.redeem_ticket(ticket):
+            return page(request, "login.html", {"error": BAD_TICKET, "next": target}, session=None, status_code=401)
+        # A page of our own, not a redirect: the next navigation is same-site, so the SameSite=Strict cookie
+        # is sent even when the link was opened from another application.
+        response = page(request, "signed_in.html", {"next": target}, session=None)
+        set_session_cookie(response, request, console.sessions.issue())
+        return response
+    if current_session(request) is not None:
+        return redirect(target)
+    return page(request, "login.html", {"error": None, "next": target}, session=None)
+
+
+@router.post("/console/login")
+async def login(request: Request) -> Response:
+    """Check the pasted API token; on success set the session cookie and go on to ``next``."""
+    console = console_of(request)
+    form = await read_form(request)
+    target = safe_next(form.get("next"))
+    if not console.sessions.token_matches(form.get("token", "")):
+        return page(request, "login.html", {"error": BAD_TOKEN, "next": target}, session=None, status_code=401)
+    response = redirect(target)
+    set_session_cookie(response, request, console.sessions.issue())
+    return response
+
+
+@router.post("/console/logout")
+async def logout(request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
+    """Sign out: the session is revoked and its cookie dropped."""
+    form = await read_form(request)
+    if not console_of(request).sessions.csrf_ok(session, form.get("csrf")):
+        return error_page(request, status_code=403, title="Form expired", message=STALE_FORM)
+    console_of(request).sessions.revoke(session)
+    response = redirect(f"{BASE}/login")
+    clear_session_cookie(response, request)
+    return response
+
+
+# -- jobs list and compare ------------------------------------------------------------------------------
+
+
+@router.get("/console/jobs")
+def jobs_list(request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
+    """The jobs list: filter by status, search by name, sort, pages; its script refreshes it while jobs run."""
+    params = ListParams.parse(request.query_params)
+    data = list_page(_store(request), params)
+    context = {
+        **data,
+        "statuses": STATUSES,
+        "sorts": SORTS,
+        "page_sizes": PAGE_SIZES,
+        "page_data": {"query": data["params"].query_string(), "active": data["active"]},
+    }
+    return page(request, "jobs.html", context, session=session)
+
+
+@router.get("/console/compare")
+def compare(request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
+    """Selected jobs (``?job=a&job=b``) side by side, and one metric of all of them on one chart."""
+    names = request.query_params.getlist("job")
+    data = detail.compare_page(_store(request), names)
+    return page(request, "compare.html", data, session=session)
+
+
+# -- one job --------------------------------------------------------------------------------------------
+
+
+def _job_response(
+    request: Request,
+    session: ConsoleSession,
+    job: JobRecord,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    context = detail.job_page(_store(request), console_of(request).objects, job, time.time())
+    cloned_from = request.query_params.get("cloned_from")
+    context.update(notice=notice, error=error, cloned_from=cloned_from)
+    return page(request, "job.html", context, session=session, status_code=status_code)
+
+
+@router.get("/console/jobs/{name}")
+def job_page(name: str, request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
+    """Everything about one job: record, timeline, live log, metric charts, artifacts, Stop and Clone."""
+    try:
+        job = _store(request).get(name)
+    except NotFoundError:
+        return _no_job(request, name)
+    notice = NOTICES.get(request.query_params.get("notice", ""))
+    return _job_response(request, session, job, notice=notice)
+
+
+@router.post("/console/jobs/{name}/stop")
+async def stop_job(name: str, request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
+    """StopTrainingJob from the Stop button; back to the job page."""
+    form = await read_form(request)
+    if not console_of(request).sessions.csrf_ok(session, form.get("csrf")):
+        return error_page(request, status_code=403, title="Form expired", message=STALE_FORM)
+    try:
+        await to_thread.run_sync(_svc(request).stop, name)
+    except NotFoundError:
+        return _no_job(request, name)
+    except ValidationError as exc:
+        job = await to_thread.run_sync(_store(request).get, name)
+        return await to_thread.run_sync(
+            partial(_job_response, request, session, job, error=exc.message, status_code=409)
+        )
+    return redirect(f"{_job_url(name)}?notice=stop-requested")
+
+
+def _clone(svc: JobService, job: JobRecord) -> str:
+    spec = dict(job.spec)
+    spec["TrainingJobName"] = name_from_base(base_from_name(job.name))
+    svc.submit(parse_create_request(spec))
+    return str(spec["TrainingJobName"])
+
+
+@router.post("/console/jobs/{name}/clone")
+async def clone_job(name: str, request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
+    """Submit the job's spec again under ``<base name>-<timestamp>``; on to the new job's page."""
+    form = await read_form(request)
+    if not console_of(request).sessions.csrf_ok(session, form.get("csrf")):
+        return error_page(request, status_code=403, title="Form expired", message=STALE_FORM)
+    try:
+        job = await to_thread.run_sync(_store(request).get, name)
+    except NotFoundError:
+        return _no_job(request, name)
+    try:
+        new_name = await to_thread.run_sync(_clone, _svc(request), job)
+    except TrainforgeError as exc:
+        return await to_thread.run_sync(
+            partial(_job_response, request, session, job, error=f"Clone failed: {exc.message}", status_code=400)
+        )
+    return redirect(f"{_job_url(new_name)}?cloned_from={quote(name, safe='')}")
+
+
+@router.get("/console/jobs/{name}/artifacts/{kind}")
+def artifact(name: str, kind: str, request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
+    """Download the job's ``model.tar.gz``, ``output.tar.gz`` or ``sourcedir.tar.gz`` (nothing else)."""
+    try:
+        job = _store(request).get(name)
+    except NotFoundError:
+        return _no_job(request, name)
+    file = views.ARTIFACT_FILES.get(kind)
+    uri = views.artifact_uri(job, kind) if file else None
+    path = views.artifact_file(console_of(request).objects, uri) if uri else None
+    if file is None or path is None:
+        return error_page(
+            request, status_code=404, title="Artifact not found", message=f"Job “{name}” has no {kind} artifact yet."
+        )
+    return FileResponse(
+        path,
+        media_type="application/gzip",
+        filename=f"{job.name}-{file}",
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"},
+    )
+
+
+def _log_text(store: JobStore, job: JobRecord, host: str | None) -> Iterator[bytes]:
+    cursor = 0
+    prefix = job.instance_count > 1 and not host
+    while True:
+        lines = store.read_logs(job.id, cursor=cursor, limit=5000, host=host)
+        if not lines:
+            return
+        yield "".join(f"[{r.host}] {r.message}\n" if prefix else f"{r.message}\n" for r in lines).encode()
+        cursor = lines[-1].cursor
+
+
+@router.get("/console/jobs/{name}/log.txt")
+def log_text(
+    name: str, request: Request, host: str | None = None, session: ConsoleSession = Depends(require_session)
+) -> Response:
+    """The job's whole log as plain text (one host's with ``?host=``)."""
+    store = _store(request)
+    try:
+        job = store.get(name)
+    except NotFoundError:
+        return _no_job(request, name)
+    headers = {
+        **SECURITY_HEADERS,
+        "Content-Disposition": f'inline; filename="{job.name}.log"',
+    }
+    return StreamingResponse(
+        _log_text(store, job, host or None), media_type="text/plain; charset=utf-8", headers=headers
+    )
+
+
+@router.get("/console/{path:path}")
+def not_found(path: str, request: Request) -> Response:
+    """Any other console address: a 404 page."""
+    return error_page(request, status_code=404, title="Page not found", message=f"Nothing is at /console/{path}.")

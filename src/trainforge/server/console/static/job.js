@@ -1,0 +1,152 @@
+/* trainforge console: a job page's live status, timeline, log tail and metric charts. */
+(function () {
+  "use strict";
+  const TF = window.TF;
+  const data = TF.data();
+  const api = TF.base + "/api/jobs/" + encodeURIComponent(data.name);
+  let terminal = data.terminal;
+
+  // -- status and timeline ----------------------------------------------------------------------------
+  function bar(step) {
+    const NS = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("class", "bar");
+    svg.setAttribute("viewBox", "0 0 100 8");
+    svg.setAttribute("preserveAspectRatio", "none");
+    const rect = document.createElementNS(NS, "rect");
+    rect.setAttribute("x", step.offset);
+    rect.setAttribute("width", step.width);
+    rect.setAttribute("height", "8");
+    svg.append(rect);
+    return svg;
+  }
+
+  function renderStatus(s) {
+    const badge = document.getElementById("job-status");
+    badge.textContent = s.status;
+    badge.className = "status status-" + s.status;
+    document.getElementById("job-secondary").textContent = s.secondary;
+    document.getElementById("job-message").textContent = s.message;
+    document.getElementById("job-duration").textContent = s.duration;
+    if (s.failure_reason) {
+      document.getElementById("failure-reason").textContent = s.failure_reason;
+      document.getElementById("failure").classList.remove("hidden");
+    }
+    const rows = s.timeline.map((step) => {
+      const time = TF.el("time", { "data-epoch": String(step.start), text: step.start_text });
+      return TF.el("tr", step.current ? { class: "current" } : {}, [
+        TF.el("td", { text: step.status }),
+        TF.el("td", {}, [time]),
+        TF.el("td", { text: step.duration }),
+        TF.el("td", { class: "bar-col" }, [bar(step)]),
+        TF.el("td", { text: step.message }),
+      ]);
+    });
+    const tbody = document.getElementById("timeline-rows");
+    tbody.replaceChildren(...rows);
+    TF.localizeTimes(tbody);
+  }
+
+  if (!terminal) {
+    TF.poll(async function () {
+      const s = await TF.getJSON(api);
+      renderStatus(s);
+      if (s.terminal) {
+        terminal = true;
+        // Everything else on the page (artifacts, final metrics, buttons) is final now: render it afresh.
+        setTimeout(() => location.reload(), 1500);
+        return false;
+      }
+      return true;
+    }, 1500);
+  }
+
+  // -- log ----------------------------------------------------------------------------------------------
+  const MAX_LINES = 20000;
+  const logEl = document.getElementById("log");
+  const hostSel = document.getElementById("log-host");
+  const follow = document.getElementById("log-follow");
+  const state = document.getElementById("log-state");
+  let generation = 0;
+
+  function startLog() {
+    const mine = ++generation;
+    let cursor = 0;
+    let lineCount = 0;
+    let trimmed = false;
+    let finalReads = 0;
+    logEl.textContent = "";
+    const host = hostSel.value;
+    const showHost = data.multi_host && !host;
+
+    function append(lines) {
+      const frag = document.createDocumentFragment();
+      for (const l of lines) {
+        const div = document.createElement("div");
+        div.className = l.stream === "stderr" ? "line stderr" : "line";
+        if (showHost) div.append(TF.el("span", { class: "host", text: l.host }));
+        div.append(document.createTextNode(l.message));
+        frag.append(div);
+      }
+      logEl.append(frag);
+      lineCount += lines.length;
+      while (lineCount > MAX_LINES && logEl.firstChild) {
+        logEl.firstChild.remove();
+        lineCount -= 1;
+        trimmed = true;
+      }
+      if (follow.checked && lines.length) logEl.scrollTop = logEl.scrollHeight;
+    }
+
+    async function tick() {
+      if (mine !== generation) return;
+      let again = true;
+      try {
+        for (;;) {
+          const q = `${api}/logs?cursor=${cursor}&limit=2000` + (host ? "&host=" + encodeURIComponent(host) : "");
+          const r = await TF.getJSON(q);
+          if (mine !== generation) return;
+          append(r.lines);
+          cursor = r.next_cursor;
+          if (!r.more) {
+            // After the job ends, read once more for lines stored just after the final status.
+            if (r.terminal) again = finalReads++ < 1;
+            break;
+          }
+        }
+        state.textContent = (again ? "live · " : "") + lineCount + " lines" + (trimmed ? " (older lines: see full log)" : "");
+      } catch (err) {
+        state.textContent = "reconnecting…";
+      }
+      if (again) setTimeout(tick, document.hidden ? 4000 : 1000);
+    }
+    tick();
+  }
+  hostSel.addEventListener("change", startLog);
+  startLog();
+
+  // -- metric charts ------------------------------------------------------------------------------------
+  const charts = new Map();
+  const boxes = { metric: document.getElementById("metric-charts"), system: document.getElementById("system-charts") };
+
+  async function loadMetrics() {
+    const r = await TF.getJSON(api + "/metrics");
+    const names = Object.keys(r.series).sort();
+    for (const name of names) {
+      const kind = name.startsWith("system/") ? "system" : "metric";
+      let holder = charts.get(name);
+      if (!holder) {
+        holder = TF.el("div", { class: "chart-holder" });
+        charts.set(name, holder);
+        boxes[kind].append(holder);
+      }
+      const hosts = Object.keys(r.series[name]).sort();
+      const series = hosts.map((h) => ({ label: hosts.length > 1 ? h : name, points: r.series[name][h] }));
+      TF.lineChart(holder, { title: name, series: series });
+    }
+    document.getElementById("no-metrics").classList.toggle("hidden", boxes.metric.childElementCount > 0);
+    document.getElementById("no-system-metrics").classList.toggle("hidden", boxes.system.childElementCount > 0);
+    return !r.terminal;
+  }
+  loadMetrics().then((again) => { if (again) TF.poll(loadMetrics, 4000); }, () => TF.poll(loadMetrics, 4000));
+})();
