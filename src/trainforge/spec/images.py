@@ -1,0 +1,179 @@
+"""The image catalogue: what each ``trainforge/<framework>:<version>`` image contains, and the one table that
+maps SageMaker's framework names and version strings (and its ECR image URIs) onto it.
+
+An image resolves to an *environment*: a Python virtual environment built by ``uv`` from the image's pinned
+requirements (``trainforge/python:current`` is the server's own interpreter and needs no build). Only
+Python 3.11 environments are built here, so every ``py_version`` maps to 3.11.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from trainforge.errors import ValidationError
+
+PYTHON = "3.11"
+
+_SCIPY_STACK_NP1 = ("numpy==1.26.4", "scipy==1.11.4", "pandas==2.0.3", "joblib==1.3.2", "threadpoolctl==3.2.0")
+_SCIPY_STACK_NP2 = ("numpy==2.2.6", "scipy==1.15.3", "pandas==2.2.3", "joblib==1.4.2", "threadpoolctl==3.6.0")
+
+
+@dataclass(frozen=True)
+class Image:
+    """One catalogue entry."""
+
+    name: str
+    framework: str
+    version: str
+    requirements: tuple[str, ...]
+    accelerator: str = "cpu"
+    algorithm: str | None = None
+    sagemaker_helpers: bool = False
+    python: str | None = PYTHON
+
+    @property
+    def uses_server_interpreter(self) -> bool:
+        """Whether jobs run in the server's own interpreter (no environment build)."""
+        return self.python is None
+
+
+def _sklearn(version: str, sklearn: str, stack: tuple[str, ...]) -> Image:
+    return Image(f"trainforge/sklearn:{version}", "sklearn", version, (f"scikit-learn=={sklearn}", *stack))
+
+
+def _xgboost(version: str, xgb: str, stack: tuple[str, ...], sklearn: str) -> Image:
+    return Image(
+        f"trainforge/xgboost:{version}",
+        "xgboost",
+        version,
+        (f"xgboost-cpu=={xgb}", f"scikit-learn=={sklearn}", "pyarrow==17.0.0", *stack),
+        algorithm="xgboost",
+        sagemaker_helpers=True,
+    )
+
+
+def _pytorch(version: str, accelerator: str) -> Image:
+    torch = "torch==2.13.0+cpu" if accelerator == "cpu" else "torch==2.13.0"
+    return Image(
+        f"trainforge/pytorch:{version}-{accelerator}",
+        "pytorch",
+        version,
+        (torch, "numpy==2.2.6"),
+        accelerator=accelerator,
+    )
+
+
+_IMAGES: list[Image] = [
+    Image("trainforge/python:current", "python", "current", (), python=None),
+    Image(f"trainforge/python:{PYTHON}", "python", PYTHON, ()),
+    _sklearn("1.2-1", "1.2.2", _SCIPY_STACK_NP1),
+    _sklearn("1.4-2", "1.4.2", _SCIPY_STACK_NP1),
+    _xgboost("1.7-1", "2.1.4", _SCIPY_STACK_NP1, "1.2.2"),
+    _xgboost("3.0-5", "3.0.5", _SCIPY_STACK_NP2, "1.6.1"),
+    _pytorch("2.13", "cpu"),
+    _pytorch("2.13", "gpu"),
+    Image(
+        "trainforge/linear-learner:1",
+        "linear-learner",
+        "1",
+        ("scikit-learn==1.4.2", *_SCIPY_STACK_NP1),
+        algorithm="linear-learner",
+    ),
+    Image("trainforge/kmeans:1", "kmeans", "1", ("scikit-learn==1.4.2", *_SCIPY_STACK_NP1), algorithm="kmeans"),
+]
+
+CATALOGUE: dict[str, Image] = {img.name: img for img in _IMAGES}
+
+# The one table: (framework as SageMaker names it, SageMaker version string) -> catalogue image.
+# Versions that SageMaker knows but that cannot be built for Python 3.11 map onto the nearest buildable image.
+FRAMEWORK_VERSIONS: dict[str, dict[str, str]] = {
+    "sklearn": {
+        "0.23-1": "trainforge/sklearn:1.2-1",
+        "1.0-1": "trainforge/sklearn:1.2-1",
+        "1.2-1": "trainforge/sklearn:1.2-1",
+        "1.4-2": "trainforge/sklearn:1.4-2",
+    },
+    "xgboost": {
+        "0.90-2": "trainforge/xgboost:1.7-1",
+        "1.0-1": "trainforge/xgboost:1.7-1",
+        "1.2-1": "trainforge/xgboost:1.7-1",
+        "1.2-2": "trainforge/xgboost:1.7-1",
+        "1.3-1": "trainforge/xgboost:1.7-1",
+        "1.5-1": "trainforge/xgboost:1.7-1",
+        "1.7-1": "trainforge/xgboost:1.7-1",
+        "1": "trainforge/xgboost:1.7-1",
+        "latest": "trainforge/xgboost:1.7-1",
+        "3.0-5": "trainforge/xgboost:3.0-5",
+    },
+    "pytorch": {
+        v: "trainforge/pytorch:2.13-{accelerator}"
+        for v in ("1.13", "2.0", "2.1", "2.2", "2.3", "2.4", "2.5", "2.6", "2.13")
+    },
+    "linear-learner": {"1": "trainforge/linear-learner:1", "latest": "trainforge/linear-learner:1"},
+    "kmeans": {"1": "trainforge/kmeans:1", "latest": "trainforge/kmeans:1"},
+    "python": {"current": "trainforge/python:current", PYTHON: f"trainforge/python:{PYTHON}"},
+}
+
+# SageMaker's names for the same frameworks (image repositories and SDK framework keys).
+FRAMEWORK_ALIASES: dict[str, str] = {
+    "scikit-learn": "sklearn",
+    "sagemaker-scikit-learn": "sklearn",
+    "sagemaker-xgboost": "xgboost",
+    "xgboost": "xgboost",
+    "pytorch-training": "pytorch",
+    "pytorch": "pytorch",
+    "torch": "pytorch",
+    "linear-learner": "linear-learner",
+    "linearlearner": "linear-learner",
+    "kmeans": "kmeans",
+    "sklearn": "sklearn",
+    "python": "python",
+}
+
+_ECR = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/(?P<repo>[^:@]+)[:@](?P<tag>.+)$")
+
+
+def _known(framework: str) -> str:
+    return ", ".join(FRAMEWORK_VERSIONS[framework])
+
+
+def image_for(framework: str, version: str | None, *, accelerator: str = "cpu", field: str = "framework") -> Image:
+    """The catalogue image for a SageMaker framework name and version string.
+
+    Raises :class:`ValidationError` listing the known frameworks or versions when either is unknown.
+    """
+    key = FRAMEWORK_ALIASES.get(framework.lower())
+    if key is None:
+        raise ValidationError(
+            f"{field}: unknown framework {framework!r}; known: {', '.join(sorted(FRAMEWORK_VERSIONS))}", field=field
+        )
+    versions = FRAMEWORK_VERSIONS[key]
+    if version is None:
+        version = "latest" if "latest" in versions else list(versions)[-1]
+    if version not in versions:
+        raise ValidationError(
+            f"version: unknown {key} version {version!r}; known: {_known(key)}",
+            field="version",
+            details={"known_versions": list(versions)},
+        )
+    return CATALOGUE[versions[version].format(accelerator=accelerator)]
+
+
+def resolve_image(uri: str, *, field: str = "AlgorithmSpecification.TrainingImage") -> Image:
+    """The catalogue image a training image URI names: a ``trainforge/...`` name or a SageMaker ECR URI."""
+    if uri in CATALOGUE:
+        return CATALOGUE[uri]
+    m = _ECR.match(uri)
+    if m:
+        repo, tag = m.group("repo"), m.group("tag")
+        framework = FRAMEWORK_ALIASES.get(repo)
+        if framework is not None:
+            accelerator = "gpu" if "-gpu" in tag else "cpu"
+            version = tag.split("-cpu")[0].split("-gpu")[0] if framework in ("sklearn", "pytorch") else tag
+            return image_for(framework, version, accelerator=accelerator, field=field)
+    raise ValidationError(
+        f"{field}: unknown training image {uri!r}; known images: {', '.join(CATALOGUE)} "
+        "(or use trainforge.image_uris.retrieve(framework, region, version))",
+        field=field,
+    )
