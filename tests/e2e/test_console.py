@@ -16,9 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.support.server import ServerProcess
+from trainforge.errors import AuthError, ServerUnavailableError
+from trainforge.server.app import create_app
 from trainforge.server.console.links import console_login_url
+from trainforge.server.console.session import COOKIE, SESSION_MAX_AGE_S, TICKET_MAX_AGE_S, Sessions, make_ticket
 from trainforge.settings import Settings
 from trainforge.spec.contract import job_arn, model_artifacts_uri
 from trainforge.spec.job import parse_create_request
@@ -27,13 +32,6 @@ from trainforge.storage import LocalObjectStore
 from trainforge.store import NewJob, open_job_store
 
 CHROMIUM = "/usr/bin/chromium"
-playwright_sync = pytest.importorskip("playwright.sync_api", reason="the 'playwright' package is in the dev extra")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does)", allow_module_level=True)
-Browser = playwright_sync.Browser
-Page = playwright_sync.Page
-expect = playwright_sync.expect
-
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 ROLE = "arn:aws:iam::000000000000:role/TrainforgeExecutionRole"
@@ -149,7 +147,9 @@ def seed(home: Path) -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with playwright_sync.sync_playwright() as pw:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does)")
+    with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         yield b
         b.close()
@@ -192,6 +192,45 @@ def session_client(srv: ServerProcess, page: Page) -> httpx.Client:
 # -- sign in ----------------------------------------------------------------------------------------------
 
 
+def test_sessions_and_tickets_are_signed_single_use_and_expire() -> None:
+    sessions = Sessions("the-token")
+    cookie = sessions.issue(now=T0)
+    session = sessions.verify(cookie, now=T0 + 60)
+    assert session is not None and "the-token" not in cookie
+    assert sessions.verify(cookie, now=T0 + SESSION_MAX_AGE_S + 1) is None
+    issued, nonce, _mac = cookie.split(".")
+    assert sessions.verify(f"{issued}.{nonce}.forged", now=T0) is None
+    assert Sessions("another-token").verify(cookie, now=T0) is None
+    assert sessions.csrf_ok(session, session.csrf) and not sessions.csrf_ok(session, "x")
+    sessions.revoke(session, now=T0 + 60)
+    assert sessions.verify(cookie, now=T0 + 60) is None
+    ticket = make_ticket("the-token", now=T0)
+    assert not sessions.redeem_ticket(ticket, now=T0 + TICKET_MAX_AGE_S + 1)
+    assert not Sessions("another-token").redeem_ticket(ticket, now=T0)
+    assert sessions.redeem_ticket(ticket, now=T0) and not sessions.redeem_ticket(ticket, now=T0)
+    assert sessions.token_matches("the-token") and not sessions.token_matches("the-token-2")
+
+
+def test_the_cookie_is_secure_over_https_and_a_login_link_needs_a_server(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    app = create_app(settings, start_scheduler=False)
+    with TestClient(app, base_url="https://127.0.0.1") as c:
+        r = c.post("/console/login", data={"token": app.state.token}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/console/jobs"
+        cookie = r.headers["set-cookie"]
+        assert cookie.startswith(f"{COOKIE}=") and "Secure" in cookie and "HttpOnly" in cookie
+        assert "SameSite=strict" in cookie and app.state.token not in cookie
+        api = c.get("/console/api/jobs", cookies={COOKIE: "forged"})
+        assert api.status_code == 401 and api.json()["error"]["code"] == "AccessDenied"
+    with pytest.raises(ServerUnavailableError, match="no trainforge server is running"):
+        console_login_url(settings)
+    with pytest.raises(AuthError):
+        console_login_url(Settings(home=tmp_path / "empty", endpoint="http://127.0.0.1:9"))
+    remote = console_login_url(Settings(home=tmp_path / "empty", endpoint="http://h:1/", token="tok"))
+    assert remote.startswith("http://h:1/console/login?ticket=") and "tok" not in remote.split("=", 1)[1]
+
+
+
 def test_a_wrong_token_shows_an_error_and_the_right_one_signs_in(browser: Browser, seeded: ServerProcess) -> None:
     context = browser.new_context(base_url=seeded.url)
     page = context.new_page()
@@ -207,6 +246,10 @@ def test_a_wrong_token_shows_an_error_and_the_right_one_signs_in(browser: Browse
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
     assert not cookie["secure"]  # plain http on 127.0.0.1; set on https requests
     assert seeded.token not in cookie["value"]
+    page.click("header button:text('Sign out')")
+    expect(page).to_have_url(re.compile(r"/console/login$"))
+    page.goto("/console/jobs")
+    expect(page).to_have_url(re.compile(r"/console/login\?next="))
     context.close()
 
 
@@ -402,6 +445,10 @@ def submit_running_job(srv: ServerProcess, name: str) -> None:
 def test_a_running_jobs_log_grows_live_and_stop_stops_it(browser: Browser, server: ServerProcess) -> None:
     submit_running_job(server, "live-job")
     page = signed_in(browser, server)
+    listing = page.context.new_page()
+    listing.goto("/console/jobs")
+    row_status = listing.locator("#job-rows tr[data-name=live-job] .status")
+    expect(row_status).to_have_text("InProgress")
     page.goto("/console/jobs/live-job")
     expect(page.locator("#job-secondary")).to_have_text("Training")
     lines = page.locator("#log .line")
@@ -417,6 +464,7 @@ def test_a_running_jobs_log_grows_live_and_stop_stops_it(browser: Browser, serve
     assert (d["TrainingJobStatus"], d["SecondaryStatus"]) == ("Stopped", "Stopped")
     expect(page.locator("#timeline-rows td:first-child").last).to_have_text("Stopped")
     expect(page.locator("#stop-button")).to_have_count(0)
+    expect(row_status).to_have_text("Stopped")  # the list page refreshed itself
     page.context.close()
 
 

@@ -21,7 +21,6 @@ from trainforge.server.console.listing import PAGE_SIZES, SORTS, STATUSES, ListP
 from trainforge.server.console.render import (
     BASE,
     SECURITY_HEADERS,
-    ConsoleSession,
     console_of,
     current_session,
     error_page,
@@ -31,7 +30,7 @@ from trainforge.server.console.render import (
     require_session,
     safe_next,
 )
-from trainforge.server.console.session import clear_session_cookie, set_session_cookie
+from trainforge.server.console.session import ConsoleSession, clear_session_cookie, set_session_cookie
 from trainforge.service.jobs import JobService
 from trainforge.spec.job import parse_create_request
 from trainforge.spec.names import base_from_name, name_from_base

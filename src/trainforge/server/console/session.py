@@ -117,11 +117,11 @@ class Sessions:
                 return None
         return ConsoleSession(nonce=nonce, issued=issued, csrf=_mac(self._key, "csrf", nonce))
 
-    def revoke(self, session: ConsoleSession) -> None:
+    def revoke(self, session: ConsoleSession, *, now: float | None = None) -> None:
         """Sign a session out: its cookie is refused from now on by this process."""
         with self._lock:
+            self._forget_expired(time.time() if now is None else now)
             self._revoked[session.nonce] = session.issued + SESSION_MAX_AGE_S
-            self._forget_expired(time.time())
 
     @staticmethod
     def csrf_ok(session: ConsoleSession, given: str | None) -> bool:

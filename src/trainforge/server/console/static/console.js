@@ -35,10 +35,11 @@
     return r.json();
   };
 
+  /** ``YYYY-MM-DD HH:MM:SS`` in the browser's time zone. */
   TF.localTime = function (epoch) {
-    return new Date(epoch * 1000).toLocaleString(undefined, {
-      year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
-    });
+    const d = new Date(epoch * 1000);
+    const p = (n) => String(n).padStart(2, "0");
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
   };
 
   /** Show every <time data-epoch> in the browser's time zone (the UTC text stays as its tooltip). */

@@ -25,7 +25,9 @@
     const badge = document.getElementById("job-status");
     badge.textContent = s.status;
     badge.className = "status status-" + s.status;
-    document.getElementById("job-secondary").textContent = s.secondary;
+    const secondary = document.getElementById("job-secondary");
+    secondary.textContent = s.secondary;
+    secondary.classList.toggle("hidden", s.secondary === s.status);
     document.getElementById("job-message").textContent = s.message;
     document.getElementById("job-duration").textContent = s.duration;
     if (s.failure_reason) {
@@ -114,7 +116,8 @@
             break;
           }
         }
-        state.textContent = (again ? "live · " : "") + lineCount + " lines" + (trimmed ? " (older lines: see full log)" : "");
+        const live = !terminal;
+        state.textContent = (live ? "live · " : "") + lineCount + " lines" + (trimmed ? " (older lines: see full log)" : "");
       } catch (err) {
         state.textContent = "reconnecting…";
       }

@@ -34,10 +34,10 @@
       TF.el("td", { class: "state" }, [
         TF.el("span", { class: "status status-" + r.status, text: r.status }),
         " ",
-        TF.el("span", { class: "secondary", text: r.secondary }),
+        r.secondary === r.status ? null : TF.el("span", { class: "secondary", text: r.secondary }),
       ]),
-      TF.el("td", { text: r.instance_type + " × " + r.instance_count }),
-      TF.el("td", {}, [time]),
+      TF.el("td", { class: "nowrap", text: r.instance_type + " × " + r.instance_count }),
+      TF.el("td", { class: "nowrap" }, [time]),
       TF.el("td", { class: "duration", text: r.duration }),
       metrics,
     ]);
