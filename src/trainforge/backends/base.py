@@ -26,6 +26,7 @@ class LaunchRequest:
     region: str
     account_id: str
     stop_grace_seconds: float
+    remote_function_key: str | None = None
 
 
 class Backend(Protocol):

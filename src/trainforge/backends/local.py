@@ -87,6 +87,7 @@ class LocalBackend:
                 region=request.region,
                 account_id=request.account_id,
                 stop_grace_seconds=request.stop_grace_seconds,
+                remote_function_key=request.remote_function_key,
                 instance=InstanceInfo(
                     type=inst.name,
                     vcpus=inst.vcpus,

@@ -66,6 +66,7 @@ class SupervisorConfig(_Model):
     stop_grace_seconds: float = Field(default=120.0, ge=0)
     instance: InstanceInfo
     python: str
+    remote_function_key: str | None = None
 
 
 class SupervisorResult(_Model):

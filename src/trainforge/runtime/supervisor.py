@@ -50,6 +50,7 @@ from trainforge.runtime.launch import SupervisorConfig, SupervisorResult, read_c
 from trainforge.runtime.layout import JobPaths, build_tree, input_data_config, input_mode, resource_config
 from trainforge.runtime.packaging import publish_artifacts
 from trainforge.runtime.process import ChildProcess
+from trainforge.runtime.publish import publish_tree
 from trainforge.runtime.reporter import Reporter
 from trainforge.runtime.sourcecode import fetch_source
 from trainforge.runtime.stopping import StopReason, StopRequested, StopSignal
@@ -357,6 +358,8 @@ class Supervisor:
         if (bin_dir.parent / "pyvenv.cfg").is_file():
             env["VIRTUAL_ENV"] = str(bin_dir.parent)
             env["PATH"] = str(bin_dir) + os.pathsep + env.get("PATH", os.defpath)
+        if self.cfg.remote_function_key:
+            env["TRAINFORGE_REMOTE_FUNCTION_KEY"] = self.cfg.remote_function_key
         env.update(spec.Environment or {})
         if plan.container_command is not None:
             cmd = plan.container_command
@@ -441,6 +444,12 @@ class Supervisor:
             raise internal_error(f"cannot package artifacts: {exc}") from None
         for artifact in artifacts:
             self.say(f"Uploaded {artifact.uri} ({artifact.entries} entries)")
+        try:
+            remote = publish_tree(store, self.paths.root / contract.REMOTE_FUNCTION_OUTPUT_DIR, output.S3OutputPath)
+        except TrainforgeError as exc:
+            raise internal_error(f"cannot publish remote-function output: {exc.message}") from None
+        for uri in remote:
+            self.say(f"Uploaded {uri}")
 
     def _upload_best_effort(self, store: ObjectStore, spec: CreateTrainingJobRequest) -> None:
         try:

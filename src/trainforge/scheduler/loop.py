@@ -20,6 +20,7 @@ from trainforge.backends.base import Backend, LaunchRequest
 from trainforge.errors import ConflictError, TrainforgeError
 from trainforge.scheduler.instances import Machine, Placement, lookup, place
 from trainforge.service.agent import hash_token
+from trainforge.service.remote_keys import job_key
 from trainforge.settings import Settings
 from trainforge.spec.status import SecondaryStatus
 from trainforge.store.jobs import JobStore
@@ -41,6 +42,7 @@ class Scheduler:
     server_url: str
     storage: dict[str, Any]
     wake: threading.Event = field(default_factory=threading.Event)
+    remote_secret: bytes = b""
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _cancelled: set[str] = field(default_factory=set)
@@ -173,6 +175,7 @@ class Scheduler:
             region=self.settings.region,
             account_id=self.settings.account_id,
             stop_grace_seconds=self.settings.stop_grace_seconds,
+            remote_function_key=job_key(self.remote_secret, job.name) if self.remote_secret else None,
         )
         try:
             handle = self.backend.launch(request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,11 +13,12 @@ from fastapi import Depends, FastAPI, Request
 from trainforge.backends.local import LocalBackend
 from trainforge.scheduler.instances import this_machine
 from trainforge.scheduler.loop import Scheduler
-from trainforge.server import console, routes_agent, routes_jobs
+from trainforge.server import console, routes_agent, routes_jobs, routes_remote
 from trainforge.server import errors as error_handlers
 from trainforge.server.auth import ensure_token, require_user
 from trainforge.service.agent import AgentService
 from trainforge.service.jobs import JobService
+from trainforge.service.remote_keys import ensure_secret
 from trainforge.settings import Settings
 from trainforge.spec.contract import DEFAULT_BUCKET
 from trainforge.store import open_job_store
@@ -45,6 +47,7 @@ def create_app(
     home.mkdir(parents=True, exist_ok=True)
     settings.storage_root.mkdir(parents=True, exist_ok=True)
     token = settings.token or ensure_token(settings.token_path)
+    remote_secret = ensure_secret(settings.resolved_home / "remote_function.secret")
     store = open_job_store(settings.effective_database_url)
     machine = this_machine(cpus=settings.local_cpus, gpus=settings.local_gpus)
     jobs = JobService(store=store, settings=settings, machine=machine)
@@ -56,6 +59,7 @@ def create_app(
         server_url=server_url,
         storage=storage_config(settings),
         wake=jobs.wake,
+        remote_secret=remote_secret,
     )
 
     @asynccontextmanager
@@ -84,6 +88,7 @@ def create_app(
     app.state.jobs = jobs
     app.state.agent = AgentService(store=store)
     app.state.scheduler = scheduler
+    app.state.remote_secret = remote_secret
     error_handlers.install(app)
 
     @app.get("/health", tags=["meta"])
@@ -101,9 +106,11 @@ def create_app(
             "default_bucket": DEFAULT_BUCKET,
             "storage": storage_config(s),
             "version": __version__,
+            "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
         }
 
     app.include_router(routes_jobs.router)
     app.include_router(routes_agent.router)
+    app.include_router(routes_remote.router)
     console.install(app)
     return app

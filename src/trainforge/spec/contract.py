@@ -21,6 +21,8 @@ OUTPUT_DIR = OPT_ML / "output"
 OUTPUT_DATA_DIR = OUTPUT_DIR / "data"
 OUTPUT_INTERMEDIATE_DIR = OUTPUT_DIR / "intermediate"
 FAILURE_FILE = OUTPUT_DIR / "failure"
+# A remote-function job writes results/ or exception/ here; they are published under its S3OutputPath.
+REMOTE_FUNCTION_OUTPUT_DIR = OUTPUT_DIR / "remote_function"
 SUCCESS_FILE = OUTPUT_DIR / "success"
 CHECKPOINTS_DIR = OPT_ML / "checkpoints"
 
