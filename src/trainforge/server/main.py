@@ -29,7 +29,10 @@ def bind_socket(host: str, port: int, previous: int | None = None) -> socket.soc
     candidates = [port] if port else ([previous] if previous else []) + [0]
     last_error: OSError | None = None
     for candidate in candidates:
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP (not 0) so asyncio turns on TCP_NODELAY for accepted connections: without it every
+        # response on a kept-alive connection waits ~40 ms for the client's delayed ACK.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, candidate))
