@@ -18,6 +18,7 @@ from trainforge.errors import ValidationError
 from trainforge.fw_utils import UploadedCode, git_clone_repo, tar_and_upload_dir, validate_source_code
 from trainforge.job import FitInputs, TrainingJob, format_inputs_to_input_config
 from trainforge.session import Session, get_execution_role
+from trainforge.spec import images
 from trainforge.spec.contract import model_artifacts_uri
 from trainforge.spec.names import base_from_name, base_name_from_image, name_from_base
 from trainforge.storage import parse_s3_uri, s3_join
@@ -587,8 +588,9 @@ class Estimator(EstimatorBase):
 class Framework(EstimatorBase):
     """Base of framework estimators: run ``entry_point`` from ``source_dir`` in a framework image.
 
-    Every hyperparameter is JSON-encoded (``"abc"`` -> ``'"abc"'``). Subclasses set ``_framework_name``
-    and the default image ``trainforge/<_framework_name>:<framework_version>``.
+    Every hyperparameter is JSON-encoded (``"abc"`` -> ``'"abc"'``). Subclasses set ``_framework_name``;
+    the default image is the catalogue's image for that framework and ``framework_version``
+    (:func:`trainforge.spec.images.image_for`; a GPU instance type picks a ``-gpu`` image where one exists).
 
     Args:
         entry_point: Script to run, relative to ``source_dir`` (or a path when there is no source_dir).
@@ -597,6 +599,11 @@ class Framework(EstimatorBase):
         image_uri: Image to run instead of the framework's default image.
         framework_version: Version of the framework image.
         **kwargs: The other parameters of :class:`EstimatorBase`.
+
+    Raises:
+        ValidationError: No ``entry_point``; or no ``image_uri`` and a ``framework_version`` that is
+            missing or unknown (the message lists the known versions). Raised at construction, before
+            anything is uploaded.
     """
 
     _framework_name: ClassVar[str] = ""
@@ -618,17 +625,48 @@ class Framework(EstimatorBase):
         self.image_uri = image_uri
         self.framework_version = framework_version
         super().__init__(entry_point=entry_point, source_dir=source_dir, hyperparameters=hyperparameters, **kwargs)
+        if not image_uri:
+            self._catalogue_image()
+
+    def _accelerator(self) -> str:
+        """``"gpu"`` when the job's (first group's) instance type has GPUs, else ``"cpu"``."""
+        instance_type = self.instance_type
+        if not instance_type and self.instance_groups:
+            first = self.instance_groups[0]
+            instance_type = (
+                first.get("InstanceType") if isinstance(first, Mapping) else getattr(first, "instance_type", None)
+            )
+        return images.accelerator_for(instance_type)
+
+    def _catalogue_image(self) -> images.Image:
+        """The catalogue image for ``framework_version``; ValidationError naming the known versions."""
+        name = self._framework_name
+        versions = images.FRAMEWORK_VERSIONS.get(name)
+        if versions is None:
+            raise ValidationError(
+                f"image_uri: required ({type(self).__name__} has no framework image)", field="image_uri"
+            )
+        if self.framework_version is None or self.framework_version not in versions:
+            what = (
+                "required" if self.framework_version is None else f"unknown {name} version {self.framework_version!r}"
+            )
+            raise ValidationError(
+                f"framework_version: {what}; known versions: {', '.join(versions)} (or pass image_uri)",
+                field="framework_version",
+                details={"known_versions": list(versions)},
+            )
+        return images.image_for(name, self.framework_version, accelerator=self._accelerator())
 
     def training_image_uri(self) -> str:
-        """``image_uri`` if given, else ``trainforge/<framework>:<framework_version>``."""
+        """``image_uri`` if given, else the catalogue image for the framework and ``framework_version``."""
         if self.image_uri:
             return self.image_uri
-        return f"trainforge/{self._framework_name}:{self.framework_version}"
+        return self._catalogue_image().name
 
     @classmethod
     def _framework_version_from_image(cls, image: str) -> str | None:
-        prefix = f"trainforge/{cls._framework_name}:"
-        return image[len(prefix) :] if cls._framework_name and image.startswith(prefix) else None
+        known = images.CATALOGUE.get(image)
+        return known.version if known is not None and known.framework == cls._framework_name else None
 
     @classmethod
     def _prepare_init_params_from_job_description(

@@ -4,8 +4,9 @@ Started by a backend as ``python -m trainforge.runtime.supervisor <root>/supervi
 :mod:`trainforge.runtime.launch`). Run sequence, with the secondary status reported at each step:
 
 1. ``Starting`` - build the ``opt/ml`` tree and its config files; decide what to run.
-2. ``Downloading`` - stage every channel, fetch the source code, build the job's environment with uv
-   when the code has a ``requirements.txt`` or ``setup.py``.
+2. ``Downloading`` - stage every channel, fetch the source code, build or reuse the image's environment
+   with uv (its own ``Downloading`` message; :mod:`trainforge.runtime.envcache`), with the code's
+   ``requirements.txt`` or ``setup.py`` layered on it.
 3. ``Training`` - run the entry point (or ``ContainerEntrypoint``) with the toolkit's environment, its
    output forwarded line by line.
 4. ``Uploading`` -> ``Completed`` on exit code 0; ``Failed`` with an ``AlgorithmError`` otherwise (the model
@@ -36,7 +37,8 @@ from trainforge.errors import TrainforgeError, ValidationError
 from trainforge.runtime import toolkit
 from trainforge.runtime.agent import AgentClient, ReplyKind, ServerLocator
 from trainforge.runtime.channels import stage_channel
-from trainforge.runtime.environment import JobEnvironment
+from trainforge.runtime.distributed import torchrun_enabled, torchrun_launch
+from trainforge.runtime.envcache import prepare_environment
 from trainforge.runtime.failure import (
     ErrorCapture,
     JobFailed,
@@ -55,6 +57,7 @@ from trainforge.runtime.reporter import Reporter
 from trainforge.runtime.sourcecode import fetch_source
 from trainforge.runtime.stopping import StopReason, StopRequested, StopSignal
 from trainforge.spec import contract
+from trainforge.spec.images import job_image
 from trainforge.spec.job import CreateTrainingJobRequest, parse_create_request
 from trainforge.spec.status import SecondaryStatus as S
 from trainforge.storage import ObjectStore, open_store
@@ -291,36 +294,49 @@ class Supervisor:
         self.stop.check()
 
     def _prepare_code(self, store: ObjectStore, spec: CreateTrainingJobRequest, plan: Plan) -> str:
-        """Fetch the source, build the environment if the code needs one; return the job's python."""
+        """Fetch the source, build or reuse the image's environment (with the code's requirements.txt or
+        setup.py layered on it); return the job's python."""
         submit = toolkit.decode_hyperparameters(spec.HyperParameters).get(toolkit.SUBMIT_DIR_HP)
         code = self.paths.code
         if isinstance(submit, str) and submit:
             self.say(f"Source code: {fetch_source(store, submit, code, self.paths.tmp)}")
         self.stop.check()
         if plan.entry_point is None:
-            return self.cfg.python
-        environment = JobEnvironment(
-            venv=self.paths.venv,
-            base_python=self.cfg.python,
+            return self.environment_python(spec)
+        kind = toolkit.entry_point_type(code, plan.entry_point)
+        if kind is not toolkit.EntryPointType.PYTHON_PACKAGE:
+            target = code / plan.entry_point
+            if not target.is_file():
+                raise client_error(f"entry point '{plan.entry_point}' was not found in the source code")
+            if kind is toolkit.EntryPointType.COMMAND:
+                target.chmod(target.stat().st_mode | 0o755)
+        return self.environment_python(spec, code_dir=code, package=kind is toolkit.EntryPointType.PYTHON_PACKAGE)
+
+    def environment_python(
+        self, spec: CreateTrainingJobRequest, *, code_dir: Path | None = None, package: bool = False
+    ) -> str:
+        """The interpreter of the job's image environment, built or reused (``Downloading`` status); with
+        ``code_dir``, its ``requirements.txt`` (or, with ``package``, the directory itself) layered on top."""
+        algo = spec.AlgorithmSpecification
+        try:
+            image = job_image(algo.TrainingImage, algo.AlgorithmName)
+        except ValidationError as exc:
+            raise client_error(exc.message) from None
+        envs_root = Path(self.cfg.envs_root) if self.cfg.envs_root else self.paths.root / "envs"
+        python = prepare_environment(
+            image,
+            envs_root=envs_root,
+            server_python=self.cfg.python,
             env=self._base_env(),
             sink=self.reporter.line,
-            should_stop=self.stop.is_set,
+            on_status=lambda message: self._status(S.DOWNLOADING, message),
+            stop=self.stop,
+            reuse_server=self.cfg.env_reuse_server,
+            code_dir=code_dir,
+            job_venv=self.paths.venv,
+            package=package,
         )
-        kind = toolkit.entry_point_type(code, plan.entry_point)
-        if kind is toolkit.EntryPointType.PYTHON_PACKAGE:
-            environment.install_package(code)
-            self.stop.check()
-            return environment.python
-        target = code / plan.entry_point
-        if not target.is_file():
-            raise client_error(f"entry point '{plan.entry_point}' was not found in the source code")
-        if kind is toolkit.EntryPointType.COMMAND:
-            target.chmod(target.stat().st_mode | 0o755)
-        if (code / "requirements.txt").is_file():
-            environment.install_requirements(code)
-            self.stop.check()
-            return environment.python
-        return self.cfg.python
+        return str(python)
 
     def _base_env(self) -> dict[str, str]:
         return {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
@@ -336,7 +352,7 @@ class Supervisor:
             input_data_config=data_config,
             resource_config=resources,
             num_cpus=self.cfg.instance.effective_vcpus,
-            num_gpus=self.cfg.instance.gpus,
+            num_gpus=len(self.cfg.gpu_ids) if self.cfg.gpu_ids is not None else self.cfg.instance.gpus,
             framework_module=(spec.Environment or {}).get("SAGEMAKER_TRAINING_MODULE"),
         )
         env = self._base_env()
@@ -352,6 +368,8 @@ class Supervisor:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.cfg.gpu_ids is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in self.cfg.gpu_ids)
         existing = env.get("PYTHONPATH")
         env["PYTHONPATH"] = str(self.paths.code) + (os.pathsep + existing if existing else "")
         bin_dir = Path(python).parent
@@ -367,7 +385,12 @@ class Supervisor:
             assert plan.entry_point is not None
             kind = toolkit.entry_point_type(self.paths.code, plan.entry_point)
             args = toolkit.to_cmd_args(train_env["hyperparameters"])
-            cmd = toolkit.entry_point_command(kind, plan.entry_point, args, python)
+            if torchrun_enabled(train_env["additional_framework_parameters"]):
+                launch = torchrun_launch(train_env)
+                env.update(launch.env())
+                cmd = launch.command(python, kind, plan.entry_point, args)
+            else:
+                cmd = toolkit.entry_point_command(kind, plan.entry_point, args, python)
         self.say("Training Env:\n\n" + json.dumps(train_env, indent=4, sort_keys=True) + "\n")
         self.say("Invoking script with the following command:\n\n" + toolkit.format_command(cmd) + "\n")
         return cmd, env

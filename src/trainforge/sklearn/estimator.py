@@ -22,13 +22,15 @@ class SKLearn(Framework):
         py_version: Python flavour of the image (``"py3"``).
         source_dir: Directory packaged as ``sourcedir.tar.gz``.
         hyperparameters: Hyperparameters of the job.
-        image_uri: Image to run instead of ``trainforge/sklearn:<framework_version>``.
+        image_uri: Image to run instead of the catalogue image for ``framework_version`` (``"1.2-1"`` ->
+            ``trainforge/sklearn:1.2-1``; other SageMaker versions map as ``docs/images.md`` lists).
         image_uri_region: Accepted for SageMaker compatibility; unused.
         **kwargs: The other parameters of :class:`~trainforge.estimator.EstimatorBase`.
 
     Raises:
-        ValidationError: Neither ``framework_version`` nor ``image_uri`` given, ``instance_count`` other
-            than 1, or a GPU instance type.
+        ValidationError: Neither ``framework_version`` nor ``image_uri`` given, an unknown
+            ``framework_version`` (the message lists the known ones), ``instance_count`` other than 1, or a
+            GPU instance type.
     """
 
     _framework_name: ClassVar[str] = "sklearn"

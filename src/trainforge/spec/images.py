@@ -177,3 +177,33 @@ def resolve_image(uri: str, *, field: str = "AlgorithmSpecification.TrainingImag
         "(or use trainforge.image_uris.retrieve(framework, region, version))",
         field=field,
     )
+
+
+def job_image(training_image: str | None, algorithm_name: str | None = None) -> Image:
+    """The image a job runs: its ``AlgorithmSpecification.TrainingImage`` (see :func:`resolve_image`), or an
+    ``AlgorithmName`` naming a framework or built-in algorithm (``"xgboost"``: its latest image).
+
+    Raises :class:`ValidationError` naming the field, with the known images or names, when neither resolves.
+    """
+    if training_image:
+        return resolve_image(training_image)
+    if algorithm_name:
+        return image_for(algorithm_name, None, field="AlgorithmSpecification.AlgorithmName")
+    raise ValidationError(
+        "AlgorithmSpecification.TrainingImage: required (a catalogue image such as trainforge/python:current)",
+        field="AlgorithmSpecification.TrainingImage",
+    )
+
+
+def accelerator_for(instance_type: str | None) -> str:
+    """``"gpu"`` for GPU instance types (families ``ml.g*``/``ml.p*`` and ``local_gpu``), else ``"cpu"``.
+
+    The same rule SageMaker's SDK uses to pick a ``-gpu`` image tag for an instance type.
+    """
+    if not instance_type:
+        return "cpu"
+    if instance_type == "local_gpu":
+        return "gpu"
+    parts = instance_type.split(".")
+    family = parts[1] if len(parts) > 2 and parts[0] == "ml" else ""
+    return "gpu" if family[:1] in ("g", "p") else "cpu"
