@@ -213,6 +213,11 @@ class TrainforgeClient:
         result: dict[str, Any] = self._request("POST", self._job_path(name, "/stop"))
         return result
 
+    def remote_function_key(self, name: str) -> str:
+        """``GET /v1/remote-function-keys/{name}``: the HMAC key of one remote-function job's payloads."""
+        result: dict[str, Any] = self._request("GET", f"/v1/remote-function-keys/{quote(name, safe='')}")
+        return str(result["key"])
+
     def logs(self, name: str, *, cursor: int = 0, limit: int = 1000, host: str | None = None) -> dict[str, Any]:
         """``GET .../logs``: up to ``limit`` events with a cursor greater than ``cursor``, oldest first.
 

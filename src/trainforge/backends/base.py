@@ -14,7 +14,11 @@ from trainforge.scheduler.instances import Placement
 
 @dataclass(frozen=True)
 class LaunchRequest:
-    """Everything a backend needs to start one supervisor per host of a job."""
+    """Everything a backend needs to start one supervisor per host of a job.
+
+    ``gpu_ids`` are the machine's GPUs allocated to the job (None: a job without GPUs); a backend records them
+    in the handle it returns (``"gpu_ids"``) so the scheduler knows which GPUs are held.
+    """
 
     job_name: str
     spec: dict[str, Any]
@@ -26,6 +30,9 @@ class LaunchRequest:
     region: str
     account_id: str
     stop_grace_seconds: float
+    envs_root: str | None = None
+    env_reuse_server: str = "never"
+    gpu_ids: tuple[int, ...] | None = None
     remote_function_key: str | None = None
 
 

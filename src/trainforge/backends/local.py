@@ -15,6 +15,7 @@ from typing import Any
 from trainforge.backends.base import LaunchRequest
 from trainforge.errors import BackendError
 from trainforge.runtime.launch import InstanceInfo, SupervisorConfig, supervisor_command, write_config
+from trainforge.runtime.warm import hand_off, keep_alive_seconds
 from trainforge.spec.contract import host_name
 
 # How long after the stop grace period a supervisor may still take to upload before it is killed.
@@ -62,6 +63,7 @@ class LocalBackend:
 
     def __init__(self, jobs_root: Path, *, python: str | None = None) -> None:
         self.jobs_root = Path(jobs_root)
+        self.warm_dir = self.jobs_root.parent / "warm"
         self.python = python or sys.executable
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
@@ -97,8 +99,18 @@ class LocalBackend:
                     notice=request.placement.notice,
                 ),
                 python=self.python,
+                envs_root=request.envs_root,
+                env_reuse_server="auto" if request.env_reuse_server == "auto" else "never",
+                gpu_ids=list(request.gpu_ids) if request.gpu_ids is not None else None,
+                warm_dir=str(self.warm_dir),
             )
-            write_config(root, config)
+            config_path = write_config(root, config)
+            if count == 1 and keep_alive_seconds(request.spec) > 0:
+                pid = hand_off(self.warm_dir, request.spec, config_path)
+                if pid is not None:
+                    started.append({"host": host, "pid": pid, "start_time": process_start_time(pid),
+                                    "root": str(root), "warm": True})
+                    continue
             env = {k: v for k, v in os.environ.items() if k not in ("TRAINFORGE_TOKEN",)}
             try:
                 with open(root / "supervisor.log", "ab") as log:
@@ -121,7 +133,10 @@ class LocalBackend:
             started.append(
                 {"host": host, "pid": proc.pid, "start_time": process_start_time(proc.pid), "root": str(root)}
             )
-        return {"backend": self.name, "hosts": started}
+        handle: dict[str, Any] = {"backend": self.name, "hosts": started}
+        if request.gpu_ids is not None:
+            handle["gpu_ids"] = list(request.gpu_ids)
+        return handle
 
     def _reap(self) -> None:
         with self._lock:

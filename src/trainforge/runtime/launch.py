@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,7 +50,10 @@ class SupervisorConfig(_Model):
     ``spec`` is the CreateTrainingJob request exactly as the server stored it (SageMaker wire format).
     ``server_file``, when set, is re-read whenever a request to ``server_url`` fails, so a server restarted
     on another port is found again. ``python`` is the interpreter that runs the supervisor and, for the
-    ``trainforge/python:current`` image, the job itself.
+    ``trainforge/python:current`` image, the job itself. ``envs_root`` is the node's image-environment cache
+    (None: a private one under the job root); ``env_reuse_server`` the ``TRAINFORGE_ENV_REUSE_SERVER`` mode.
+    ``gpu_ids`` are the GPUs the scheduler gave the job (``CUDA_VISIBLE_DEVICES``); None for a job without GPUs,
+    which leaves ``CUDA_VISIBLE_DEVICES`` unset.
     """
 
     job_name: str
@@ -66,7 +69,11 @@ class SupervisorConfig(_Model):
     stop_grace_seconds: float = Field(default=120.0, ge=0)
     instance: InstanceInfo
     python: str
+    envs_root: str | None = None
+    env_reuse_server: Literal["auto", "never"] = "never"
+    gpu_ids: list[int] | None = None
     remote_function_key: str | None = None
+    warm_dir: str | None = None
 
 
 class SupervisorResult(_Model):

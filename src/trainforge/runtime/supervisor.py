@@ -34,7 +34,7 @@ from types import FrameType
 from typing import Any
 
 from trainforge.errors import TrainforgeError, ValidationError
-from trainforge.runtime import toolkit
+from trainforge.runtime import toolkit, warm
 from trainforge.runtime.agent import AgentClient, ReplyKind, ServerLocator
 from trainforge.runtime.channels import stage_channel
 from trainforge.runtime.distributed import torchrun_enabled, torchrun_launch
@@ -495,7 +495,23 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         log.error("%s", exc.message)
         return 2
-    return Supervisor(cfg, path.resolve().parent).run()
+    rc = Supervisor(cfg, path.resolve().parent).run()
+    if cfg.warm_dir and warm.keep_alive_seconds(cfg.spec) > 0:
+        warm.serve(Path(cfg.warm_dir), cfg.spec, _run_handed_over)
+    return rc
+
+
+def _run_handed_over(config_path: Path) -> dict[str, Any] | None:
+    """Run one job handed to this warm worker; its spec, so the worker knows how long to stay warm next."""
+    try:
+        cfg = read_config(config_path)
+    except ValidationError as exc:
+        log.error("%s", exc.message)
+        return None
+    supervisor = Supervisor(cfg, config_path.resolve().parent)
+    supervisor.say(f"[trainforge] running on a warm worker (pid {os.getpid()}) kept alive by an earlier job")
+    supervisor.run()
+    return cfg.spec
 
 
 if __name__ == "__main__":

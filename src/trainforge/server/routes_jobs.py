@@ -19,7 +19,7 @@ from trainforge.store.jobs import ListQuery
 from trainforge.store.records import JobRecord, LogRecord
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_user)], tags=["training-jobs"])
-FOLLOW_POLL_S = 0.1
+FOLLOW_POLL_S = 0.05
 
 
 def _svc(request: Request) -> JobService:
