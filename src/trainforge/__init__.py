@@ -31,7 +31,23 @@ if TYPE_CHECKING:
 __all__ = ["Estimator", "Session", "TrainingInput", "__version__", "get_execution_role"]
 
 
+# Submodules reachable as attributes after a bare ``import trainforge``, as in ``sagemaker.image_uris.retrieve(...)``
+# and ``sagemaker.estimator.Estimator(...)`` after ``import sagemaker``.
+_SUBMODULES = frozenset(
+    {"analytics", "estimator", "image_uris", "inputs", "pytorch", "remote_function", "session", "sklearn", "xgboost"}
+)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        try:
+            submodule = importlib.import_module(f"trainforge.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"trainforge.{name}":
+                raise
+            raise AttributeError(f"module 'trainforge' has no attribute {name!r}") from None
+        globals()[name] = submodule
+        return submodule
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'trainforge' has no attribute {name!r}")
@@ -41,4 +57,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)

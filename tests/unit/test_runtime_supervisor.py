@@ -425,7 +425,7 @@ def test_no_entry_point(launcher: Launcher) -> None:
     job = launcher.run(make_spec("no-ep", {"num_round": "10"}))
     assert statuses(job) == ["Starting", "Failed"]
     reason = job.transitions[-1][2] or ""
-    assert reason.startswith("ClientError: no entry point to run: built-in algorithms for image")
+    assert reason.startswith("ClientError: no entry point to run: image 'trainforge/python:current' has no built-in")
     assert "entry_point" in reason
 
 

@@ -36,6 +36,7 @@ from typing import Any
 from trainforge.errors import TrainforgeError, ValidationError
 from trainforge.runtime import toolkit, warm
 from trainforge.runtime.agent import AgentClient, ReplyKind, ServerLocator
+from trainforge.runtime.builtin import algorithm_command, image_pythonpath
 from trainforge.runtime.channels import stage_channel
 from trainforge.runtime.distributed import torchrun_enabled, torchrun_launch
 from trainforge.runtime.envcache import prepare_environment
@@ -57,6 +58,7 @@ from trainforge.runtime.reporter import Reporter
 from trainforge.runtime.sourcecode import fetch_source
 from trainforge.runtime.stopping import StopReason, StopRequested, StopSignal
 from trainforge.spec import contract
+from trainforge.spec.algorithms import builtin_algorithm
 from trainforge.spec.images import job_image
 from trainforge.spec.job import CreateTrainingJobRequest, parse_create_request
 from trainforge.spec.status import SecondaryStatus as S
@@ -90,10 +92,11 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Plan:
-    """What the job runs: a toolkit entry point, or a container entrypoint command."""
+    """What the job runs: a toolkit entry point, a container entrypoint command, or a built-in algorithm."""
 
     entry_point: str | None
     container_command: list[str] | None
+    algorithm: str | None = None
 
 
 class Supervisor:
@@ -270,9 +273,12 @@ class Supervisor:
         program = toolkit.decode_hyperparameters(spec.HyperParameters).get(toolkit.PROGRAM_HP)
         if isinstance(program, str) and program:
             return Plan(program, None)
+        algorithm = builtin_algorithm(spec)
+        if algorithm is not None:
+            return Plan(None, None, algorithm)
         image = algo.TrainingImage or algo.AlgorithmName or "?"
         raise client_error(
-            f"no entry point to run: built-in algorithms for image '{image}' are not available yet; "
+            f"no entry point to run: image '{image}' has no built-in algorithm; "
             "pass entry_point (hyperparameter sagemaker_program) or "
             "AlgorithmSpecification.ContainerEntrypoint"
         )
@@ -371,7 +377,8 @@ class Supervisor:
         if self.cfg.gpu_ids is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in self.cfg.gpu_ids)
         existing = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = str(self.paths.code) + (os.pathsep + existing if existing else "")
+        image_paths = image_pythonpath(spec, plan.algorithm)
+        env["PYTHONPATH"] = os.pathsep.join([str(self.paths.code), *image_paths, *([existing] if existing else [])])
         bin_dir = Path(python).parent
         if (bin_dir.parent / "pyvenv.cfg").is_file():
             env["VIRTUAL_ENV"] = str(bin_dir.parent)
@@ -381,6 +388,8 @@ class Supervisor:
         env.update(spec.Environment or {})
         if plan.container_command is not None:
             cmd = plan.container_command
+        elif plan.algorithm is not None:
+            cmd = algorithm_command(python, plan.algorithm)
         else:
             assert plan.entry_point is not None
             kind = toolkit.entry_point_type(self.paths.code, plan.entry_point)

@@ -11,6 +11,7 @@ from trainforge.errors import CapacityError, ConflictError, ValidationError
 from trainforge.scheduler.instances import Machine, lookup, place
 from trainforge.service.describe import describe, summary
 from trainforge.settings import Settings
+from trainforge.spec.algorithms import with_metric_definitions
 from trainforge.spec.contract import MODEL_ARCHIVE, job_arn, model_artifacts_uri
 from trainforge.spec.job import CreateTrainingJobRequest
 from trainforge.spec.status import SecondaryStatus, TrainingJobStatus
@@ -62,7 +63,7 @@ class JobService:
             self.check_runnable(request)
         except CapacityError as exc:
             raise ValidationError(exc.message, field="ResourceConfig.InstanceType") from None
-        wire = request.to_wire()
+        wire = with_metric_definitions(request, request.to_wire())
         arn = job_arn(self.settings.region, self.settings.account_id, request.TrainingJobName)
         new = NewJob(
             name=request.TrainingJobName,

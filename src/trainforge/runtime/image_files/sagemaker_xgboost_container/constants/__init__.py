@@ -1,0 +1,1 @@
+"""Constants of SageMaker's XGBoost image."""
