@@ -22,6 +22,9 @@ from trainforge.spec.job import CreateTrainingJobRequest
 
 PROGRAM_HP = "sagemaker_program"
 MAX_METRIC_DEFINITIONS = 40
+# A metric value as the algorithms print it. A number, not ``\S+``: in AWS's rendering a tab becomes ``#011``, so
+# ``\S+`` after ``train-rmse:`` would run on into the next metric of the line.
+NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
 # Algorithm (as ``Image.algorithm`` names it) -> the module run with ``python -m`` (in runtime/image_files).
 MODULES: dict[str, str] = {
@@ -125,17 +128,17 @@ def xgboost_metrics(hyperparameters: Mapping[str, str]) -> list[str]:
 
 def xgboost_regex(channel: str, metric: str) -> str:
     """The regex of ``<channel>:<metric>`` on XGBoost's per-round line (AWS form, tab as ``#011``)."""
-    return rf".*\[[0-9]+\].*#011{channel}-{re.escape(metric)}:(\S+)"
+    return rf".*\[[0-9]+\].*#011{channel}-{re.escape(metric)}:{NUMBER}"
 
 
 def epoch_regex(channel: str, metric: str) -> str:
     """The regex of a per-epoch line ``#quality_metric: host=<h>, epoch=<e>, <channel> <metric> <loss>=<v>``."""
-    return rf"#quality_metric: host=\S+, epoch=[0-9]+, {channel} {re.escape(metric)} <loss>=(\S+)"
+    return rf"#quality_metric: host=\S+, epoch=[0-9]+, {channel} {re.escape(metric)} <loss>={NUMBER}"
 
 
 def score_regex(channel: str, metric: str) -> str:
     """The regex of a final score line ``#<channel>_score (<h>) : ('<metric>', <v>)``."""
-    return rf"#{channel}_score \([^)]*\) : \('{re.escape(metric)}', ([^)\s]+)\)"
+    return rf"#{channel}_score \([^)]*\) : \('{re.escape(metric)}', {NUMBER}\)"
 
 
 def metric_definitions(algorithm: str, hyperparameters: Mapping[str, str] | None) -> list[dict[str, str]]:

@@ -162,7 +162,8 @@ def train(job: AlgorithmJob) -> None:
     if val_data is not None:
         log.info("Validation matrix has %d rows and %d features", val_data.num_rows, val_data.num_features)
         evals.append((xgboost_data.to_dmatrix(val_data), VALIDATION))
-    callbacks: list[Any] = []
+    # The per-round line comes first: a later callback that ends training must not suppress the last round's line.
+    callbacks: list[Any] = [xgb.callback.EvaluationMonitor()]
     if config.early_stopping_rounds is not None:
         data_name = VALIDATION if val_data is not None else TRAIN
         log.info(
@@ -199,7 +200,7 @@ def train(job: AlgorithmJob) -> None:
             custom_metric=_custom_metric(config),
             callbacks=callbacks,
             evals_result=evals_result,
-            verbose_eval=True,
+            verbose_eval=False,
         )
     except UserError:
         raise
