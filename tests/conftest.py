@@ -19,10 +19,18 @@ def tf_home(tmp_path: Path) -> Path:
     return home
 
 
+@pytest.fixture(scope="session")
+def envs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Image environments shared by every test server of the session: each image is built once per session."""
+    return tmp_path_factory.mktemp("envs")
+
+
 @pytest.fixture
-def server(tf_home: Path) -> Iterator[ServerProcess]:
-    """A running server with its own home; stopped after the test (its jobs' supervisors are killed too)."""
-    srv = ServerProcess(tf_home, extra_env={"TRAINFORGE_STOP_GRACE_SECONDS": "5"}).start()
+def server(tf_home: Path, envs_dir: Path) -> Iterator[ServerProcess]:
+    """A running server with its own home (image environments in the session's ``envs_dir``); stopped after
+    the test (its jobs' supervisors are killed too)."""
+    env = {"TRAINFORGE_STOP_GRACE_SECONDS": "5", "TRAINFORGE_ENVS_DIR": str(envs_dir)}
+    srv = ServerProcess(tf_home, extra_env=env).start()
     try:
         yield srv
     finally:

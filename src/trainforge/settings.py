@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,10 @@ class Settings(BaseSettings):
     local_cpus: int | None = None
     local_cpu_oversubscription: float = 4.0
     local_gpus: int | None = None
+    envs_dir: Path | None = None
+    """Where image environments are built and cached (default ``<home>/envs``)."""
+    env_reuse_server: Literal["auto", "never"] = "never"
+    """``auto``: run an image in the server's interpreter when all its pinned packages are installed there."""
 
     @property
     def resolved_home(self) -> Path:
@@ -48,6 +53,11 @@ class Settings(BaseSettings):
     def jobs_root(self) -> Path:
         """Where per-job roots (the ``/opt/ml`` trees) are created on this node."""
         return self.resolved_home / "jobs"
+
+    @property
+    def envs_root(self) -> Path:
+        """Where image environments live: ``envs_dir``, or ``<home>/envs``."""
+        return self.envs_dir.expanduser().resolve() if self.envs_dir else self.resolved_home / "envs"
 
     @property
     def token_path(self) -> Path:

@@ -36,3 +36,10 @@ def test_config_file_then_env(tmp_path: Path) -> None:
     assert settings["extra-index-url"] == ["file:///x", "file:///y"]
     env["PIP_INDEX_URL"] = "https://env/simple"
     assert pip_settings(env)["index-url"] == ["https://env/simple"]
+
+
+def test_extra_indexes_make_uv_pick_the_best_match_like_pip(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "PIP_CONFIG_FILE": "/dev/null", "PIP_EXTRA_INDEX_URL": "file:///mirror/simple"}
+    assert uv_environment(env)["UV_INDEX_STRATEGY"] == "unsafe-best-match"
+    assert uv_environment({**env, "UV_INDEX_STRATEGY": "first-index"})["UV_INDEX_STRATEGY"] == "first-index"
+    assert "UV_INDEX_STRATEGY" not in uv_environment({"HOME": str(tmp_path), "PIP_CONFIG_FILE": "/dev/null"})

@@ -62,9 +62,11 @@ def test_round_trip_and_mode(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert read_config(path) == config()
     data = json.loads(path.read_text())
-    assert set(data) == {
+    # Every field is written (optional ones too); the foundation's keys keep their names.
+    assert set(data) == set(SupervisorConfig.model_fields)
+    assert set(data) >= {
         "job_name", "host", "hosts", "spec", "server_url", "server_file", "agent_token", "storage", "region",
-        "account_id", "stop_grace_seconds", "instance", "python",
+        "account_id", "stop_grace_seconds", "instance", "python", "envs_root", "env_reuse_server", "gpu_ids",
     }  # fmt: skip
     assert supervisor_command(config(), tmp_path) == [
         sys.executable, "-m", "trainforge.runtime.supervisor", str(tmp_path / "supervisor.json"),
@@ -120,3 +122,20 @@ def test_build_tree(tmp_path: Path) -> None:
     }
     assert paths.map_container_path("/opt/ml/input/data/x") == str(tmp_path.resolve() / "opt/ml/input/data/x")
     assert paths.map_container_path("/opt/mlx") == "/opt/mlx"
+
+
+def test_a_config_written_before_environments_and_gpus_still_loads(tmp_path: Path) -> None:
+    old = {
+        "job_name": "j",
+        "host": "algo-1",
+        "hosts": ["algo-1"],
+        "spec": SPEC,
+        "server_url": "http://127.0.0.1:1",
+        "agent_token": "t",
+        "storage": {"kind": "local", "root": str(tmp_path)},
+        "instance": {"type": "ml.m5.large", "vcpus": 2, "memory_gib": 8, "effective_vcpus": 2},
+        "python": sys.executable,
+    }
+    (tmp_path / "supervisor.json").write_text(json.dumps(old))
+    cfg = read_config(tmp_path / "supervisor.json")
+    assert (cfg.envs_root, cfg.env_reuse_server, cfg.gpu_ids) == (None, "never", None)

@@ -539,7 +539,8 @@ def test_requirements_failure(launcher: Launcher, tmp_path: Path) -> None:
     (src / "train.py").write_text("print('never')\n")
     hps = {"sagemaker_program": '"train.py"', "sagemaker_submit_directory": json.dumps(f"file://{src}")}
     job = launcher.run(make_spec("req-bad", hps))
-    assert statuses(job) == ["Starting", "Downloading", "Failed"]
+    assert statuses(job) == ["Starting", "Downloading", "Downloading", "Failed"]
+    assert job.transitions[2][1] == "Preparing the training environment trainforge/python:current (uv)"
     reason = job.transitions[-1][2] or ""
     assert reason.startswith("AlgorithmError: InstallRequirementsError: ")
     assert "no-such-local-package-dir" in reason

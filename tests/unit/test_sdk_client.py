@@ -66,7 +66,7 @@ def test_server_errors_come_back_as_their_classes(server: ServerProcess) -> None
         assert info.value.field == "TrainingJobName"
         body = job_body("taken")
         assert client.create_training_job(body)["TrainingJobArn"].endswith("training-job/taken")
-        body["AlgorithmSpecification"] = {"TrainingImage": "trainforge/python:other", "TrainingInputMode": "File"}
+        body["AlgorithmSpecification"] = {"TrainingImage": "trainforge/python:3.11", "TrainingInputMode": "File"}
         with pytest.raises(ConflictError):
             client.create_training_job(body)
         page = client.list_training_jobs(name_contains="taken", max_results=5)

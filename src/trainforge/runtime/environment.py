@@ -6,11 +6,16 @@ into the interpreter that runs trainforge. The environment is created with ``--s
 the job's base interpreter, and when that interpreter is itself a virtual environment its
 ``site-packages`` are added through a ``.pth`` file (with their own ``.pth`` files, e.g. editable
 installs), so everything the base environment has stays importable while the job's requirements take
-precedence.
+precedence. On an image environment (:mod:`trainforge.runtime.envcache`) the job's environment is instead a
+hard-linked clone of it (``clone_from``), so uv sees the image's packages as installed, exactly as pip in a
+SageMaker container sees the image's. Environments are created relocatable and installs byte-compile, so
+imports do not recompile on every run.
 
 pip's settings are passed to uv (which ignores them): from pip's config files and ``PIP_*`` environment
 variables, index URL, extra index URLs and find-links become ``UV_INDEX_URL``, ``UV_EXTRA_INDEX_URL`` and
-``UV_FIND_LINKS`` unless those are set already.
+``UV_FIND_LINKS`` unless those are set already; with extra index URLs, ``UV_INDEX_STRATEGY=unsafe-best-match``
+too, because pip picks the best version across all indexes while uv's default stops at the first index that
+has the package (a local mirror with only the newest release would otherwise hide every pinned version).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import shutil
 import subprocess
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -81,6 +87,7 @@ def uv_environment(env: Mapping[str, str]) -> dict[str, str]:
         out.setdefault("UV_INDEX_URL", settings["index-url"][0])
     if settings.get("extra-index-url"):
         out.setdefault("UV_EXTRA_INDEX_URL", " ".join(settings["extra-index-url"]))
+        out.setdefault("UV_INDEX_STRATEGY", "unsafe-best-match")
     if settings.get("find-links"):
         out.setdefault("UV_FIND_LINKS", ",".join(settings["find-links"]))
     return out
@@ -107,6 +114,42 @@ def _venv_site_dir(venv: Path) -> Path | None:
     return found[0] if found else None
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def clone_venv(source: Path, target: Path) -> None:
+    """Copy the relocatable virtual environment ``source`` to ``target`` with hard links (copies across
+    file systems). Installing into or removing from the clone never changes ``source``: uv and pip replace
+    files rather than writing into them."""
+    shutil.copytree(source, target, symlinks=True, copy_function=_link_or_copy)
+
+
+def run_uv(
+    cmd: list[str], *, cwd: Path, env: Mapping[str, str], sink: LineSink, should_stop: Callable[[], bool]
+) -> tuple[int, bool, str]:
+    """Run a uv command, forwarding its output to ``sink``.
+
+    Returns ``(returncode, stopped, tail)``: ``tail`` is uv's last :data:`UV_ERROR_LINES` lines (what a
+    FailureReason quotes). Raises :class:`~trainforge.runtime.failure.JobFailed` (InternalServerError) when uv
+    cannot be started.
+    """
+    tail: deque[str] = deque(maxlen=UV_ERROR_LINES)
+
+    def forward(stream: str, line: str) -> None:
+        tail.append(line)
+        sink(stream, line)
+
+    try:
+        rc, stopped = run_logged(cmd, cwd=cwd, env=env, sink=forward, should_stop=should_stop)
+    except OSError as exc:
+        raise internal_error(f"cannot run uv ({cmd[0]}): {exc}") from None
+    return rc, stopped, "\n".join(tail).strip() or f"uv exited with code {rc}"
+
+
 class JobEnvironment:
     """Builds the per-job environment at ``venv`` on ``base_python``, logging uv's output to ``sink``.
 
@@ -122,9 +165,11 @@ class JobEnvironment:
         env: Mapping[str, str],
         sink: LineSink,
         should_stop: Callable[[], bool],
+        clone_from: Path | None = None,
     ) -> None:
         self.venv = venv
         self.base_python = base_python
+        self.clone_from = clone_from
         self._env = uv_environment(env)
         self._sink = sink
         self._should_stop = should_stop
@@ -136,28 +181,29 @@ class JobEnvironment:
         return str(venv_python(self.venv))
 
     def _run(self, cmd: list[str], cwd: Path, error_kind: str) -> None:
-        tail: deque[str] = deque(maxlen=UV_ERROR_LINES)
-
-        def sink(stream: str, line: str) -> None:
-            tail.append(line)
-            self._sink(stream, line)
-
-        try:
-            rc, stopped = run_logged(cmd, cwd=cwd, env=self._env, sink=sink, should_stop=self._should_stop)
-        except OSError as exc:
-            raise internal_error(f"cannot run uv ({self._uv}): {exc}") from None
-        if stopped:
-            return
-        if rc != 0:
-            text = "\n".join(tail).strip() or f"uv exited with code {rc}"
-            raise algorithm_error(f"{error_kind}: {text}")
+        rc, stopped, tail = run_uv(cmd, cwd=cwd, env=self._env, sink=self._sink, should_stop=self._should_stop)
+        if not stopped and rc != 0:
+            raise algorithm_error(f"{error_kind}: {tail}")
 
     def create(self, cwd: Path) -> None:
-        """Create the virtual environment (once; a second call does nothing)."""
+        """Create the virtual environment (once; a second call does nothing): a clone of ``clone_from``, or a
+        new environment on ``base_python`` that sees the base's packages."""
         if venv_python(self.venv).exists():
             return
+        if self.clone_from is not None:
+            self._sink("stdout", f"Creating the job's Python environment at {self.venv} from {self.clone_from}")
+            clone_venv(self.clone_from, self.venv)
+            return
         self._sink("stdout", f"Creating the job's Python environment at {self.venv}")
-        cmd = [self._uv, "venv", "--system-site-packages", "--python", self.base_python, str(self.venv)]
+        cmd = [
+            self._uv,
+            "venv",
+            "--relocatable",
+            "--system-site-packages",
+            "--python",
+            self.base_python,
+            str(self.venv),
+        ]
         self._run(cmd, cwd, "InstallRequirementsError")
         if self._should_stop():
             return
@@ -175,7 +221,7 @@ class JobEnvironment:
         if self._should_stop():
             return
         self._sink("stdout", "Installing requirements from requirements.txt")
-        cmd = [self._uv, "pip", "install", "--python", self.python, "-r", "requirements.txt"]
+        cmd = [self._uv, "pip", "install", "--compile-bytecode", "--python", self.python, "-r", "requirements.txt"]
         self._run(cmd, code_dir, "InstallRequirementsError")
 
     def install_package(self, code_dir: Path) -> None:
@@ -184,7 +230,7 @@ class JobEnvironment:
         if self._should_stop():
             return
         self._sink("stdout", "Installing the code directory as a package (setup.py)")
-        cmd = [self._uv, "pip", "install", "--python", self.python, "."]
+        cmd = [self._uv, "pip", "install", "--compile-bytecode", "--python", self.python, "."]
         if (code_dir / "requirements.txt").is_file():
             cmd += ["-r", "requirements.txt"]
         self._run(cmd, code_dir, "InstallModuleError")

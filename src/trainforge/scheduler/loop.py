@@ -18,6 +18,7 @@ from typing import Any
 
 from trainforge.backends.base import Backend, LaunchRequest
 from trainforge.errors import ConflictError, TrainforgeError
+from trainforge.scheduler.gpus import allocate, gpus_needed, held_gpus, image_accelerator
 from trainforge.scheduler.instances import Machine, Placement, lookup, place
 from trainforge.service.agent import hash_token
 from trainforge.service.remote_keys import job_key
@@ -77,6 +78,7 @@ class Scheduler:
         """One pass: reconcile launched jobs, forward stops, then start what fits."""
         active = self.store.active()
         used = 0.0
+        gpus: set[int] = set()  # GPU indices held by launched jobs (grows as this pass launches)
         waiting: list[JobRecord] = []
         for job in active:
             handle = job.handle
@@ -86,8 +88,9 @@ class Scheduler:
                 continue
             if self._reconcile(job, handle):
                 used += self._vcpus(job)
+                gpus |= held_gpus(handle)
         for job in waiting:
-            used += self._try_start(job, used)
+            used += self._try_start(job, used, gpus)
 
     def _vcpus(self, job: JobRecord) -> float:
         try:
@@ -122,7 +125,7 @@ class Scheduler:
             )
         return False
 
-    def _try_start(self, job: JobRecord, used: float) -> float:
+    def _try_start(self, job: JobRecord, used: float, gpus: set[int]) -> float:
         try:
             placement = place(lookup(job.instance_type, self.machine), self.machine)
         except TrainforgeError as exc:
@@ -130,24 +133,39 @@ class Scheduler:
             return 0.0
         need = float(placement.effective_vcpus) * max(1, job.instance_count)
         if used > 0 and used + need > self.capacity_vcpus:
-            reason = (
+            self._pending(
+                job,
                 f"Waiting for capacity: {used:g} of {self.capacity_vcpus:g} vCPU slots on this machine are in use "
-                f"and {job.instance_type} needs {need:g}"
+                f"and {job.instance_type} needs {need:g}",
             )
-            if job.secondary_status != S.PENDING or job.status_message != reason:
-                with contextlib.suppress(ConflictError):
-                    self.store.transition(
-                        job.name,
-                        S.PENDING,
-                        reason,
-                        expected_from=_UNLAUNCHED,
-                        conditions={"backend_handle": None},
-                    )
             return 0.0
-        self._launch(job, placement)
+        gpu_ids: tuple[int, ...] | None = None
+        gpu_need = gpus_needed(placement, image_accelerator(job.spec), self.machine)
+        if gpu_need > 0:
+            gpu_ids = allocate(self.machine, gpus, gpu_need)
+            if gpu_ids is None:
+                self._pending(
+                    job,
+                    f"Waiting for GPUs: {len(gpus)} of {self.machine.gpus} GPUs on this machine are in use and "
+                    f"{job.instance_type} needs {gpu_need}",
+                )
+                return 0.0
+            gpus.update(gpu_ids)
+        self._launch(job, placement, gpu_ids)
         return need
 
-    def _launch(self, job: JobRecord, placement: Placement) -> None:
+    def _pending(self, job: JobRecord, reason: str) -> None:
+        if job.secondary_status != S.PENDING or job.status_message != reason:
+            with contextlib.suppress(ConflictError):
+                self.store.transition(
+                    job.name,
+                    S.PENDING,
+                    reason,
+                    expected_from=_UNLAUNCHED,
+                    conditions={"backend_handle": None},
+                )
+
+    def _launch(self, job: JobRecord, placement: Placement, gpu_ids: tuple[int, ...] | None = None) -> None:
         token = secrets.token_urlsafe(32)
         try:
             self.store.transition(
@@ -158,7 +176,9 @@ class Scheduler:
                 conditions={"backend_handle": None},
                 set_fields={
                     "backend": self.backend.name,
-                    "backend_handle": json.dumps({"backend": self.backend.name, "hosts": []}),
+                    "backend_handle": json.dumps(
+                        {"backend": self.backend.name, "hosts": [], "gpu_ids": list(gpu_ids or [])}
+                    ),
                     "agent_token_hash": hash_token(token),
                 },
             )
@@ -175,6 +195,9 @@ class Scheduler:
             region=self.settings.region,
             account_id=self.settings.account_id,
             stop_grace_seconds=self.settings.stop_grace_seconds,
+            envs_root=str(self.settings.envs_root),
+            env_reuse_server=self.settings.env_reuse_server,
+            gpu_ids=gpu_ids,
             remote_function_key=job_key(self.remote_secret, job.name) if self.remote_secret else None,
         )
         try:

@@ -13,6 +13,7 @@ from trainforge.service.describe import describe, summary
 from trainforge.settings import Settings
 from trainforge.spec.algorithms import with_metric_definitions
 from trainforge.spec.contract import MODEL_ARCHIVE, job_arn, model_artifacts_uri
+from trainforge.spec.images import job_image
 from trainforge.spec.job import CreateTrainingJobRequest
 from trainforge.spec.status import SecondaryStatus, TrainingJobStatus
 from trainforge.store.jobs import JobStore, ListQuery, NewJob
@@ -41,6 +42,8 @@ class JobService:
             )
         instance = lookup(request.instance_type, self.machine)
         place(instance, self.machine)
+        algo = request.AlgorithmSpecification
+        job_image(algo.TrainingImage, algo.AlgorithmName)  # an unknown image is a 400 listing the known ones
         if request.instance_count != 1:
             raise ValidationError(
                 f"ResourceConfig.InstanceCount: the local backend runs one host per job (got "

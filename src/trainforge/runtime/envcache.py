@@ -1,0 +1,415 @@
+"""Image environments: an image's pinned requirements built once with uv, cached by content, reused after.
+
+An image (:mod:`trainforge.spec.images`) resolves to pinned requirements. The first job that needs them builds
+``<envs_root>/<key>``, where ``key`` hashes the interpreter (version and path), the sorted pins and
+:data:`BUILDER_VERSION`; every later job reuses it. A build runs under ``<envs_root>/<key>.lock`` (one builder
+per key across processes; another job needing the same environment waits, and says so in its log) into
+``<envs_root>/.tmp-<key>-<pid>``, and is renamed into place only when complete, so a half-built environment
+is never used. Environments are relocatable and byte-compiled (``uv pip install --compile-bytecode``).
+
+A code directory's ``requirements.txt`` is layered on top: a hard-linked clone of the image environment into
+which uv installs the requirements, cached as ``<envs_root>/<hash of base key + requirements.txt>``. Where the
+requirements name local files (paths, ``-e``, ``-r``/``-c``, ``--find-links``, ``file:`` URLs), whose content
+the key cannot see, and for a ``setup.py`` package, the layer is built per job at ``<job root>/venv``.
+
+``trainforge/python:current`` runs in the server's interpreter and builds nothing. With
+``reuse_server="auto"`` (setting ``TRAINFORGE_ENV_REUSE_SERVER``), any image whose every pin is installed in
+the server's interpreter at exactly that version runs there too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+from uv import find_uv_bin
+
+from trainforge.runtime.environment import JobEnvironment, run_uv, uv_environment, venv_python
+from trainforge.runtime.failure import internal_error
+from trainforge.runtime.process import LineSink
+from trainforge.runtime.stopping import StopSignal
+from trainforge.spec.images import Image
+
+BUILDER_VERSION = "1"
+META_FILE = "trainforge-env.json"
+PINS_FILE = "trainforge-requirements.txt"
+REUSE_MODES = ("auto", "never")
+LOCK_POLL_SECONDS = 0.5
+
+_PROBE = (
+    "import json, os, platform, sys, importlib.metadata as m\n"
+    "dists = {d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}\n"
+    "base = os.path.realpath(getattr(sys, '_base_executable', sys.executable))\n"
+    "print(json.dumps([platform.python_version(), base, dists if sys.argv[1] == 'dists' else {}]))"
+)
+_PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;,]+)\s*$")
+_LOCAL_LINE = re.compile(
+    r"^(\.|/|~|-e\b|--editable\b|-r\b|--requirement\b|-c\b|--constraint\b|-f\b|--find-links\b)|file:|@\s*[./~]"
+)
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """A Python interpreter: its version and the real path of its base executable."""
+
+    version: str
+    executable: str
+
+    @property
+    def minor(self) -> str:
+        """``"3.11"`` for ``"3.11.7"``."""
+        return ".".join(self.version.split(".")[:2])
+
+
+def normalize_name(name: str) -> str:
+    """A distribution name in PEP 503 form (``Scikit_Learn`` -> ``scikit-learn``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _probe(python: str, *, dists: bool) -> tuple[Interpreter, dict[str, str]]:
+    """The interpreter ``python`` and (when ``dists``) its installed distributions, name -> version."""
+    # Not realpath: a virtual environment's python is a symlink to its base interpreter.
+    if os.path.abspath(python) == os.path.abspath(sys.executable):
+        import importlib.metadata as metadata
+
+        base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+        found = {d.metadata["Name"]: d.version for d in metadata.distributions() if d.metadata["Name"]} if dists else {}
+        return Interpreter(platform.python_version(), base), {normalize_name(k): v for k, v in found.items()}
+    cmd = [python, "-I", "-c", _PROBE, "dists" if dists else "-"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+        version, base, found = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+        raise internal_error(f"cannot inspect the Python interpreter {python}: {exc}") from None
+    return Interpreter(version, base), {normalize_name(k): v for k, v in found.items()}
+
+
+def interpreter_of(python: str) -> Interpreter:
+    """Version and base executable of ``python`` (no subprocess when it is the running interpreter)."""
+    return _probe(python, dists=False)[0]
+
+
+def installed_distributions(python: str) -> dict[str, str]:
+    """Distributions installed in ``python``'s environment: normalized name -> version."""
+    return _probe(python, dists=True)[1]
+
+
+def env_key(interpreter: Interpreter, requirements: Iterable[str]) -> str:
+    """The cache key of an environment: a hash of the builder version, interpreter and pinned requirements
+    (order and duplicates do not matter)."""
+    payload = json.dumps(
+        {
+            "builder": BUILDER_VERSION,
+            "python": [interpreter.version, interpreter.executable],
+            "requirements": sorted({r.strip() for r in requirements if r.strip()}),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def layer_key(base_key: str, requirements_text: str) -> str:
+    """The cache key of ``requirements.txt`` (its exact content) layered on the environment ``base_key``."""
+    payload = f"layer {BUILDER_VERSION}\n{base_key}\n".encode() + requirements_text.encode()
+    return hashlib.sha256(payload).hexdigest()[:32]
+
+
+def server_key(python: str, interpreter: Interpreter) -> str:
+    """The key standing for the server's own interpreter as a base (layers on it are keyed from it)."""
+    return env_key(interpreter, [f"# server interpreter {os.path.abspath(python)}"])
+
+
+def names_local_files(requirements_text: str) -> bool:
+    """Whether a requirements file refers to local files (paths, ``-e``, ``-r``/``-c``, ``--find-links``,
+    ``file:``), whose content a cache key of the file's text cannot see."""
+    for raw in requirements_text.splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if line and not line.startswith("#") and _LOCAL_LINE.search(line):
+            return True
+    return False
+
+
+def unsatisfied_pins(pins: Sequence[str], installed: Mapping[str, str]) -> list[str]:
+    """The pins (``name==version``) that ``installed`` (normalized name -> version) does not satisfy exactly;
+    a requirement that is not a plain pin is never satisfied."""
+    missing = []
+    for pin in pins:
+        m = _PIN.match(pin)
+        if m is None or installed.get(normalize_name(m.group(1))) != m.group(2):
+            missing.append(pin)
+    return missing
+
+
+def is_ready(env_dir: Path) -> bool:
+    """Whether ``env_dir`` is a complete cached environment (its metadata is written last)."""
+    return (env_dir / META_FILE).is_file()
+
+
+def _write_meta(env_dir: Path, meta: dict[str, object]) -> None:
+    # Replace, never write in place: in a clone the file is a hard link shared with the base environment.
+    tmp = env_dir / f".{META_FILE}.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, env_dir / META_FILE)
+
+
+@dataclass(frozen=True)
+class BaseEnvironment:
+    """An image's environment: its interpreter, cache key and directory (None: the server's interpreter)."""
+
+    image: str
+    python: str
+    key: str
+    path: Path | None
+
+
+class ImageEnvironments:
+    """Builds and reuses image environments under ``root`` for one job.
+
+    Args:
+        root: The environments directory shared by the node's jobs (``<home>/envs``).
+        server_python: The server's interpreter (``trainforge/python:current`` and the default build interpreter).
+        env: The environment uv runs with; pip's index settings in it are passed to uv.
+        sink: Receives every log line (uv's output included).
+        on_status: Receives the ``Downloading`` status message of the environment step.
+        stop: The job's stop latch: waits and builds end early when it is set.
+        reuse_server: ``"auto"`` runs an image in the server's interpreter when every pin is installed there.
+    """
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        server_python: str,
+        env: Mapping[str, str],
+        sink: LineSink,
+        on_status: Callable[[str], None],
+        stop: StopSignal,
+        reuse_server: str = "never",
+    ) -> None:
+        self.root = Path(root)
+        self.server_python = server_python
+        self._raw_env = dict(env)
+        self._env = uv_environment(env)
+        self._sink = sink
+        self._on_status = on_status
+        self._stop = stop
+        self._reuse_server = reuse_server
+        self._uv = find_uv_bin()
+        self._interpreters: dict[str, Interpreter] = {}
+
+    def say(self, line: str) -> None:
+        """One log line."""
+        self._sink("stdout", line)
+
+    # ------------------------------------------------------------------------------------ the job's python
+
+    def prepare(
+        self, image: Image, *, code_dir: Path | None = None, job_venv: Path | None = None, package: bool = False
+    ) -> str:
+        """The interpreter a job of ``image`` runs with, building what is missing.
+
+        ``code_dir``'s ``requirements.txt`` is layered on the image environment; ``package=True`` installs
+        ``code_dir`` itself (a ``setup.py`` package) into a per-job environment at ``job_venv``. Raises
+        :class:`~trainforge.runtime.failure.JobFailed` when a build fails and
+        :class:`~trainforge.runtime.stopping.StopRequested` when the job is stopped meanwhile.
+        """
+        base = self._base(image)
+        requirements = code_dir / "requirements.txt" if code_dir is not None else None
+        text = requirements.read_text(encoding="utf-8") if requirements and requirements.is_file() else None
+        per_job = package or (text is not None and names_local_files(text))
+        layer = None if text is None or per_job else self.root / layer_key(base.key, text)
+        if base.path is None and text is None and not package:
+            return base.python
+        ready = (base.path is None or is_ready(base.path)) and not per_job and (layer is None or is_ready(layer))
+        label = image.name + (" + requirements.txt" if text is not None else "")
+        if ready:
+            self._on_status(f"Reusing training environment {image.name}")
+        else:
+            self._on_status(f"Preparing the training environment {image.name} (uv)")
+        if base.path is not None:
+            self._cached(base.path, image.name, lambda tmp: self._build_base(tmp, image))
+        if per_job:
+            assert code_dir is not None and job_venv is not None, "a per-job environment needs code_dir and job_venv"
+            return self._per_job(base, code_dir, job_venv, package)
+        if layer is None:
+            return base.python
+        assert code_dir is not None
+        self._cached(layer, label, lambda tmp: self._build_layer(tmp, base, code_dir))
+        return str(venv_python(layer))
+
+    def _base(self, image: Image) -> BaseEnvironment:
+        if image.uses_server_interpreter:
+            return self._server_base(image)
+        if self._reuse_server == "auto":
+            missing = unsatisfied_pins(image.requirements, installed_distributions(self.server_python))
+            if not missing:
+                self.say(
+                    f"Running {image.name} in the server's interpreter {self.server_python}: every pinned package "
+                    "is installed there (TRAINFORGE_ENV_REUSE_SERVER=auto)"
+                )
+                return self._server_base(image)
+            self.say(f"The server's interpreter lacks {', '.join(missing[:5])}: using the environment of {image.name}")
+        interpreter = self._interpreter_for(image)
+        path = self.root / env_key(interpreter, image.requirements)
+        return BaseEnvironment(image.name, str(venv_python(path)), path.name, path)
+
+    def _server_base(self, image: Image) -> BaseEnvironment:
+        interpreter = interpreter_of(self.server_python)
+        return BaseEnvironment(image.name, self.server_python, server_key(self.server_python, interpreter), None)
+
+    def _interpreter_for(self, image: Image) -> Interpreter:
+        """The interpreter an image environment is built on: the server's when its version is the image's,
+        else the one uv finds for the image's version."""
+        if image.name in self._interpreters:
+            return self._interpreters[image.name]
+        server = interpreter_of(self.server_python)
+        if image.python is None or server.minor == image.python:
+            self._interpreters[image.name] = server
+            return server
+        cmd = [self._uv, "python", "find", image.python]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, env=self._env, timeout=120, check=True)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise internal_error(
+                f"{image.name} needs Python {image.python} and the server runs {server.version}: uv found no "
+                f"Python {image.python} interpreter on this node ({exc}); install one, or run the server on it"
+            ) from None
+        found = interpreter_of(done.stdout.strip())
+        self._interpreters[image.name] = found
+        return found
+
+    # ------------------------------------------------------------------------------------ cache mechanics
+
+    def _cached(self, final: Path, label: str, build: Callable[[Path], None]) -> None:
+        """Make sure ``final`` is a complete environment: reuse it, wait for its builder, or build it."""
+        if is_ready(final):
+            self.say(f"Reusing training environment {label} ({final})")
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.root / f"{final.name}.lock"))
+        self._acquire(lock, label)
+        try:
+            if is_ready(final):
+                self.say(f"Reusing training environment {label} ({final}), built meanwhile by another job")
+                return
+            for stale in [*self.root.glob(f".tmp-{final.name}-*"), final]:
+                if stale.exists():  # left by a builder that died: nobody else holds the lock
+                    shutil.rmtree(stale, ignore_errors=True)
+            tmp = self.root / f".tmp-{final.name}-{os.getpid()}"
+            self.say(f"Preparing the training environment {label} with uv into {final}")
+            started = time.monotonic()
+            try:
+                build(tmp)
+                self._stop.check()
+                _write_meta(tmp, {**self._meta(label, final.name), "build_seconds": time.monotonic() - started})
+                os.rename(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            self.say(f"Training environment {label} ready in {time.monotonic() - started:.1f}s")
+        finally:
+            lock.release()
+
+    def _acquire(self, lock: FileLock, label: str) -> None:
+        try:
+            lock.acquire(timeout=0)
+            return
+        except Timeout:
+            self.say(f"Waiting for another job to finish building the training environment {label}")
+        while True:
+            self._stop.check()
+            try:
+                lock.acquire(timeout=LOCK_POLL_SECONDS)
+                return
+            except Timeout:
+                continue
+
+    def _meta(self, label: str, key: str) -> dict[str, object]:
+        return {"builder": BUILDER_VERSION, "image": label, "key": key, "built_at": time.time()}
+
+    def _uv_run(self, cmd: list[str], cwd: Path, what: str) -> None:
+        rc, stopped, tail = run_uv(cmd, cwd=cwd, env=self._env, sink=self._sink, should_stop=self._stop.is_set)
+        self._stop.check()
+        if rc != 0 and not stopped:
+            raise internal_error(f"cannot build {what}: {tail}")
+
+    # ------------------------------------------------------------------------------------ builds
+
+    def _build_base(self, tmp: Path, image: Image) -> None:
+        interpreter = self._interpreter_for(image)
+        self._uv_run(
+            [self._uv, "venv", "--relocatable", "--python", interpreter.executable, str(tmp)],
+            self.root,
+            f"the training environment {image.name}",
+        )
+        pins = tmp / PINS_FILE
+        pins.write_text("".join(f"{r}\n" for r in image.requirements), encoding="utf-8")
+        if image.requirements:
+            cmd = [self._uv, "pip", "install", "--compile-bytecode", "--python", str(venv_python(tmp)), "-r", str(pins)]
+            self._uv_run(cmd, self.root, f"the training environment {image.name}")
+
+    def _job_environment(self, venv: Path, base: BaseEnvironment) -> JobEnvironment:
+        return JobEnvironment(
+            venv=venv,
+            base_python=base.python,
+            env=self._raw_env,
+            sink=self._sink,
+            should_stop=self._stop.is_set,
+            clone_from=base.path,
+        )
+
+    def _build_layer(self, tmp: Path, base: BaseEnvironment, code_dir: Path) -> None:
+        environment = self._job_environment(tmp, base)
+        environment.install_requirements(code_dir)
+        self._stop.check()
+
+    def _per_job(self, base: BaseEnvironment, code_dir: Path, job_venv: Path, package: bool) -> str:
+        environment = self._job_environment(job_venv, base)
+        if package:
+            environment.install_package(code_dir)
+        else:
+            environment.install_requirements(code_dir)
+        self._stop.check()
+        return environment.python
+
+
+def prepare_environment(
+    image: Image,
+    *,
+    envs_root: Path,
+    server_python: str,
+    env: Mapping[str, str],
+    sink: LineSink,
+    on_status: Callable[[str], None],
+    stop: StopSignal,
+    reuse_server: str = "never",
+    code_dir: Path | None = None,
+    job_venv: Path | None = None,
+    package: bool = False,
+) -> Path:
+    """The Python executable a job of ``image`` runs with; builds or reuses its environment first.
+
+    The one call for everything that runs code in an image (entry points, built-in algorithms, framework
+    helpers): see :meth:`ImageEnvironments.prepare` for ``code_dir``, ``job_venv`` and ``package``.
+    """
+    environments = ImageEnvironments(
+        root=envs_root,
+        server_python=server_python,
+        env=env,
+        sink=sink,
+        on_status=on_status,
+        stop=stop,
+        reuse_server=reuse_server,
+    )
+    return Path(environments.prepare(image, code_dir=code_dir, job_venv=job_venv, package=package))
