@@ -59,7 +59,7 @@ def job_seconds(image: str, runs: int, envs: Path, work: Path) -> float:
     from trainforge.settings import load_settings
 
     src = work / "src"
-    src.mkdir(exist_ok=True)
+    src.mkdir(parents=True, exist_ok=True)
     (src / "train.py").write_text(SCRIPT)
     settings = load_settings(home=work / "home", envs_dir=envs)
     os.environ["TRAINFORGE_HOME"] = str(work / "home")
