@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -227,6 +227,36 @@ class TrainforgeClient:
         if host:
             params["host"] = host
         result: dict[str, Any] = self._request("GET", self._job_path(name, "/logs"), params=params)
+        return result
+
+    def metrics(
+        self,
+        name: str,
+        names: Sequence[str] | None = None,
+        host: str | None = None,
+        *,
+        start_time: float | datetime | None = None,
+        end_time: float | datetime | None = None,
+    ) -> dict[str, Any]:
+        """``GET .../metrics``: the job's metric points, ordered by metric name then time.
+
+        Returns ``{"points": [{"name", "value", "timestamp", "host"}, ...]}`` (epoch-second timestamps).
+        ``names`` keeps those metrics (default: all, ``system/...`` included), ``host`` one host's points,
+        ``start_time``/``end_time`` an interval (inclusive).
+
+        Raises:
+            NotFoundError: No job has this name.
+        """
+        params: dict[str, Any] = {}
+        if names:
+            params["names"] = list(names)
+        if host:
+            params["host"] = host
+        if start_time is not None:
+            params["start_time"] = _epoch(start_time)
+        if end_time is not None:
+            params["end_time"] = _epoch(end_time)
+        result: dict[str, Any] = self._request("GET", self._job_path(name, "/metrics"), params=params)
         return result
 
     def follow_logs(self, name: str, cursor: int = 0, *, host: str | None = None) -> Iterator[dict[str, Any]]:

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
+from trainforge.analytics import TrainingJobAnalytics
 from trainforge.errors import ValidationError
 from trainforge.fw_utils import UploadedCode, git_clone_repo, tar_and_upload_dir, validate_source_code
 from trainforge.job import FitInputs, TrainingJob, format_inputs_to_input_config
@@ -455,6 +456,16 @@ class EstimatorBase:
             }
         logger.warning("No finished training job found associated with this estimator.")
         return model_artifacts_uri(self.output_path or "", self._current_job_name or "")
+
+    @property
+    def training_job_analytics(self) -> TrainingJobAnalytics:
+        """:class:`~trainforge.analytics.TrainingJobAnalytics` of the latest job (its defined metrics).
+
+        Raises:
+            ValidationError: The estimator has no job yet (call ``fit()`` first).
+        """
+        job = self._ensure_latest_job()
+        return TrainingJobAnalytics(job.name, sagemaker_session=self.sagemaker_session)
 
     # -- attach -------------------------------------------------------------------------------------------
 

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     endpoint: str | None = None
     token: str | None = None
     stop_grace_seconds: float = 120.0
+    system_metrics_interval_seconds: float = Field(default=5.0, ge=0)
+    """Seconds between two samples of a job's system metrics (``system/...``) on each host; 0 turns them off."""
     scheduler_interval_seconds: float = 0.5
     heartbeat_timeout_seconds: float = 60.0
     local_cpus: int | None = None

@@ -160,6 +160,63 @@ def test_metrics_round_trip(store: JobStore) -> None:
     assert [p.value for p in store.read_metrics(job.id, ["loss"])] == [0.5, 0.4]
 
 
+def test_points_extracted_from_a_resent_log_batch_are_stored_once(store: JobStore) -> None:
+    job, _ = store.create(new("extract"))
+    lines = [{"seq": i, "timestamp": 10.0 + i, "message": f"loss={i}"} for i in range(4)]
+    per_line = {i: [{"name": "loss", "value": float(i), "timestamp": 10.0 + i}] for i in range(4)}
+    assert store.append_logs(job.id, "algo-1", lines[:2], line_metrics=per_line) == 2
+    # The first batch again (its reply was lost) plus two new lines: only the new lines add points.
+    assert store.append_logs(job.id, "algo-1", lines, line_metrics=per_line) == 2
+    assert store.append_logs(job.id, "algo-1", lines, line_metrics=per_line) == 0
+    points = store.read_metrics(job.id)
+    assert [(p.host, p.value, p.timestamp) for p in points] == [("algo-1", float(i), 10.0 + i) for i in range(4)]
+    # The same seqs from another host are other lines.
+    assert store.append_logs(job.id, "algo-2", lines[:1], line_metrics=per_line) == 1
+    assert [p.host for p in store.read_metrics(job.id, host="algo-2")] == ["algo-2"]
+
+
+def test_posted_points_with_a_seq_are_stored_once_per_host_and_name(store: JobStore) -> None:
+    job, _ = store.create(new("posted"))
+    batch = [
+        {"name": "system/cpu_percent", "value": 12.5, "timestamp": 5.0, "seq": 5000},
+        {"name": "system/memory_percent", "value": 40.0, "timestamp": 5.0, "seq": 5000},
+    ]
+    assert store.append_metrics(job.id, "algo-1", batch) == 2
+    assert store.append_metrics(job.id, "algo-1", batch) == 0
+    assert store.append_metrics(job.id, "algo-2", batch) == 2
+    later = [{"name": "system/cpu_percent", "value": 80.0, "timestamp": 6.0, "seq": 6000}]
+    assert store.append_metrics(job.id, "algo-1", [*batch, *later]) == 1
+    no_seq = [{"name": "loss", "value": 1.0, "timestamp": 5.0}]
+    assert store.append_metrics(job.id, "algo-1", no_seq) == 1
+    assert store.append_metrics(job.id, "algo-1", no_seq) == 1  # without a key nothing tells them apart
+    cpu = store.read_metrics(job.id, ["system/cpu_percent"], host="algo-1")
+    assert [(p.value, p.timestamp) for p in cpu] == [(12.5, 5.0), (80.0, 6.0)]
+    assert len(store.read_metrics(job.id)) == 7
+
+
+def test_metric_reads_filter_by_time_and_the_last_points_skip_a_prefix(store: JobStore) -> None:
+    job, _ = store.create(new("last"))
+    other, _ = store.create(new("other"))
+    store.append_metrics(
+        job.id,
+        "algo-1",
+        [
+            {"name": "loss", "value": 0.9, "timestamp": 1.0},
+            {"name": "loss", "value": 0.5, "timestamp": 3.0},
+            {"name": "loss", "value": 0.7, "timestamp": 2.0},
+            {"name": "acc", "value": 0.1, "timestamp": 4.0},
+            {"name": "acc", "value": 0.2, "timestamp": 4.0},  # same time: the last stored wins
+            {"name": "system/cpu_percent", "value": 99.0, "timestamp": 9.0},
+        ],
+    )
+    store.append_metrics(other.id, "algo-1", [{"name": "loss", "value": 5.0, "timestamp": 10.0}])
+    assert [p.value for p in store.read_metrics(job.id, ["loss"], start_time=2.0, end_time=3.0)] == [0.7, 0.5]
+    last = store.last_metric_points(job.id, exclude_prefix="system/")
+    assert [(p.name, p.value, p.timestamp) for p in last] == [("acc", 0.2, 4.0), ("loss", 0.5, 3.0)]
+    assert [p.name for p in store.last_metric_points(job.id)] == ["acc", "loss", "system/cpu_percent"]
+    assert store.last_metric_points(store.create(new("empty"))[0].id) == []
+
+
 _WRITER = textwrap.dedent(
     """
     import sys

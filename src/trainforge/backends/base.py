@@ -34,6 +34,7 @@ class LaunchRequest:
     env_reuse_server: str = "never"
     gpu_ids: tuple[int, ...] | None = None
     remote_function_key: str | None = None
+    system_metrics_interval_seconds: float = 5.0
 
 
 class Backend(Protocol):

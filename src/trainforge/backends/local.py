@@ -89,6 +89,7 @@ class LocalBackend:
                 region=request.region,
                 account_id=request.account_id,
                 stop_grace_seconds=request.stop_grace_seconds,
+                system_metrics_interval_seconds=request.system_metrics_interval_seconds,
                 remote_function_key=request.remote_function_key,
                 instance=InstanceInfo(
                     type=inst.name,

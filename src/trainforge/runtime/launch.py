@@ -53,7 +53,8 @@ class SupervisorConfig(_Model):
     ``trainforge/python:current`` image, the job itself. ``envs_root`` is the node's image-environment cache
     (None: a private one under the job root); ``env_reuse_server`` the ``TRAINFORGE_ENV_REUSE_SERVER`` mode.
     ``gpu_ids`` are the GPUs the scheduler gave the job (``CUDA_VISIBLE_DEVICES``); None for a job without GPUs,
-    which leaves ``CUDA_VISIBLE_DEVICES`` unset.
+    which leaves ``CUDA_VISIBLE_DEVICES`` unset. ``system_metrics_interval_seconds`` is the time between two
+    samples of the job's system metrics (0: none are taken).
     """
 
     job_name: str
@@ -67,6 +68,7 @@ class SupervisorConfig(_Model):
     region: str = "local"
     account_id: str = "000000000000"
     stop_grace_seconds: float = Field(default=120.0, ge=0)
+    system_metrics_interval_seconds: float = Field(default=5.0, ge=0)
     instance: InstanceInfo
     python: str
     envs_root: str | None = None

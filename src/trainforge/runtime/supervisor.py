@@ -8,7 +8,8 @@ Started by a backend as ``python -m trainforge.runtime.supervisor <root>/supervi
    with uv (its own ``Downloading`` message; :mod:`trainforge.runtime.envcache`), with the code's
    ``requirements.txt`` or ``setup.py`` layered on it.
 3. ``Training`` - run the entry point (or ``ContainerEntrypoint``) with the toolkit's environment, its
-   output forwarded line by line.
+   output forwarded line by line, its ``system/...`` metrics sampled (:mod:`trainforge.runtime.sysmetrics`)
+   and delivered before the next status.
 4. ``Uploading`` -> ``Completed`` on exit code 0; ``Failed`` with an ``AlgorithmError`` otherwise (the model
    directory is still uploaded, best effort).
 
@@ -57,6 +58,7 @@ from trainforge.runtime.publish import publish_tree
 from trainforge.runtime.reporter import Reporter
 from trainforge.runtime.sourcecode import fetch_source
 from trainforge.runtime.stopping import StopReason, StopRequested, StopSignal
+from trainforge.runtime.sysmetrics import SystemMetricsSampler, job_gpus
 from trainforge.spec import contract
 from trainforge.spec.algorithms import builtin_algorithm
 from trainforge.spec.images import job_image
@@ -121,6 +123,11 @@ class Supervisor:
         )
         self._hb_done = threading.Event()
         self._hb_thread = threading.Thread(target=self._heartbeats, name="trainforge-heartbeat", daemon=True)
+        self.sysmetrics = SystemMetricsSampler(
+            client=AgentClient(locator=locator, token=cfg.agent_token, job_name=cfg.job_name, host=cfg.host),
+            interval=cfg.system_metrics_interval_seconds,
+            disk_path=self.paths.root,
+        )
 
     # ----------------------------------------------------------------------------------- plumbing
 
@@ -205,6 +212,7 @@ class Supervisor:
                 if ticket.outcome is ReplyKind.CONFLICT:
                     delivered = self._follow_up_stop()
         finally:
+            self.sysmetrics.close()
             self.reporter.close()
             self._hb_done.set()
             self._client.close()
@@ -414,6 +422,7 @@ class Supervisor:
             raise JobFailed(
                 execute_error_reason(127, f"{type(exc).__name__}: {exc}", toolkit.format_command(cmd))
             ) from None
+        self.sysmetrics.start(child.pid or 0, job_gpus(env.get("CUDA_VISIBLE_DEVICES"), self.cfg.instance.gpus))
         stopped = False
         while True:
             rc = child.wait(POLL_INTERVAL)
@@ -426,6 +435,7 @@ class Supervisor:
                 stopped = True
                 break
         child.finish()
+        self.sysmetrics.close()  # every sample is delivered before the job's next status
         return rc, stopped
 
     # ----------------------------------------------------------------------------------- endings

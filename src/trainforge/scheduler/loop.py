@@ -195,6 +195,7 @@ class Scheduler:
             region=self.settings.region,
             account_id=self.settings.account_id,
             stop_grace_seconds=self.settings.stop_grace_seconds,
+            system_metrics_interval_seconds=self.settings.system_metrics_interval_seconds,
             envs_root=str(self.settings.envs_root),
             env_reuse_server=self.settings.env_reuse_server,
             gpu_ids=gpu_ids,

@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from trainforge.backends.local import LocalBackend
 from trainforge.scheduler.instances import this_machine
 from trainforge.scheduler.loop import Scheduler
-from trainforge.server import console, routes_agent, routes_jobs, routes_remote
+from trainforge.server import console, routes_agent, routes_jobs, routes_metrics, routes_remote
 from trainforge.server import errors as error_handlers
 from trainforge.server.auth import ensure_token, require_user
 from trainforge.service.agent import AgentService
@@ -111,6 +111,7 @@ def create_app(
 
     app.include_router(routes_jobs.router)
     app.include_router(routes_agent.router)
+    app.include_router(routes_metrics.router)
     app.include_router(routes_remote.router)
     console.install(app)
     return app

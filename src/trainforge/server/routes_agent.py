@@ -81,6 +81,6 @@ async def heartbeat(name: str, body: Heartbeat, request: Request) -> dict[str, A
 
 @router.post("/{name}/metrics")
 async def append_metrics(name: str, body: MetricBatch, request: Request) -> dict[str, Any]:
-    """Store metric points."""
+    """Store metric points ``{name, value, timestamp[, seq]}``; a resent point with a ``seq`` is stored once."""
     job = await _job(name, request)
     return await to_thread.run_sync(_svc(request).append_metrics, job, body.host, body.points)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from trainforge.errors import AuthError, ConflictError, ValidationError
+from trainforge.service.metric_extraction import ExtractorCache
 from trainforge.spec.contract import FAILURE_REASON_MAX
+from trainforge.spec.metrics import MAX_NAME_LENGTH, metric_value
 from trainforge.spec.status import TERMINAL, SecondaryStatus
 from trainforge.store.jobs import JobStore
 from trainforge.store.records import JobRecord
@@ -28,6 +30,7 @@ class AgentService:
     """What supervisors may do, each call scoped to the one job their token was issued for."""
 
     store: JobStore
+    extractors: ExtractorCache = field(default_factory=ExtractorCache)
 
     def authorize(self, name: str, token: str | None) -> JobRecord:
         """The job if ``token`` is its agent token; :class:`AuthError` otherwise (also for unknown jobs)."""
@@ -76,12 +79,21 @@ class AgentService:
         return self._reply(job)
 
     def append_logs(self, job: JobRecord, host: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
-        """Store lines idempotently by (host, seq); returns how many were new."""
+        """Store lines idempotently by (host, seq); returns how many were new.
+
+        The job's ``MetricDefinitions`` are applied to each line; the points of the lines that were new are
+        stored with them in one transaction, so each stored line yields its points exactly once.
+        """
         for i, line in enumerate(lines):
             for key in ("seq", "timestamp", "message"):
                 if key not in line:
                     raise ValidationError(f"lines[{i}].{key}: required", field=f"lines[{i}].{key}")
-        inserted = self.store.append_logs(job.id, host, lines)
+            for key in ("seq", "timestamp"):
+                if metric_value(line[key]) is None:
+                    raise ValidationError(f"lines[{i}].{key}: must be a number", field=f"lines[{i}].{key}")
+        extractor = self.extractors.get(job)
+        line_metrics = extractor.extract_lines(lines) if extractor else None
+        inserted = self.store.append_logs(job.id, host, lines, line_metrics=line_metrics)
         return {"inserted": inserted}
 
     def heartbeat(self, job: JobRecord, host: str) -> dict[str, Any]:
@@ -90,9 +102,24 @@ class AgentService:
         return self._reply(job)
 
     def append_metrics(self, job: JobRecord, host: str, points: list[dict[str, Any]]) -> dict[str, Any]:
-        """Store metric points."""
+        """Store metric points ``{name, value, timestamp[, seq]}``; returns how many were new.
+
+        A point with ``seq`` is stored once per (host, name, seq), so a resent batch adds nothing.
+        """
         for i, p in enumerate(points):
             for key in ("name", "value", "timestamp"):
                 if key not in p:
                     raise ValidationError(f"points[{i}].{key}: required", field=f"points[{i}].{key}")
+            name = p["name"]
+            if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH:
+                raise ValidationError(
+                    f"points[{i}].name: must be a string of 1 to {MAX_NAME_LENGTH} characters",
+                    field=f"points[{i}].name",
+                )
+            for key in ("value", "timestamp"):
+                if metric_value(p[key]) is None:
+                    raise ValidationError(f"points[{i}].{key}: must be a finite number", field=f"points[{i}].{key}")
+            seq = p.get("seq")
+            if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
+                raise ValidationError(f"points[{i}].seq: must be an integer", field=f"points[{i}].seq")
         return {"inserted": self.store.append_metrics(job.id, host, points)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainforge.spec.metrics import is_system_metric
 from trainforge.spec.status import TERMINAL
 from trainforge.store.records import JobRecord, MetricRecord
 
@@ -31,9 +32,14 @@ _ECHO_FIELDS = (
 
 
 def final_metrics(points: list[MetricRecord]) -> list[dict[str, Any]]:
-    """``FinalMetricDataList``: the last value of each metric (at most 40, by name)."""
+    """``FinalMetricDataList``: the last value of each training metric (at most 40, by name).
+
+    System metrics (``system/...``) are left out: SageMaker lists only the metrics of the job's definitions.
+    """
     last: dict[str, MetricRecord] = {}
     for p in points:
+        if is_system_metric(p.name):
+            continue
         if p.name not in last or p.timestamp >= last[p.name].timestamp:
             last[p.name] = p
     return [{"MetricName": name, "Value": rec.value, "Timestamp": rec.timestamp} for name, rec in sorted(last.items())][

@@ -15,6 +15,7 @@ from trainforge.spec.algorithms import with_metric_definitions
 from trainforge.spec.contract import MODEL_ARCHIVE, job_arn, model_artifacts_uri
 from trainforge.spec.images import job_image
 from trainforge.spec.job import CreateTrainingJobRequest
+from trainforge.spec.metrics import SYSTEM_PREFIX
 from trainforge.spec.status import SecondaryStatus, TrainingJobStatus
 from trainforge.store.jobs import JobStore, ListQuery, NewJob
 from trainforge.store.records import JobRecord, LogRecord
@@ -87,7 +88,7 @@ class JobService:
     def describe(self, name: str) -> dict[str, Any]:
         """DescribeTrainingJob for ``name``; ``NotFoundError`` if unknown."""
         job = self.store.get(name)
-        return describe(job, self.store.read_metrics(job.id))
+        return describe(job, self.store.last_metric_points(job.id, exclude_prefix=SYSTEM_PREFIX))
 
     def list_jobs(self, query: ListQuery) -> dict[str, Any]:
         """ListTrainingJobs: one page of summaries and the next token."""

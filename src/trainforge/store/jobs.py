@@ -76,6 +76,20 @@ def _decode_token(token: str) -> int:
     return offset
 
 
+def _metric_rows(job_id: int, host: str, points: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "job_id": job_id,
+            "host": host,
+            "name": str(p["name"]),
+            "value": float(p["value"]),
+            "timestamp": float(p["timestamp"]),
+            "seq": None if p.get("seq") is None else int(p["seq"]),
+        }
+        for p in points
+    ]
+
+
 class JobStore:
     """Training jobs, transitions, log lines and metric points in one SQL database."""
 
@@ -266,10 +280,20 @@ class JobStore:
             return postgresql.insert(table).on_conflict_do_nothing()
         raise NotImplementedError(f"no idempotent insert for dialect {name}")
 
-    def append_logs(self, job_id: int, host: str, lines: Sequence[Mapping[str, Any]]) -> int:
+    def append_logs(
+        self,
+        job_id: int,
+        host: str,
+        lines: Sequence[Mapping[str, Any]],
+        *,
+        line_metrics: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
+    ) -> int:
         """Store lines ``{seq, timestamp, stream, message}``; a (host, seq) already stored is skipped.
 
-        Returns how many lines were new. Safe to call again with the same batch.
+        ``line_metrics`` maps a line's ``seq`` to the metric points ``{name, value, timestamp}`` extracted from
+        it: they are stored (for ``host``) in the same transaction, and only for lines that were new here, so a
+        resent batch never stores a point twice. Returns how many lines were new. Safe to call again with the
+        same batch.
         """
         if not lines:
             return 0
@@ -284,12 +308,14 @@ class JobStore:
             }
             for line in lines
         ]
+        stmt = self._insert_ignore(log_lines).returning(log_lines.c.seq)
         with self.engine.begin() as conn:
-            before = conn.execute(select(func.count()).select_from(log_lines).where(log_lines.c.job_id == job_id))
-            n_before = int(before.scalar() or 0)
-            conn.execute(self._insert_ignore(log_lines), rows)
-            after = conn.execute(select(func.count()).select_from(log_lines).where(log_lines.c.job_id == job_id))
-            return int(after.scalar() or 0) - n_before
+            new_seqs = [int(r[0]) for r in conn.execute(stmt, rows).all()]
+            if line_metrics:
+                points = [p for seq in new_seqs for p in line_metrics.get(seq, ())]
+                if points:
+                    conn.execute(insert(metric_points), _metric_rows(job_id, host, points))
+            return len(new_seqs)
 
     def read_logs(self, job_id: int, *, cursor: int = 0, limit: int = 1000, host: str | None = None) -> list[LogRecord]:
         """Lines stored after ``cursor`` in arrival order (per host that is sequence order), at most ``limit``."""
@@ -307,31 +333,66 @@ class JobStore:
             return [r[0] for r in conn.execute(stmt).all()]
 
     def append_metrics(self, job_id: int, host: str, points: Sequence[Mapping[str, Any]]) -> int:
-        """Store metric points ``{name, value, timestamp}``; returns how many."""
+        """Store metric points ``{name, value, timestamp[, seq]}`` of ``host``; returns how many were new.
+
+        A point with a ``seq`` whose (host, name, seq) is already stored is skipped, so a batch resent after a
+        lost reply is stored once; points without ``seq`` are always stored.
+        """
         if not points:
             return 0
-        rows = [
-            {
-                "job_id": job_id,
-                "host": host,
-                "name": str(p["name"]),
-                "value": float(p["value"]),
-                "timestamp": float(p["timestamp"]),
-            }
-            for p in points
-        ]
+        stmt = self._insert_ignore(metric_points).returning(metric_points.c.id)
         with self.engine.begin() as conn:
-            conn.execute(insert(metric_points), rows)
-        return len(rows)
+            return len(conn.execute(stmt, _metric_rows(job_id, host, points)).all())
 
-    def read_metrics(self, job_id: int, names: Sequence[str] | None = None) -> list[MetricRecord]:
-        """Metric points of a job ordered by name then time."""
+    def read_metrics(
+        self,
+        job_id: int,
+        names: Sequence[str] | None = None,
+        *,
+        host: str | None = None,
+        start_time: float | None = None,
+        end_time: float | None = None,
+    ) -> list[MetricRecord]:
+        """Metric points of a job ordered by name then time (then arrival).
+
+        ``names`` keeps those metrics only, ``host`` one host's points, ``start_time``/``end_time`` (epoch
+        seconds, inclusive) points in that interval.
+        """
         stmt = select(metric_points).where(metric_points.c.job_id == job_id)
         if names:
             stmt = stmt.where(metric_points.c.name.in_(list(names)))
+        if host:
+            stmt = stmt.where(metric_points.c.host == host)
+        if start_time is not None:
+            stmt = stmt.where(metric_points.c.timestamp >= start_time)
+        if end_time is not None:
+            stmt = stmt.where(metric_points.c.timestamp <= end_time)
         stmt = stmt.order_by(metric_points.c.name, metric_points.c.timestamp, metric_points.c.id)
         with self.engine.connect() as conn:
             return [MetricRecord(r.host, r.name, r.value, r.timestamp) for r in conn.execute(stmt).all()]
+
+    def last_metric_points(self, job_id: int, *, exclude_prefix: str | None = None) -> list[MetricRecord]:
+        """The last point of each metric of a job (latest timestamp; of equal ones the last stored), by name.
+
+        ``exclude_prefix`` leaves out metrics whose name starts with it. One statement, whatever the number of
+        points.
+        """
+        mp = metric_points
+        conds = [mp.c.job_id == job_id]
+        if exclude_prefix:
+            conds.append(~mp.c.name.startswith(exclude_prefix, autoescape=True))
+        latest = select(mp.c.name, func.max(mp.c.timestamp).label("ts")).where(*conds).group_by(mp.c.name).subquery()
+        stmt = (
+            select(mp)
+            .join(latest, and_(mp.c.name == latest.c.name, mp.c.timestamp == latest.c.ts))
+            .where(mp.c.job_id == job_id)
+            .order_by(mp.c.name, mp.c.id)
+        )
+        last: dict[str, MetricRecord] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(stmt).all():
+                last[r.name] = MetricRecord(r.host, r.name, r.value, r.timestamp)
+        return list(last.values())
 
     # -- helpers --------------------------------------------------------------------------------------
 

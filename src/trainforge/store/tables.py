@@ -84,5 +84,9 @@ metric_points = Table(
     Column("name", String(255), nullable=False),
     Column("value", Float, nullable=False),
     Column("timestamp", Float, nullable=False),
+    # The sender's key for points posted by a supervisor (a resent batch is stored once); NULL for points
+    # extracted from log lines, which are made once per stored line.
+    Column("seq", BigInteger, nullable=True),
     Index("ix_metric_points_job_name", "job_id", "name", "timestamp"),
+    Index("uq_metric_points_job_host_name_seq", "job_id", "host", "name", "seq", unique=True),
 )
