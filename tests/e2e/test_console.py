@@ -487,3 +487,24 @@ def test_clone_submits_the_same_spec_under_a_new_name(browser: Browser, server: 
     for key in ("HyperParameters", "AlgorithmSpecification", "ResourceConfig", "OutputDataConfig"):
         assert clone[key] == original[key]
     page.context.close()
+
+
+def test_trainforge_console_prints_a_link_that_signs_in(server: ServerProcess) -> None:
+    """``trainforge console --print`` gives a one-time link; following it lands on the signed-in jobs list."""
+    import json as _json
+    import subprocess as _subprocess
+    import sys as _sys
+
+    import httpx as _httpx
+
+    out = _subprocess.run([_sys.executable, "-m", "trainforge.cli", "console", "--print", "--output", "json"],
+                          env=server.env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    link = _json.loads(out.stdout)["url"]
+    assert link.startswith(server.url + "/console/login?ticket=") and server.token not in link
+    with _httpx.Client(follow_redirects=True, timeout=10) as browser:
+        assert "Signed in" in browser.get(link).text
+        jobs_page = browser.get(server.url + "/console/jobs")
+        assert jobs_page.status_code == 200 and str(jobs_page.url).endswith("/console/jobs")
+    with _httpx.Client(follow_redirects=True, timeout=10) as stranger:
+        assert "Signed in" not in stranger.get(link).text  # the link works once
