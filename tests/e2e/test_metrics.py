@@ -14,6 +14,7 @@ import pytest
 
 import trainforge
 from tests.conftest import _kill_supervisors
+from tests.support.estimators import script_estimator
 from tests.support.server import ServerProcess
 from tests.support.wait import wait_for
 from trainforge.analytics import TrainingJobAnalytics
@@ -67,16 +68,7 @@ def metrics_server(tf_home: Path) -> Iterator[ServerProcess]:
 
 
 def estimator(session: trainforge.Session, source: Path) -> Estimator:
-    return Estimator(
-        image_uri="trainforge/python:current",
-        entry_point="train.py",
-        source_dir=str(source),
-        role=trainforge.get_execution_role(),
-        instance_type="ml.m5.large",
-        instance_count=1,
-        metric_definitions=DEFINITIONS,
-        sagemaker_session=session,
-    )
+    return script_estimator(session, source, metric_definitions=DEFINITIONS)
 
 
 def by_name(points: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import trainforge
+from tests.support.estimators import script_estimator
 from tests.support.server import ServerProcess
 from tests.support.wait import wait_for
 from trainforge.backends.local import session_members
-from trainforge.estimator import Estimator
 from trainforge.settings import Settings
 from trainforge.storage import LocalObjectStore
 
@@ -43,15 +43,7 @@ def test_sigkill_the_server_mid_job_loses_and_doubles_no_line(
     server: ServerProcess, session: trainforge.Session, make_source: Any
 ) -> None:
     src = make_source({"train.py": CHATTY})
-    est = Estimator(
-        image_uri="trainforge/python:current",
-        entry_point="train.py",
-        source_dir=str(src),
-        role=trainforge.get_execution_role(),
-        instance_type="ml.m5.large",
-        instance_count=1,
-        sagemaker_session=session,
-    )
+    est = script_estimator(session, src)
     est.fit(wait=False)
     name = est.latest_training_job.name
     wait_for(lambda: len(session.client.logs(name, limit=10000)["events"]) > 300, what="some lines")
@@ -76,15 +68,7 @@ def test_a_job_whose_supervisor_died_is_failed_after_restart(
     server: ServerProcess, session: trainforge.Session, make_source: Any
 ) -> None:
     src = make_source({"train.py": "import time\nprint('up', flush=True)\ntime.sleep(600)\n"})
-    est = Estimator(
-        image_uri="trainforge/python:current",
-        entry_point="train.py",
-        source_dir=str(src),
-        role=trainforge.get_execution_role(),
-        instance_type="ml.m5.large",
-        instance_count=1,
-        sagemaker_session=session,
-    )
+    est = script_estimator(session, src)
     est.fit(wait=False)
     name = est.latest_training_job.name
     wait_for(lambda: session.describe_training_job(name)["SecondaryStatus"] == "Training", what="Training")
@@ -120,18 +104,7 @@ def test_jobs_wait_pending_while_the_machine_is_busy(tf_home: Path, make_source:
     try:
         session = trainforge.Session(settings=Settings(home=tf_home))
         src = make_source({"train.py": "import time\nprint('busy', flush=True)\ntime.sleep(3)\n"})
-        ests = [
-            Estimator(
-                image_uri="trainforge/python:current",
-                entry_point="train.py",
-                source_dir=str(src),
-                role=trainforge.get_execution_role(),
-                instance_type="ml.m5.large",
-                instance_count=1,
-                sagemaker_session=session,
-            )
-            for _ in range(2)
-        ]
+        ests = [script_estimator(session, src) for _ in range(2)]
         for est in ests:
             est.fit(wait=False)
         second = ests[1].latest_training_job

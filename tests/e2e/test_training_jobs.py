@@ -12,10 +12,10 @@ import pytest
 from sklearn.datasets import load_iris
 
 import trainforge
+from tests.support.estimators import script_estimator
 from tests.support.server import ServerProcess
 from tests.support.wait import wait_for
 from trainforge.errors import UnexpectedStatusError, ValidationError
-from trainforge.estimator import Estimator
 from trainforge.inputs import TrainingInput
 from trainforge.sklearn import SKLearn
 from trainforge.storage import LocalObjectStore
@@ -92,15 +92,7 @@ def test_failing_script_fails_the_job_with_its_exception(session: trainforge.Ses
     """
         }
     )
-    est = Estimator(
-        image_uri="trainforge/python:current",
-        entry_point="train.py",
-        source_dir=str(src),
-        role=trainforge.get_execution_role(),
-        instance_type="ml.m5.large",
-        instance_count=1,
-        sagemaker_session=session,
-    )
+    est = script_estimator(session, src)
     with pytest.raises(UnexpectedStatusError) as info:
         est.fit()
     reason = info.value.failure_reason or ""
@@ -122,15 +114,7 @@ def test_failure_file_becomes_the_failure_reason(session: trainforge.Session, ma
     """
         }
     )
-    est = Estimator(
-        image_uri="trainforge/python:current",
-        entry_point="train.py",
-        source_dir=str(src),
-        role=trainforge.get_execution_role(),
-        instance_type="local",
-        instance_count=1,
-        sagemaker_session=session,
-    )
+    est = script_estimator(session, src, instance_type="local")
     with pytest.raises(UnexpectedStatusError):
         est.fit(logs="None")
     reason = est.latest_training_job.describe()["FailureReason"]
@@ -155,15 +139,7 @@ def test_stop_a_looping_script_keeps_what_it_saved(
     server: ServerProcess, session: trainforge.Session, make_source: Any
 ) -> None:
     src = make_source({"train.py": STOPPABLE})
-    est = Estimator(
-        image_uri="trainforge/python:current",
-        entry_point="train.py",
-        source_dir=str(src),
-        role=trainforge.get_execution_role(),
-        instance_type="ml.m5.large",
-        instance_count=1,
-        sagemaker_session=session,
-    )
+    est = script_estimator(session, src)
     est.fit(wait=False)
     job = est.latest_training_job
     wait_for(
@@ -181,16 +157,7 @@ def test_stop_a_looping_script_keeps_what_it_saved(
 
 def test_max_runtime_stops_the_job(server: ServerProcess, session: trainforge.Session, make_source: Any) -> None:
     src = make_source({"train.py": STOPPABLE})
-    est = Estimator(
-        image_uri="trainforge/python:current",
-        entry_point="train.py",
-        source_dir=str(src),
-        role=trainforge.get_execution_role(),
-        instance_type="ml.m5.large",
-        instance_count=1,
-        max_run=3,
-        sagemaker_session=session,
-    )
+    est = script_estimator(session, src, max_run=3)
     est.fit(logs="None")
     d = est.latest_training_job.describe()
     assert (d["TrainingJobStatus"], d["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
@@ -219,15 +186,7 @@ def test_entry_point_missing_is_an_sdk_error_before_upload(
 
 def test_channel_without_objects_fails_before_training(session: trainforge.Session, make_source: Any) -> None:
     src = make_source({"train.py": "print('never runs')\n"})
-    est = Estimator(
-        image_uri="trainforge/python:current",
-        entry_point="train.py",
-        source_dir=str(src),
-        role=trainforge.get_execution_role(),
-        instance_type="ml.m5.large",
-        instance_count=1,
-        sagemaker_session=session,
-    )
+    est = script_estimator(session, src)
     with pytest.raises(UnexpectedStatusError):
         est.fit({"train": "s3://trainforge-default/nothing/here/"})
     d = est.latest_training_job.describe()
@@ -251,15 +210,7 @@ def test_a_script_cannot_change_a_stored_object_through_its_input(
     """
         }
     )
-    est = Estimator(
-        image_uri="trainforge/python:current",
-        entry_point="train.py",
-        source_dir=str(src),
-        role=trainforge.get_execution_role(),
-        instance_type="ml.m5.large",
-        instance_count=1,
-        sagemaker_session=session,
-    )
+    est = script_estimator(session, src)
     est.fit({"train": uri})
     assert store_of(server).get_bytes(uri) == b"1,2,3\n"
 
@@ -285,15 +236,7 @@ def test_requirements_are_installed_for_the_job_only(session: trainforge.Session
         """,
         }
     )
-    est = Estimator(
-        image_uri="trainforge/python:current",
-        entry_point="train.py",
-        source_dir=str(src),
-        role=trainforge.get_execution_role(),
-        instance_type="ml.m5.large",
-        instance_count=1,
-        sagemaker_session=session,
-    )
+    est = script_estimator(session, src)
     est.fit()
     lines = [e["message"] for e in session.client.logs(est.latest_training_job.name, limit=10000)["events"]]
     assert any(line.startswith("hello from an isolated dependency") for line in lines), lines
@@ -311,16 +254,7 @@ def test_shell_entry_point_and_hyperparameter_arguments(session: trainforge.Sess
     """
         }
     )
-    est = Estimator(
-        image_uri="trainforge/python:current",
-        entry_point="run.sh",
-        source_dir=str(src),
-        role=trainforge.get_execution_role(),
-        instance_type="ml.m5.large",
-        instance_count=1,
-        hyperparameters={"epochs": 3, "lr": 0.1},
-        sagemaker_session=session,
-    )
+    est = script_estimator(session, src, entry_point="run.sh", hyperparameters={"epochs": 3, "lr": 0.1})
     est.fit()
     lines = [e["message"] for e in session.client.logs(est.latest_training_job.name, limit=10000)["events"]]
     assert "args: --epochs 3 --lr 0.1" in lines
@@ -349,15 +283,7 @@ def test_package_entry_point_runs_as_a_module_with_file_channel_and_capped_type(
         """,
         }
     )
-    est = Estimator(
-        image_uri="trainforge/python:current",
-        entry_point="trainer.py",
-        source_dir=str(src),
-        role=trainforge.get_execution_role(),
-        instance_type="ml.m5.24xlarge",
-        instance_count=1,
-        sagemaker_session=session,
-    )
+    est = script_estimator(session, src, entry_point="trainer.py", instance_type="ml.m5.24xlarge")
     est.fit({"train": f"file://{data}"})
     lines = job_lines(session, est.latest_training_job.name)
     assert any("ml.m5.24xlarge has 96 vCPUs" in line and "capped" in line for line in lines), lines
@@ -367,15 +293,7 @@ def test_package_entry_point_runs_as_a_module_with_file_channel_and_capped_type(
 
 def test_a_channel_uri_that_escapes_its_bucket_fails_the_job(session: trainforge.Session, make_source: Any) -> None:
     src = make_source({"train.py": "print('never runs')\n"})
-    est = Estimator(
-        image_uri="trainforge/python:current",
-        entry_point="train.py",
-        source_dir=str(src),
-        role=trainforge.get_execution_role(),
-        instance_type="ml.m5.large",
-        instance_count=1,
-        sagemaker_session=session,
-    )
+    est = script_estimator(session, src)
     with pytest.raises(UnexpectedStatusError):
         est.fit({"train": "s3://trainforge-default/../../etc/"})
     reason = est.latest_training_job.describe()["FailureReason"]
