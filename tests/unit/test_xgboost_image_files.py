@@ -189,7 +189,7 @@ def test_save_model_on_termination_saves_the_model_when_the_job_is_stopped(xgboo
             proc.kill()
             proc.wait()
     text = log.read_text()
-    assert "SIGTERM received: stopping after this round and saving the model" in text
+    assert "SIGTERM received: stopped after round " in text
     rounds = text.count("\ttrain-rmse:")
     check = "import sys, xgboost; b = xgboost.Booster(); b.load_model(sys.argv[1]); print(b.num_boosted_rounds())"
     saved = subprocess.run(

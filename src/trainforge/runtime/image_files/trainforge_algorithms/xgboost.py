@@ -120,7 +120,7 @@ class _StopOnSignal:
         self.requested = False
 
     def handler(self, signum: int, frame: FrameType | None) -> None:
-        log.info("SIGTERM received: stopping after this round and saving the model (save_model_on_termination)")
+        # Only set the flag: writing to stdout from a signal handler can interleave with a print in progress.
         self.requested = True
 
 
@@ -134,6 +134,33 @@ def _xgboost_error(exc: Exception) -> UserError:
         if sep and ("/" in head or head.endswith((".cc", ".cu", ".h"))):
             message = rest
     return UserError(f"XGBoost training failed: {message or type(exc).__name__}")
+
+
+def _in_order(xgb: Any, callbacks: list[Any]) -> Any:
+    """One callback running ``callbacks`` in list order, each of them every time.
+
+    XGBoost keeps its callbacks in a set and stops at the first that ends training, so the per-round line of
+    the last round could be skipped; here the line is always printed before training ends.
+    """
+
+    class InOrder(xgb.callback.TrainingCallback):
+        def before_training(self, model: Any) -> Any:
+            for callback in callbacks:
+                model = callback.before_training(model)
+            return model
+
+        def after_training(self, model: Any) -> Any:
+            for callback in callbacks:
+                model = callback.after_training(model)
+            return model
+
+        def before_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            return any([callback.before_iteration(model, epoch, evals_log) for callback in callbacks])
+
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            return any([callback.after_iteration(model, epoch, evals_log) for callback in callbacks])
+
+    return InOrder()
 
 
 def _best_iteration_line(evals_result: dict[str, dict[str, list[float]]], best: int) -> str:
@@ -162,7 +189,6 @@ def train(job: AlgorithmJob) -> None:
     if val_data is not None:
         log.info("Validation matrix has %d rows and %d features", val_data.num_rows, val_data.num_features)
         evals.append((xgboost_data.to_dmatrix(val_data), VALIDATION))
-    # The per-round line comes first: a later callback that ends training must not suppress the last round's line.
     callbacks: list[Any] = [xgb.callback.EvaluationMonitor()]
     if config.early_stopping_rounds is not None:
         data_name = VALIDATION if val_data is not None else TRAIN
@@ -187,6 +213,10 @@ def train(job: AlgorithmJob) -> None:
 
         class _Stop(xgb.callback.TrainingCallback):
             def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+                if stopper.requested:
+                    log.info(
+                        "SIGTERM received: stopped after round %d; saving the model (save_model_on_termination)", epoch
+                    )
                 return stopper.requested
 
         callbacks.append(_Stop())
@@ -198,7 +228,7 @@ def train(job: AlgorithmJob) -> None:
             num_boost_round=config.num_round,
             evals=evals,
             custom_metric=_custom_metric(config),
-            callbacks=callbacks,
+            callbacks=[_in_order(xgb, callbacks)],
             evals_result=evals_result,
             verbose_eval=False,
         )
