@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -53,7 +54,7 @@ def epoch_seconds(value: float | int | datetime, field: str) -> float:
     return float(value)
 
 
-class AnalyticsMetricsBase:
+class AnalyticsMetricsBase(ABC):
     """A DataFrame fetched once and cached; :meth:`export_csv` writes it out."""
 
     def __init__(self) -> None:
@@ -71,8 +72,9 @@ class AnalyticsMetricsBase:
             self._dataframe = self._fetch_dataframe()
         return self._dataframe
 
+    @abstractmethod
     def _fetch_dataframe(self) -> pd.DataFrame:
-        raise NotImplementedError
+        """Read the points and build the DataFrame."""
 
     def clear_cache(self) -> None:
         """Forget the cached DataFrame; the next :meth:`dataframe` fetches again."""

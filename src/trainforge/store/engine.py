@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from trainforge.errors import ValidationError
+
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 
@@ -33,6 +35,12 @@ def _configure_sqlite(engine: Engine) -> None:
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite files get WAL, a long busy timeout and ``BEGIN IMMEDIATE`` writes."""
     parsed = make_url(url)
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValidationError(
+            f"TRAINFORGE_DATABASE_URL: {parsed.get_backend_name()!r} databases are not supported; use sqlite:///path "
+            "or postgresql+psycopg://user@host/db",
+            field="database_url",
+        )
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

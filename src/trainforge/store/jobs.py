@@ -278,7 +278,9 @@ class JobStore:
             return sqlite.insert(table).on_conflict_do_nothing()
         if name == "postgresql":
             return postgresql.insert(table).on_conflict_do_nothing()
-        raise NotImplementedError(f"no idempotent insert for dialect {name}")
+        raise ValidationError(
+            f"database_url: the {name} dialect is not supported; use sqlite or postgresql", field="database_url"
+        )
 
     def append_logs(
         self,
