@@ -316,3 +316,50 @@ def test_keep_alive_reuses_a_warm_worker_and_each_call_is_its_own_job(server: Se
     assert len(jobs) == 3 and all(j["TrainingJobStatus"] == "Completed" for j in jobs)
     later = [e["message"] for e in session.client.logs(jobs[2]["TrainingJobName"])["events"]]
     assert any("running on a warm worker" in line for line in later)
+
+
+def test_cancel_stops_the_job_and_a_wait_can_time_out(server: ServerProcess, tmp_path: Path) -> None:
+    out = ok(
+        run_main(
+            server,
+            tmp_path,
+            """
+        import time
+        from trainforge.remote_function import RemoteExecutor, RemoteFunctionError
+
+        def slow():
+            print("started", flush=True)
+            time.sleep(120)
+
+        with RemoteExecutor(instance_type="local", job_name_prefix="slow") as ex:
+            future = ex.submit(slow)
+            try:
+                future.result(timeout=0.5)
+            except TimeoutError as exc:
+                print("TIMEOUT", exc)
+            while not future.running() or future.job_name is None:
+                time.sleep(0.05)
+            print("CANCELLED", future.cancel(), future.cancelled())
+            try:
+                future.result(timeout=60)
+            except RemoteFunctionError as exc:
+                print("STOPPED", exc)
+    """,
+        )
+    )
+    assert "TIMEOUT remote function" in out
+    assert "CANCELLED True True" in out
+    assert "STOPPED remote function job slow-" in out and "was stopped" in out
+
+
+def test_a_tampered_payload_is_refused(server: ServerProcess, session: trainforge.Session) -> None:
+    store = LocalObjectStore(server.home / "storage")
+    key = session.client.remote_function_key("tamper-job")
+    ser.upload(store, "s3://trainforge-default/tamper-job/results", key, ser.dumps(42, what="result"))
+    payload, _ = ser.download(store, "s3://trainforge-default/tamper-job/results", key)
+    assert ser.loads(payload, what="result") == 42
+    store.put_bytes("s3://trainforge-default/tamper-job/results/payload.pkl", ser.dumps(43, what="forged"))
+    with pytest.raises(ser.DeserializationError, match="HMAC"):
+        ser.download(store, "s3://trainforge-default/tamper-job/results", key)
+    other_key = session.client.remote_function_key("another-job")
+    assert other_key != key
