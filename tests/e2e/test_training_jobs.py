@@ -300,3 +300,31 @@ def test_a_channel_uri_that_escapes_its_bucket_fails_the_job(session: trainforge
     assert ".." in reason and "Training" not in [
         t["Status"] for t in est.latest_training_job.describe()["SecondaryStatusTransitions"]
     ]
+
+
+def test_container_entrypoint_and_arguments_run_instead_of_a_script(
+    server: ServerProcess, session: trainforge.Session
+) -> None:
+    """AlgorithmSpecification.ContainerEntrypoint/ContainerArguments (how SageMaker's @remote starts jobs)."""
+    request = {
+        "TrainingJobName": "entrypoint-job",
+        "RoleArn": trainforge.get_execution_role(),
+        "AlgorithmSpecification": {
+            "TrainingImage": "trainforge/python:current",
+            "TrainingInputMode": "File",
+            "ContainerEntrypoint": ["/bin/sh", "-c"],
+            "ContainerArguments": ['echo "model dir is $SM_MODEL_DIR" && echo weights > "$SM_MODEL_DIR/w.txt"'],
+        },
+        "OutputDataConfig": {"S3OutputPath": "s3://trainforge-default/"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+    }
+    session.create_training_job(request)
+    wait_for(
+        lambda: session.client.describe_training_job("entrypoint-job")["TrainingJobStatus"] == "Completed",
+        what="Completed",
+    )
+    lines = job_lines(session, "entrypoint-job")
+    assert any(line.startswith("model dir is ") and line.endswith("opt/ml/model") for line in lines), lines
+    assert read_tar(store_of(server).get_bytes("s3://trainforge-default/entrypoint-job/output/model.tar.gz")) == {
+        "w.txt": b"weights\n"
+    }
