@@ -328,3 +328,27 @@ def test_container_entrypoint_and_arguments_run_instead_of_a_script(
     assert read_tar(store_of(server).get_bytes("s3://trainforge-default/entrypoint-job/output/model.tar.gz")) == {
         "w.txt": b"weights\n"
     }
+
+
+def test_checkpoints_are_restored_into_the_next_job(
+    server: ServerProcess, session: trainforge.Session, make_source: Any
+) -> None:
+    src = make_source(
+        {
+            "train.py": """
+        import json, os
+        cfg = json.load(open(os.path.join(os.environ["SM_INPUT_CONFIG_DIR"], "checkpointconfig.json")))
+        path = os.path.join(cfg["LocalPath"], "epoch.txt")
+        epoch = int(open(path).read()) + 1 if os.path.exists(path) else 1
+        print("resuming at epoch", epoch)
+        with open(path, "w") as f:
+            f.write(str(epoch))
+    """
+        }
+    )
+    uri = "s3://trainforge-default/checkpoints/resume-test"
+    for expected in (1, 2):
+        est = script_estimator(session, src, checkpoint_s3_uri=uri)
+        est.fit()
+        assert f"resuming at epoch {expected}" in job_lines(session, est.latest_training_job.name)
+    assert store_of(server).get_bytes(f"{uri}/epoch.txt") == b"2"

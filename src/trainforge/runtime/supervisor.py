@@ -35,7 +35,7 @@ from types import FrameType
 from typing import Any
 
 from trainforge.errors import TrainforgeError, ValidationError
-from trainforge.runtime import toolkit, warm
+from trainforge.runtime import checkpoints, toolkit, warm
 from trainforge.runtime.agent import AgentClient, ReplyKind, ServerLocator
 from trainforge.runtime.builtin import algorithm_command, image_pythonpath
 from trainforge.runtime.channels import stage_channel
@@ -51,7 +51,14 @@ from trainforge.runtime.failure import (
     truncate,
 )
 from trainforge.runtime.launch import SupervisorConfig, SupervisorResult, read_config, write_result
-from trainforge.runtime.layout import JobPaths, build_tree, input_data_config, input_mode, resource_config
+from trainforge.runtime.layout import (
+    JobPaths,
+    build_tree,
+    checkpoint_local_path,
+    input_data_config,
+    input_mode,
+    resource_config,
+)
 from trainforge.runtime.packaging import publish_artifacts
 from trainforge.runtime.process import ChildProcess
 from trainforge.runtime.publish import publish_tree
@@ -254,6 +261,7 @@ class Supervisor:
                 raise internal_error(f"cannot open the object store: {exc.message}") from None
             self._status(S.DOWNLOADING, MSG_DOWNLOADING)
             self._stage_channels(store, spec)
+            self._restore_checkpoints(store, spec)
             python = self._prepare_code(store, spec, plan)
             self.stop.check()
             cmd, env = self._command(spec, plan, python)
@@ -466,7 +474,28 @@ class Supervisor:
         self._upload(store, spec)
         return Outcome(S.COMPLETED, MSG_COMPLETED)
 
+    def _restore_checkpoints(self, store: ObjectStore, spec: CreateTrainingJobRequest) -> None:
+        if spec.CheckpointConfig is None:
+            return
+        uri = spec.CheckpointConfig.S3Uri
+        try:
+            count = checkpoints.restore(store, uri, checkpoint_local_path(spec, self.paths))
+        except TrainforgeError as exc:
+            raise client_error(f"CheckpointConfig.S3Uri {uri}: {exc.message}") from None
+        self.say(f"Checkpoints: restored {count} file(s) from {uri}")
+
+    def _save_checkpoints(self, store: ObjectStore, spec: CreateTrainingJobRequest) -> None:
+        if spec.CheckpointConfig is None:
+            return
+        uri = spec.CheckpointConfig.S3Uri
+        try:
+            count = checkpoints.save(store, checkpoint_local_path(spec, self.paths), uri)
+        except TrainforgeError as exc:
+            raise internal_error(f"cannot save checkpoints to {uri}: {exc.message}") from None
+        self.say(f"Checkpoints: saved {count} file(s) to {uri}")
+
     def _upload(self, store: ObjectStore, spec: CreateTrainingJobRequest) -> None:
+        self._save_checkpoints(store, spec)
         output = spec.OutputDataConfig
         try:
             artifacts = publish_artifacts(
