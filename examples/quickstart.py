@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import tarfile
 import tempfile
+import warnings
 from pathlib import Path
 
 import joblib
+import sklearn
 from sklearn.datasets import load_iris
 
 import trainforge
@@ -65,7 +67,14 @@ def main() -> None:
     )
     with tarfile.open(local) as tar:
         tar.extractall(work / "model", filter="data")
-    model = joblib.load(work / "model" / "model.joblib")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = joblib.load(work / "model" / "model.joblib")
+    if any("InconsistentVersionWarning" in type(w.message).__name__ for w in caught):
+        print(
+            f"note: the job trained with the scikit-learn of its image (trainforge/sklearn:1.2-1); this "
+            f"process loads it with scikit-learn {sklearn.__version__}, which works here but is worth matching"
+        )
     sample = df.drop(columns=["species"]).iloc[[0, 60, 120]]
     print(
         "predictions for rows 0, 60, 120:",
