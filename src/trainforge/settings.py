@@ -25,7 +25,20 @@ class Settings(BaseSettings):
     port: int = 0
     region: str = "local"
     account_id: str = "000000000000"
-    backend: str = "local"
+    backend: Literal["local", "ray"] = "local"
+    """Where jobs run: ``local`` (processes on this machine) or ``ray`` (a Ray cluster, extra ``[ray]``)."""
+    ray_address: str | None = None
+    """The Ray cluster's address (``head:6379``) for ``backend=ray``; unset: ``RAY_ADDRESS`` or a local cluster."""
+    ray_placement: Literal["STRICT_SPREAD", "SPREAD", "PACK", "STRICT_PACK"] = "STRICT_SPREAD"
+    """The placement-group strategy of a job's hosts on Ray (``PACK`` lets one node hold every host)."""
+    ray_namespace: str = "trainforge"
+    """The Ray namespace of the server's named actors."""
+    advertise_url: str | None = None
+    """The server's URL as supervisors on other nodes reach it (default: the URL it listens on)."""
+    storage: Literal["local", "s3"] = "local"
+    """The object store: ``local`` (a directory in the home) or ``s3`` (an S3-compatible endpoint configured the
+    way AWS tools are: ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+    ``AWS_REGION``, ``AWS_PROFILE``; extra ``[s3]``)."""
     endpoint: str | None = None
     token: str | None = None
     stop_grace_seconds: float = 120.0

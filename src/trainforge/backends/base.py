@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from trainforge.scheduler.instances import Placement
+from trainforge.scheduler.instances import InstanceType, Placement
 
 
 @dataclass(frozen=True)
@@ -38,16 +38,28 @@ class LaunchRequest:
 
 
 class Backend(Protocol):
-    """Starts, polls and cancels jobs. Handles are JSON-serialisable dicts stored with the job."""
+    """Starts, polls and cancels jobs. Handles are JSON-serialisable dicts stored with the job.
+
+    A handle has ``"backend"`` (the backend's name) and ``"hosts"``: one dict per host with at least ``"host"``
+    (``algo-<i>``). ``uses_local_capacity`` says whether jobs run on the server's own machine, so the scheduler
+    counts this machine's vCPU slots and GPUs for them (a cluster backend reports its own capacity instead).
+    """
 
     name: str
+    uses_local_capacity: bool
 
-    def launch(self, request: LaunchRequest) -> dict[str, Any]:
-        """Start the job's supervisors; return a handle. Raises ``BackendError`` if nothing could start."""
+    def check_fits(self, instance: InstanceType, count: int) -> None:
+        """Raise ``ValidationError`` (naming the field and the fix) if ``count`` hosts of ``instance`` could never
+        run here, however long the job waited; return quietly if they could (now or later)."""
         ...
 
-    def poll(self, handle: dict[str, Any]) -> bool:
-        """Whether any of the job's supervisors is still running."""
+    def launch(self, request: LaunchRequest) -> dict[str, Any]:
+        """Start the job's supervisors; return a handle. Raises ``CapacityError`` (with a human reason) when
+        the job must wait for room, ``BackendError`` if nothing could start."""
+        ...
+
+    def hosts_alive(self, handle: dict[str, Any]) -> dict[str, bool]:
+        """For each host of the job (``algo-<i>``), whether its supervisor is still running."""
         ...
 
     def cancel(self, handle: dict[str, Any], grace_s: float) -> None:

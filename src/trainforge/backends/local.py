@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from trainforge.backends.base import LaunchRequest
-from trainforge.errors import BackendError
+from trainforge.errors import BackendError, CapacityError, ValidationError
 from trainforge.runtime.launch import InstanceInfo, SupervisorConfig, supervisor_command, write_config
 from trainforge.runtime.warm import hand_off, keep_alive_seconds
+from trainforge.scheduler.instances import InstanceType, Machine, place
 from trainforge.spec.contract import host_name
 
 # How long after the stop grace period a supervisor may still take to upload before it is killed.
@@ -60,13 +61,22 @@ class LocalBackend:
     """Runs ``python -m trainforge.runtime.supervisor`` detached (own session) for each host of a job."""
 
     name = "local"
+    uses_local_capacity = True
 
-    def __init__(self, jobs_root: Path, *, python: str | None = None) -> None:
+    def __init__(self, jobs_root: Path, *, machine: Machine, python: str | None = None) -> None:
         self.jobs_root = Path(jobs_root)
+        self.machine = machine
         self.warm_dir = self.jobs_root.parent / "warm"
         self.python = python or sys.executable
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
+
+    def check_fits(self, instance: InstanceType, count: int) -> None:
+        """Every host runs on this machine: an instance type this machine cannot place is refused."""
+        try:
+            place(instance, self.machine)
+        except CapacityError as exc:
+            raise ValidationError(exc.message, field="ResourceConfig.InstanceType") from None
 
     def launch(self, request: LaunchRequest) -> dict[str, Any]:
         """Write each host's ``supervisor.json`` and start its supervisor; return pids and start times."""
@@ -145,10 +155,13 @@ class LocalBackend:
                 if proc.poll() is not None:
                     del self._children[pid]
 
-    def poll(self, handle: dict[str, Any]) -> bool:
-        """Whether any supervisor of the job is alive (works across server restarts via /proc)."""
+    def hosts_alive(self, handle: dict[str, Any]) -> dict[str, bool]:
+        """Whether each host's supervisor is alive (works across server restarts via /proc)."""
         self._reap()
-        return any(process_alive(int(h["pid"]), h.get("start_time")) for h in handle.get("hosts", []))
+        return {
+            str(h.get("host", f"algo-{i + 1}")): process_alive(int(h["pid"]), h.get("start_time"))
+            for i, h in enumerate(handle.get("hosts", []))
+        }
 
     def cancel(self, handle: dict[str, Any], grace_s: float) -> None:
         """SIGTERM each live supervisor; a watcher SIGKILLs its whole session if it outlives grace + upload."""

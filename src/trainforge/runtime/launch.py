@@ -60,6 +60,9 @@ class SupervisorConfig(_Model):
     job_name: str
     host: str
     hosts: list[str] = Field(min_length=1)
+    host_addresses: dict[str, str] = Field(default_factory=dict)
+    """The IP address of each host of the job (``algo-1`` -> ``10.0.0.5``); a host missing here is this machine
+    (``127.0.0.1``). User code resolves the job's host names to these addresses."""
     spec: dict[str, Any]
     server_url: str
     server_file: str | None = None

@@ -105,7 +105,7 @@ class Scheduler:
         if not handle.get("hosts"):
             self._fail(job, "InternalServerError: the server stopped while launching this job; it never started")
             return False
-        if self.backend.poll(handle):
+        if any(self.backend.hosts_alive(handle).values()):
             if job.stop_requested and job.name not in self._cancelled:
                 self._cancelled.add(job.name)
                 self.backend.cancel(handle, self.settings.stop_grace_seconds)

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 
-from trainforge.backends.local import LocalBackend
+from trainforge.backends import open_backend
 from trainforge.scheduler.instances import this_machine
 from trainforge.scheduler.loop import Scheduler
 from trainforge.server import console, routes_agent, routes_jobs, routes_metrics, routes_remote
@@ -50,10 +50,11 @@ def create_app(
     remote_secret = ensure_secret(settings.resolved_home / "remote_function.secret")
     store = open_job_store(settings.effective_database_url)
     machine = this_machine(cpus=settings.local_cpus, gpus=settings.local_gpus)
-    jobs = JobService(store=store, settings=settings, machine=machine)
+    backend = open_backend(settings, machine)
+    jobs = JobService(store=store, settings=settings, machine=machine, backend=backend)
     scheduler = Scheduler(
         store=store,
-        backend=LocalBackend(settings.jobs_root),
+        backend=backend,
         settings=settings,
         machine=machine,
         server_url=server_url,

@@ -7,8 +7,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from trainforge.backends.base import Backend
 from trainforge.errors import CapacityError, ConflictError, ValidationError
-from trainforge.scheduler.instances import Machine, lookup, place
+from trainforge.scheduler.instances import Machine, lookup
 from trainforge.service.describe import describe, summary
 from trainforge.settings import Settings
 from trainforge.spec.algorithms import with_metric_definitions
@@ -30,6 +31,7 @@ class JobService:
     store: JobStore
     settings: Settings
     machine: Machine
+    backend: Backend
     wake: threading.Event = field(default_factory=threading.Event)
 
     def check_runnable(self, request: CreateTrainingJobRequest) -> None:
@@ -42,15 +44,9 @@ class JobService:
                 field="ResourceConfig.InstanceGroups",
             )
         instance = lookup(request.instance_type, self.machine)
-        place(instance, self.machine)
+        self.backend.check_fits(instance, request.instance_count)
         algo = request.AlgorithmSpecification
         job_image(algo.TrainingImage, algo.AlgorithmName)  # an unknown image is a 400 listing the known ones
-        if request.instance_count != 1:
-            raise ValidationError(
-                f"ResourceConfig.InstanceCount: the local backend runs one host per job (got "
-                f"{request.instance_count}); set instance_count=1",
-                field="ResourceConfig.InstanceCount",
-            )
         modes = {request.AlgorithmSpecification.TrainingInputMode}
         for ch in request.InputDataConfig or []:
             if ch.InputMode:
