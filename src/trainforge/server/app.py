@@ -57,7 +57,7 @@ def create_app(
         backend=backend,
         settings=settings,
         machine=machine,
-        server_url=server_url,
+        server_url=(settings.advertise_url or server_url).rstrip("/"),
         storage=storage_config(settings),
         wake=jobs.wake,
         remote_secret=remote_secret,
