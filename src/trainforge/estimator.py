@@ -88,6 +88,26 @@ def pop_renamed_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def check_instance_count(value: object) -> int:
+    """``value`` as a number of hosts; ``ValidationError`` naming ``instance_count`` and what is wrong with it."""
+    if value is None:
+        raise ValidationError(
+            "instance_count: required (a positive integer, e.g. instance_count=1)", field="instance_count"
+        )
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(
+            f"instance_count: must be a positive integer, got {value!r} ({type(value).__name__}); "
+            "e.g. instance_count=2",
+            field="instance_count",
+        )
+    if value < 1:
+        raise ValidationError(
+            f"instance_count: must be at least 1, got {value}; it is the number of hosts (instances) to train on",
+            field="instance_count",
+        )
+    return value
+
+
 class EstimatorBase:
     """What every estimator shares: resources, limits, outputs, code packaging, ``fit`` and ``attach``.
 
@@ -220,8 +240,7 @@ class EstimatorBase:
                 raise ValidationError(
                     "instance_type: required (e.g. 'ml.m5.large', or 'local' for this machine)", field="instance_type"
                 )
-            if not instance_count:
-                raise ValidationError("instance_count: required (a positive integer)", field="instance_count")
+            check_instance_count(instance_count)
         if bool(subnets) != bool(security_group_ids):
             raise ValidationError(
                 "subnets: when setting up a custom VPC, both subnets and security_group_ids must be set",

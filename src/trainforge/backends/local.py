@@ -14,6 +14,7 @@ from typing import Any
 
 from trainforge.backends.base import LaunchRequest
 from trainforge.errors import BackendError, CapacityError, ValidationError
+from trainforge.runtime.distributed import LOOPBACK, free_port
 from trainforge.runtime.launch import InstanceInfo, SupervisorConfig, supervisor_command, write_config
 from trainforge.runtime.warm import hand_off, keep_alive_seconds
 from trainforge.scheduler.instances import InstanceType, Machine, place
@@ -57,6 +58,14 @@ def session_members(sid: int) -> list[int]:
     return pids
 
 
+def host_gpus(gpu_ids: tuple[int, ...] | None, index: int, count: int) -> list[int] | None:
+    """The share of a job's GPUs that host ``index`` of ``count`` gets (each host an equal, disjoint slice)."""
+    if gpu_ids is None:
+        return None
+    per_host = len(gpu_ids) // max(1, count)
+    return list(gpu_ids[index * per_host : (index + 1) * per_host])
+
+
 class LocalBackend:
     """Runs ``python -m trainforge.runtime.supervisor`` detached (own session) for each host of a job."""
 
@@ -82,8 +91,11 @@ class LocalBackend:
         """Write each host's ``supervisor.json`` and start its supervisor; return pids and start times."""
         count = int(request.spec["ResourceConfig"].get("InstanceCount") or 1)
         hosts = [host_name(i) for i in range(count)]
+        # Every host runs here: the job's host names are this machine, and its rendezvous port one free here.
+        addresses = dict.fromkeys(hosts, LOOPBACK)
+        master_port = free_port() if count > 1 else None
         started: list[dict[str, Any]] = []
-        for host in hosts:
+        for index, host in enumerate(hosts):
             root = self.jobs_root / request.job_name / host
             root.mkdir(parents=True, exist_ok=True)
             inst = request.placement.instance
@@ -91,6 +103,8 @@ class LocalBackend:
                 job_name=request.job_name,
                 host=host,
                 hosts=hosts,
+                host_addresses=addresses,
+                master_port=master_port,
                 spec=request.spec,
                 server_url=request.server_url,
                 server_file=request.server_file,
@@ -112,15 +126,22 @@ class LocalBackend:
                 python=self.python,
                 envs_root=request.envs_root,
                 env_reuse_server="auto" if request.env_reuse_server == "auto" else "never",
-                gpu_ids=list(request.gpu_ids) if request.gpu_ids is not None else None,
+                gpu_ids=host_gpus(request.gpu_ids, index, count),
                 warm_dir=str(self.warm_dir),
             )
             config_path = write_config(root, config)
             if count == 1 and keep_alive_seconds(request.spec) > 0:
                 pid = hand_off(self.warm_dir, request.spec, config_path)
                 if pid is not None:
-                    started.append({"host": host, "pid": pid, "start_time": process_start_time(pid),
-                                    "root": str(root), "warm": True})
+                    started.append(
+                        {
+                            "host": host,
+                            "pid": pid,
+                            "start_time": process_start_time(pid),
+                            "root": str(root),
+                            "warm": True,
+                        }
+                    )
                     continue
             env = {k: v for k, v in os.environ.items() if k not in ("TRAINFORGE_TOKEN",)}
             try:

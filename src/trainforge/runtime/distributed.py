@@ -9,8 +9,13 @@ the supervisor also exports ``MASTER_ADDR``, ``MASTER_PORT`` and ``WORLD_SIZE`` 
 SageMaker's PyTorch toolkit does.
 
 The master is the first distribution host. A single-host job rendezvouses on ``127.0.0.1``; a multi-host
-job uses the master's host name, which the backend must make resolvable on every host. The port is 7777
-(SageMaker's); a single-host job whose machine already has 7777 taken (another job) takes a free port.
+job on the master's address as the backend placed it (the IP, since torch's C++ rendezvous does not see the
+host names that :mod:`trainforge.runtime.hostnames` teaches Python). The port is 7777 (SageMaker's) unless the
+backend chose one (the local backend does, as all hosts share this machine); a single-host job whose machine
+already has 7777 taken (another job) takes a free port.
+
+Every host of a multi-host job also gets the variables SageMaker's PyTorch toolkit sets before it runs the
+script on each host (:func:`rendezvous_env`), with or without torchrun.
 """
 
 from __future__ import annotations
@@ -112,12 +117,51 @@ class TorchrunLaunch:
         ]
 
 
-def torchrun_launch(train_env: Mapping[str, Any], *, master_port: int | None = None) -> TorchrunLaunch:
+def interface_of(address: str) -> str | None:
+    """The name of this machine's network interface that holds ``address`` (``lo`` for 127.0.0.1)."""
+    import psutil
+
+    for name, addrs in psutil.net_if_addrs().items():
+        if any(a.address == address for a in addrs):
+            return name
+    return None
+
+
+def rendezvous_env(
+    hosts: list[str], current: str, addresses: Mapping[str, str], master_port: int | None
+) -> dict[str, str]:
+    """What every host of a multi-host job gets, as SageMaker's PyTorch toolkit sets it: ``MASTER_ADDR`` (the
+    first host's address), ``MASTER_PORT``, ``NCCL_SOCKET_IFNAME`` (the interface of this host's address),
+    ``NCCL_IB_DISABLE=1``, ``NCCL_DEBUG=WARN``; and ``TRAINFORGE_HOST_ADDRESSES`` for host-name resolution.
+    Empty for a single-host job."""
+    if len(hosts) <= 1:
+        return {}
+    import json
+
+    from trainforge.runtime.hostnames import ADDRESSES_ENV
+
+    table = {h: addresses.get(h, LOOPBACK) for h in hosts}
+    env = {
+        "MASTER_ADDR": table[hosts[0]],
+        "MASTER_PORT": str(master_port or MASTER_PORT),
+        "NCCL_IB_DISABLE": "1",
+        "NCCL_DEBUG": "WARN",
+        ADDRESSES_ENV: json.dumps(table, separators=(",", ":")),
+    }
+    interface = interface_of(table.get(current, LOOPBACK))
+    if interface:
+        env["NCCL_SOCKET_IFNAME"] = interface
+    return env
+
+
+def torchrun_launch(
+    train_env: Mapping[str, Any], *, master_port: int | None = None, master_addr: str | None = None
+) -> TorchrunLaunch:
     """The torchrun launch for this host of a training environment (:func:`toolkit.training_env`).
 
     Nodes are the distribution hosts (all hosts unless instance groups say otherwise), this host's rank is
-    its index among them, one process per GPU (one on a host without GPUs). ``master_port`` overrides the
-    port choice described in the module docstring.
+    its index among them, one process per GPU (one on a host without GPUs). ``master_port`` and
+    ``master_addr`` override the choices described in the module docstring.
 
     Raises:
         JobFailed: This host is not one of the distribution hosts.
@@ -133,6 +177,6 @@ def torchrun_launch(train_env: Mapping[str, Any], *, master_port: int | None = N
         nnodes=len(hosts),
         node_rank=hosts.index(current),
         nproc_per_node=max(1, int(train_env.get("num_gpus") or 0)),
-        master_addr=LOOPBACK if single else str(train_env.get("master_hostname") or hosts[0]),
+        master_addr=LOOPBACK if single else (master_addr or str(train_env.get("master_hostname") or hosts[0])),
         master_port=master_port,
     )

@@ -63,6 +63,8 @@ class SupervisorConfig(_Model):
     host_addresses: dict[str, str] = Field(default_factory=dict)
     """The IP address of each host of the job (``algo-1`` -> ``10.0.0.5``); a host missing here is this machine
     (``127.0.0.1``). User code resolves the job's host names to these addresses."""
+    master_port: int | None = Field(default=None, ge=1, le=65535)
+    """The rendezvous port of a multi-host job (``MASTER_PORT``); None: SageMaker's 7777."""
     spec: dict[str, Any]
     server_url: str
     server_file: str | None = None

@@ -104,7 +104,7 @@ def host_groups(spec: CreateTrainingJobRequest, hosts: list[str]) -> list[dict[s
     A homogeneous job is one group ``homogeneousCluster`` with every host; with ``InstanceGroups`` the sorted
     hosts are dealt out to the groups in order, ``InstanceCount`` each.
     """
-    ordered = sorted(hosts, key=_host_sort_key)
+    ordered = sorted(hosts, key=host_sort_key)
     rc = spec.ResourceConfig
     if not rc.InstanceGroups:
         return [
@@ -129,7 +129,8 @@ def host_groups(spec: CreateTrainingJobRequest, hosts: list[str]) -> list[dict[s
     return groups
 
 
-def _host_sort_key(host: str) -> tuple[int, str]:
+def host_sort_key(host: str) -> tuple[int, str]:
+    """Orders host names by their number (``algo-2`` before ``algo-10``)."""
     prefix, _, number = host.rpartition("-")
     if prefix and number.isdigit():
         return int(number), host

@@ -29,6 +29,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -39,7 +40,7 @@ from trainforge.runtime import checkpoints, toolkit, warm
 from trainforge.runtime.agent import AgentClient, ReplyKind, ServerLocator
 from trainforge.runtime.builtin import algorithm_command, image_pythonpath
 from trainforge.runtime.channels import stage_channel
-from trainforge.runtime.distributed import torchrun_enabled, torchrun_launch
+from trainforge.runtime.distributed import rendezvous_env, torchrun_enabled, torchrun_launch
 from trainforge.runtime.envcache import prepare_environment
 from trainforge.runtime.failure import (
     ErrorCapture,
@@ -50,6 +51,8 @@ from trainforge.runtime.failure import (
     internal_error,
     truncate,
 )
+from trainforge.runtime.hostnames import HOSTNAMES_DIR
+from trainforge.runtime.hostparts import leader, merge_parts, upload_parts
 from trainforge.runtime.launch import SupervisorConfig, SupervisorResult, read_config, write_result
 from trainforge.runtime.layout import (
     JobPaths,
@@ -70,6 +73,7 @@ from trainforge.spec import contract
 from trainforge.spec.algorithms import builtin_algorithm
 from trainforge.spec.images import job_image
 from trainforge.spec.job import CreateTrainingJobRequest, parse_create_request
+from trainforge.spec.status import TERMINAL
 from trainforge.spec.status import SecondaryStatus as S
 from trainforge.storage import ObjectStore, open_store
 
@@ -77,6 +81,8 @@ log = logging.getLogger("trainforge.supervisor")
 
 HEARTBEAT_INTERVAL = 2.0
 POLL_INTERVAL = 0.1
+PEER_POLL_INTERVAL = 0.5
+PEER_WAIT_ON_STOP_S = 60.0  # beyond the stop grace period: how long the leader of a stopped job waits for peers
 MSG_STARTING = "Preparing the instances for training"
 MSG_DOWNLOADING = "Downloading input data"
 MSG_TRAINING = "Training image download completed. Training in progress."
@@ -88,6 +94,7 @@ MSG_STOPPED = "Training job stopped"
 MSG_MAX_RUNTIME_STOPPING = "Maximum runtime exceeded, stopping the training job"
 MSG_MAX_RUNTIME = "Training job runtime exceeded MaxRuntimeInSeconds provided"
 TERMINAL_PRIMARY = frozenset({"Completed", "Failed", "Stopped"})
+TERMINAL_SECONDARY = frozenset(s.value for s in TERMINAL)
 
 
 @dataclass(frozen=True)
@@ -392,8 +399,14 @@ class Supervisor:
         )
         if self.cfg.gpu_ids is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in self.cfg.gpu_ids)
+        rendezvous = rendezvous_env(
+            list(train_env["hosts"]), self.cfg.host, self.cfg.host_addresses, self.cfg.master_port
+        )
+        env.update(rendezvous)
         existing = env.get("PYTHONPATH")
         image_paths = image_pythonpath(spec, plan.algorithm)
+        if rendezvous:
+            image_paths.insert(0, str(HOSTNAMES_DIR))
         env["PYTHONPATH"] = os.pathsep.join([str(self.paths.code), *image_paths, *([existing] if existing else [])])
         bin_dir = Path(python).parent
         if (bin_dir.parent / "pyvenv.cfg").is_file():
@@ -411,7 +424,9 @@ class Supervisor:
             kind = toolkit.entry_point_type(self.paths.code, plan.entry_point)
             args = toolkit.to_cmd_args(train_env["hyperparameters"])
             if torchrun_enabled(train_env["additional_framework_parameters"]):
-                launch = torchrun_launch(train_env)
+                launch = torchrun_launch(
+                    train_env, master_port=self.cfg.master_port, master_addr=rendezvous.get("MASTER_ADDR")
+                )
                 env.update(launch.env())
                 cmd = launch.command(python, kind, plan.entry_point, args)
             else:
@@ -494,9 +509,18 @@ class Supervisor:
             raise internal_error(f"cannot save checkpoints to {uri}: {exc.message}") from None
         self.say(f"Checkpoints: saved {count} file(s) to {uri}")
 
+    @property
+    def _is_leader(self) -> bool:
+        return self.cfg.host == leader(self.cfg.hosts)
+
     def _upload(self, store: ObjectStore, spec: CreateTrainingJobRequest) -> None:
         self._save_checkpoints(store, spec)
         output = spec.OutputDataConfig
+        if len(self.cfg.hosts) > 1:
+            if not self._is_leader:
+                self._upload_parts(store, output.S3OutputPath)
+                return
+            self._merge_peers(store, output.S3OutputPath)
         try:
             artifacts = publish_artifacts(
                 store,
@@ -521,6 +545,63 @@ class Supervisor:
             raise internal_error(f"cannot publish remote-function output: {exc.message}") from None
         for uri in remote:
             self.say(f"Uploaded {uri}")
+
+    def _upload_parts(self, store: ObjectStore, output_path: str) -> None:
+        """A host other than the leader hands its model and output data to the leader through the store."""
+        try:
+            uris = upload_parts(
+                store,
+                output_path=output_path,
+                job_name=self.cfg.job_name,
+                host=self.cfg.host,
+                model_dir=self.paths.model,
+                output_data_dir=self.paths.output_data,
+                tmp_dir=self.paths.tmp,
+            )
+        except TrainforgeError as exc:
+            raise internal_error(f"cannot upload this host's artifacts to {output_path}: {exc.message}") from None
+        except OSError as exc:
+            raise internal_error(f"cannot package this host's artifacts: {exc}") from None
+        self.say(f"Handed this host's model and output data to {leader(self.cfg.hosts)} ({len(uris)} parts)")
+
+    def _merge_peers(self, store: ObjectStore, output_path: str) -> None:
+        """The leader waits until every other host has ended, then merges their parts into its directories."""
+        peers = [h for h in self.cfg.hosts if h != self.cfg.host]
+        self.say(f"Waiting for {', '.join(peers)} to finish before packaging the job's artifacts")
+        self._wait_for_peers(peers)
+        if self.stop.reason is StopReason.SERVER:
+            raise StopRequested(StopReason.SERVER)
+        try:
+            merged = merge_parts(
+                store,
+                output_path=output_path,
+                job_name=self.cfg.job_name,
+                peers=peers,
+                model_dir=self.paths.model,
+                output_data_dir=self.paths.output_data,
+                tmp_dir=self.paths.tmp,
+            )
+        except TrainforgeError as exc:
+            raise internal_error(f"cannot merge the hosts' artifacts: {exc.message}") from None
+        self.say(f"Merged the model and output data of {', '.join([self.cfg.host, *merged])} (later hosts' files win)")
+
+    def _wait_for_peers(self, peers: list[str]) -> None:
+        """Until every peer reported a final status of its own, the job ended, or (on a stop) a deadline."""
+        deadline = None
+        while True:
+            if self.stop.is_set() and deadline is None:
+                deadline = time.monotonic() + self.cfg.stop_grace_seconds + PEER_WAIT_ON_STOP_S
+            if self.stop.reason is StopReason.SERVER or (deadline is not None and time.monotonic() > deadline):
+                return
+            reply = self._hb_client.heartbeat()
+            if reply.ok:
+                self._server_state(reply.body)
+                states = reply.field("hosts") or {}
+                if all(states.get(p) in TERMINAL_SECONDARY for p in peers):
+                    return
+            elif reply.kind is ReplyKind.GONE:
+                self.stop.request(StopReason.SERVER)
+            time.sleep(PEER_POLL_INTERVAL)
 
     def _upload_best_effort(self, store: ObjectStore, spec: CreateTrainingJobRequest) -> None:
         try:

@@ -17,19 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainforge.backends.base import Backend, LaunchRequest
-from trainforge.errors import ConflictError, TrainforgeError
+from trainforge.errors import CapacityError, ConflictError, TrainforgeError
 from trainforge.scheduler.gpus import allocate, gpus_needed, held_gpus, image_accelerator
 from trainforge.scheduler.instances import Machine, Placement, lookup, place
 from trainforge.service.agent import hash_token
 from trainforge.service.remote_keys import job_key
 from trainforge.settings import Settings
-from trainforge.spec.status import SecondaryStatus
+from trainforge.spec.status import TERMINAL, SecondaryStatus
 from trainforge.store.jobs import JobStore
 from trainforge.store.records import JobRecord
 
 log = logging.getLogger("trainforge.scheduler")
 S = SecondaryStatus
 _UNLAUNCHED = {S.STARTING, S.PENDING}
+CAPACITY_RETRY_S = 5.0  # how long a job the cluster had no room for waits before the next launch attempt
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Scheduler:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _cancelled: set[str] = field(default_factory=set)
+    _retry_at: dict[str, float] = field(default_factory=dict)  # jobs a cluster had no room for: next try
 
     @property
     def capacity_vcpus(self) -> float:
@@ -105,25 +107,38 @@ class Scheduler:
         if not handle.get("hosts"):
             self._fail(job, "InternalServerError: the server stopped while launching this job; it never started")
             return False
-        if any(self.backend.hosts_alive(handle).values()):
-            if job.stop_requested and job.name not in self._cancelled:
-                self._cancelled.add(job.name)
-                self.backend.cancel(handle, self.settings.stop_grace_seconds)
+        alive = self.backend.hosts_alive(handle)
+        if all(alive.values()):
+            self._forward_stop(job, handle)
             return True
-        # The supervisor is gone. If it reported a final status first, the job is no longer active.
         current = self.store.get(job.name)
         if current.terminal:
             return False
-        pids = ", ".join(str(h.get("pid")) for h in handle.get("hosts", []))
-        if current.secondary_status == S.STOPPING:
+        ended = {h for h, r in self.store.host_states(current.id).items() if r.status in TERMINAL}
+        vanished = [h for h, up in alive.items() if not up and h not in ended]
+        if not vanished:
+            # Hosts that are done exited after reporting; the others carry on (e.g. the leader merging artifacts).
+            self._forward_stop(current, handle)
+            return any(alive.values())
+        if current.secondary_status == S.STOPPING and not any(alive.values()):
             self._end(current, S.STOPPED, "Training job stopped; its supervisor ended before reporting")
-        else:
-            self._fail(
-                current,
-                f"InternalServerError: the job's supervisor process (pid {pids}) is gone: it ended without "
-                "reporting a final status (killed, or the machine restarted)",
-            )
+            return False
+        if current.secondary_status == S.STOPPING and current.instance_count <= 1:
+            self._end(current, S.STOPPED, "Training job stopped; its supervisor ended before reporting")
+            return False
+        self._fail(current, vanished_reason(handle, vanished, current.instance_count))
+        if any(alive.values()):
+            self._cancel(current, handle)
         return False
+
+    def _forward_stop(self, job: JobRecord, handle: dict[str, Any]) -> None:
+        if job.stop_requested:
+            self._cancel(job, handle)
+
+    def _cancel(self, job: JobRecord, handle: dict[str, Any]) -> None:
+        if job.name not in self._cancelled:
+            self._cancelled.add(job.name)
+            self.backend.cancel(handle, self.settings.stop_grace_seconds)
 
     def _try_start(self, job: JobRecord, used: float, gpus: set[int]) -> float:
         try:
@@ -132,6 +147,10 @@ class Scheduler:
             self._fail(job, f"ClientError: {exc.message}")
             return 0.0
         need = float(placement.effective_vcpus) * max(1, job.instance_count)
+        if not self.backend.uses_local_capacity:
+            if time.monotonic() >= self._retry_at.get(job.name, 0.0):
+                self._launch(job, placement, None)
+            return 0.0
         if used > 0 and used + need > self.capacity_vcpus:
             self._pending(
                 job,
@@ -140,7 +159,7 @@ class Scheduler:
             )
             return 0.0
         gpu_ids: tuple[int, ...] | None = None
-        gpu_need = gpus_needed(placement, image_accelerator(job.spec), self.machine)
+        gpu_need = gpus_needed(placement, image_accelerator(job.spec), self.machine) * max(1, job.instance_count)
         if gpu_need > 0:
             gpu_ids = allocate(self.machine, gpus, gpu_need)
             if gpu_ids is None:
@@ -203,10 +222,26 @@ class Scheduler:
         )
         try:
             handle = self.backend.launch(request)
+        except CapacityError as exc:
+            self._retry_at[job.name] = time.monotonic() + CAPACITY_RETRY_S
+            self._unclaim(job, exc.message)
+            return
         except TrainforgeError as exc:
             self._fail(job, f"InternalServerError: {exc.message}")
             return
+        self._retry_at.pop(job.name, None)
         self.store.set_fields(job.name, backend_handle=json.dumps(handle), heartbeat_time=time.time())
+
+    def _unclaim(self, job: JobRecord, reason: str) -> None:
+        """Put a job whose launch found no room back to ``Pending`` (with the reason) for a later pass."""
+        with contextlib.suppress(ConflictError):
+            self.store.transition(
+                job.name,
+                S.PENDING,
+                reason,
+                expected_from={S.STARTING},
+                set_fields={"backend": None, "backend_handle": None, "agent_token_hash": None},
+            )
 
     def _fail(self, job: JobRecord, reason: str) -> None:
         self._end(job, S.FAILED, "Training job failed", failure_reason=reason)
@@ -215,3 +250,18 @@ class Scheduler:
         with contextlib.suppress(ConflictError):
             self.store.transition(job.name, status, message, failure_reason=failure_reason)
         log.info("job %s -> %s (%s)", job.name, status.value, failure_reason or message)
+
+
+def vanished_reason(handle: dict[str, Any], hosts: list[str], count: int) -> str:
+    """The FailureReason of a job whose supervisors on ``hosts`` are gone without a final report."""
+    pids = {str(h.get("host")): h.get("pid") for h in handle.get("hosts", [])}
+    if count <= 1:
+        return (
+            f"InternalServerError: the job's supervisor process (pid {', '.join(str(p) for p in pids.values())}) is "
+            "gone: it ended without reporting a final status (killed, or the machine restarted)"
+        )
+    named = ", ".join(f"{h} (pid {pids.get(h, '?')})" for h in hosts)
+    return (
+        f"InternalServerError: the supervisor of host {named} is gone: it ended without reporting a final status "
+        "(killed, or its machine restarted); the job's other hosts were stopped"
+    )

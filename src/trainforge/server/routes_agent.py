@@ -59,7 +59,9 @@ async def report_status(name: str, body: StatusReport, request: Request) -> dict
     job = await _job(name, request)
     svc = _svc(request)
     result = await to_thread.run_sync(
-        lambda: svc.report_status(job, status=body.status, message=body.message, failure_reason=body.failure_reason)
+        lambda: svc.report_status(
+            job, status=body.status, message=body.message, failure_reason=body.failure_reason, host=body.host
+        )
     )
     request.app.state.jobs.wake.set()
     return result

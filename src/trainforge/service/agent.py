@@ -11,6 +11,7 @@ from typing import Any
 from trainforge.errors import AuthError, ConflictError, ValidationError
 from trainforge.service.metric_extraction import ExtractorCache
 from trainforge.spec.contract import FAILURE_REASON_MAX
+from trainforge.spec.hosts import job_move
 from trainforge.spec.metrics import MAX_NAME_LENGTH, metric_value
 from trainforge.spec.status import TERMINAL, SecondaryStatus
 from trainforge.store.jobs import JobStore
@@ -45,27 +46,63 @@ class AgentService:
         return job
 
     def _reply(self, job: JobRecord) -> dict[str, Any]:
-        return {
+        reply: dict[str, Any] = {
             "TrainingJobStatus": job.status.value,
             "SecondaryStatus": job.secondary_status.value,
             "stop_requested": bool(job.stop_requested),
         }
+        if job.instance_count > 1:
+            reply["hosts"] = {h: r.status.value for h, r in self.store.host_states(job.id).items()}
+        return reply
 
     def report_status(
-        self, job: JobRecord, *, status: str, message: str | None, failure_reason: str | None
+        self, job: JobRecord, *, status: str, message: str | None, failure_reason: str | None, host: str = "algo-1"
     ) -> dict[str, Any]:
-        """Apply a supervisor's status report through the transition table.
+        """Apply one host's status report: record the host's own status, then move the job through the
+        transition table to what its hosts' statuses make it (:mod:`trainforge.spec.hosts`).
 
         While a stop is pending, in-progress reports are acknowledged without a change (the reply says
         ``stop_requested``); a stop ending reached without a prior ``Stopping`` passes through it.
         Illegal changes (e.g. the job is already terminal) raise :class:`ConflictError`.
         """
         try:
-            target = SecondaryStatus(status)
+            reported = SecondaryStatus(status)
         except ValueError:
             raise ValidationError(f"status: {status!r} is not a SecondaryStatus", field="status") from None
         if failure_reason is not None:
             failure_reason = failure_reason[:FAILURE_REASON_MAX]
+        if job.terminal:
+            raise ConflictError(
+                f"training job {job.name!r} is {job.secondary_status.value}; it cannot move to {reported.value}",
+                details={"current": job.secondary_status.value, "requested": reported.value},
+            )
+        hosts = self.store.record_host(job.id, host, reported, message, failure_reason)
+        for _attempt in range(3):
+            move = job_move(
+                host=host,
+                reported=reported,
+                message=message,
+                failure_reason=failure_reason,
+                hosts={h: r.status for h, r in hosts.items()},
+                count=job.instance_count,
+                current=job.secondary_status,
+            )
+            if move.status is None:
+                return self._reply(job)
+            try:
+                return self._apply(job, move.status, move.message, move.failure_reason, single=job.instance_count <= 1)
+            except ConflictError:
+                if job.instance_count <= 1:
+                    raise
+                job = self.store.get(job.name)  # another host's report moved the job meanwhile: decide again
+                if job.terminal:
+                    raise
+                hosts = self.store.host_states(job.id)
+        return self._reply(self.store.get(job.name))
+
+    def _apply(
+        self, job: JobRecord, target: SecondaryStatus, message: str | None, failure_reason: str | None, *, single: bool
+    ) -> dict[str, Any]:
         if job.secondary_status == S.STOPPING and target not in TERMINAL and target != S.STOPPING:
             return self._reply(job)
         if target in _STOP_ENDINGS and job.secondary_status not in (S.STOPPING, S.STARTING, S.PENDING):
@@ -75,7 +112,8 @@ class AgentService:
                 job = self.store.get(job.name)
                 if job.secondary_status != S.STOPPING:
                     raise
-        job = self.store.transition(job.name, target, message, failure_reason=failure_reason)
+        expected = None if single else {job.secondary_status}
+        job = self.store.transition(job.name, target, message, failure_reason=failure_reason, expected_from=expected)
         return self._reply(job)
 
     def append_logs(self, job: JobRecord, host: str, lines: list[dict[str, Any]]) -> dict[str, Any]:

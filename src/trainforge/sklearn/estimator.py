@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from trainforge.errors import ValidationError
-from trainforge.estimator import Framework, pop_renamed_kwargs
+from trainforge.estimator import Framework, check_instance_count, pop_renamed_kwargs
 
 _GPU_PREFIXES = ("ml.p", "ml.g", "local_gpu")
 
@@ -53,7 +53,7 @@ class SKLearn(Framework):
                 field="framework_version",
             )
         instance_count = kwargs.pop("instance_count", None)
-        if instance_count is not None and instance_count != 1:
+        if instance_count is not None and check_instance_count(instance_count) != 1:
             raise ValidationError(
                 "instance_count: Scikit-Learn does not support distributed training; "
                 "remove instance_count or set instance_count=1",

@@ -26,8 +26,8 @@ from trainforge.spec.status import (
     TrainingJobStatus,
     allowed_predecessors,
 )
-from trainforge.store.records import JobRecord, LogRecord, MetricRecord, TransitionRecord
-from trainforge.store.tables import jobs, log_lines, metric_points, transitions
+from trainforge.store.records import HostRecord, JobRecord, LogRecord, MetricRecord, TransitionRecord
+from trainforge.store.tables import job_hosts, jobs, log_lines, metric_points, transitions
 
 _START_STATUSES = {SecondaryStatus.DOWNLOADING, SecondaryStatus.TRAINING}
 SORT_COLUMNS = {"Name": jobs.c.name, "CreationTime": jobs.c.creation_time, "Status": jobs.c.status}
@@ -269,6 +269,62 @@ class JobStore:
         )
         with self.engine.connect() as conn:
             return [self._record(conn, r, with_transitions=False) for r in conn.execute(stmt).all()]
+
+    # -- hosts --------------------------------------------------------------------------------------------
+
+    def record_host(
+        self,
+        job_id: int,
+        host: str,
+        status: SecondaryStatus,
+        message: str | None,
+        failure_reason: str | None = None,
+        *,
+        now: float | None = None,
+    ) -> dict[str, HostRecord]:
+        """Store ``host``'s own status and return every host's, as one serialized step per job.
+
+        Reports of two hosts of one job never interleave here (the job's row is locked on PostgreSQL, writes
+        are ``BEGIN IMMEDIATE`` on SQLite), so the last of several simultaneous reports sees all of them. A host
+        whose status is already terminal keeps it.
+        """
+        t = time.time() if now is None else now
+        values = {
+            "job_id": job_id,
+            "host": host,
+            "status": status.value,
+            "message": message,
+            "failure_reason": failure_reason[:1024] if failure_reason else None,
+            "updated_time": t,
+        }
+        dialect = self.engine.dialect.name
+        with self.engine.begin() as conn:
+            if dialect == "postgresql":
+                conn.execute(select(jobs.c.id).where(jobs.c.id == job_id).with_for_update())
+            current = conn.execute(
+                select(job_hosts.c.status).where(job_hosts.c.job_id == job_id, job_hosts.c.host == host)
+            ).scalar()
+            if current is None:
+                conn.execute(insert(job_hosts).values(**values))
+            elif SecondaryStatus(current) not in TERMINAL:
+                conn.execute(
+                    update(job_hosts)
+                    .where(job_hosts.c.job_id == job_id, job_hosts.c.host == host)
+                    .values(**{k: v for k, v in values.items() if k not in ("job_id", "host")})
+                )
+            return self._hosts(conn, job_id)
+
+    def host_states(self, job_id: int) -> dict[str, HostRecord]:
+        """Each reporting host's own status, by host name."""
+        with self.engine.connect() as conn:
+            return self._hosts(conn, job_id)
+
+    def _hosts(self, conn: Connection, job_id: int) -> dict[str, HostRecord]:
+        rows = conn.execute(select(job_hosts).where(job_hosts.c.job_id == job_id).order_by(job_hosts.c.host)).all()
+        return {
+            r.host: HostRecord(r.host, SecondaryStatus(r.status), r.message, r.failure_reason, r.updated_time)
+            for r in rows
+        }
 
     # -- logs and metrics -----------------------------------------------------------------------------
 

@@ -87,3 +87,14 @@ class JobRecord:
             return None
         value: dict[str, Any] = json.loads(self.backend_handle)
         return value
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    """One host's own status in a job, as its supervisor last reported it."""
+
+    host: str
+    status: SecondaryStatus
+    message: str | None
+    failure_reason: str | None
+    updated_time: float

@@ -90,3 +90,14 @@ metric_points = Table(
     Index("ix_metric_points_job_name", "job_id", "name", "timestamp"),
     Index("uq_metric_points_job_host_name_seq", "job_id", "host", "name", "seq", unique=True),
 )
+
+job_hosts = Table(
+    "job_hosts",
+    metadata,
+    Column("job_id", _Id, ForeignKey("training_jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("host", String(64), primary_key=True),
+    Column("status", String(32), nullable=False),  # the host's own SecondaryStatus, as its supervisor reported it
+    Column("message", Text, nullable=True),
+    Column("failure_reason", Text, nullable=True),
+    Column("updated_time", Float, nullable=False),
+)
