@@ -299,3 +299,21 @@ def test_bad_instance_counts_say_what_is_wrong_with_the_value(
             instance_count=value,
             sagemaker_session=session,  # type: ignore[arg-type]
         )
+
+
+def test_max_runtime_reaches_every_host(server: ServerProcess, session: trainforge.Session, make_source) -> None:
+    src = make_source({"train.py": "import time\nprint('up', flush=True)\ntime.sleep(600)\n"})
+    est = script_estimator(session, src, max_run=3)
+    est.instance_count = 2
+    est.fit(wait=False)
+    name = est.latest_training_job.name
+    job = wait_for(
+        lambda: (d := session.describe_training_job(name))["TrainingJobStatus"] == "Stopped" and d,
+        timeout=60,
+        what="Stopped",
+    )
+    assert job["SecondaryStatus"] == "MaxRuntimeExceeded"
+    with server.client() as http:
+        for host in ("algo-1", "algo-2"):
+            lines = http.get(f"/v1/training-jobs/{name}/logs", params={"host": host}).json()["events"]
+            assert any("Stopping the job: SIGTERM" in line["message"] for line in lines), host

@@ -1,11 +1,11 @@
 """Which of this machine's GPUs a job gets.
 
 A job needs, on each of its hosts, the GPUs of its instance type (``ml.g5.xlarge``: 1; ``local_gpu``: all of
-the machine's; the local backend runs one host per job). A GPU image (``trainforge/pytorch:<v>-gpu``) on an
-instance type without GPUs gets one GPU when the machine has any. Everything else needs none and gets no
-``CUDA_VISIBLE_DEVICES`` at all (it is left unset, as on a CPU instance). The scheduler hands each launched
-job specific GPU indices, lowest free first; the backend records them in the job's handle, and a job holds
-them until it is no longer active.
+the machine's; a multi-host job on the local backend needs that many for each host, each host its own). A GPU
+image (``trainforge/pytorch:<v>-gpu``) on an instance type without GPUs gets one GPU when the machine has any.
+Everything else needs none and gets no ``CUDA_VISIBLE_DEVICES`` at all (it is left unset, as on a CPU
+instance). The scheduler hands each launched job specific GPU indices, lowest free first; the backend records
+them in the job's handle, and a job holds them until it is no longer active.
 """
 
 from __future__ import annotations

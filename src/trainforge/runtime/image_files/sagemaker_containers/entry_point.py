@@ -1,9 +1,9 @@
 """``sagemaker_containers.entry_point._wait_hostname_resolution``: wait until every host of the job resolves.
 
-The job's hosts are ``SM_HOSTS`` (or ``hosts`` of ``resourceconfig.json``). trainforge runs every host of a job
-on this machine (local backend), so the job's own host names (``algo-1``, ...) are local and resolve to
-``127.0.0.1`` without a name service; any other name is looked up with :func:`socket.gethostbyname`, retried
-with exponential backoff for up to 15 minutes as SageMaker's helper does.
+The job's hosts are ``SM_HOSTS`` (or ``hosts`` of ``resourceconfig.json``). The job's own host names (``algo-1``,
+...) resolve to the addresses the backend placed them at (``TRAINFORGE_HOST_ADDRESSES``; ``127.0.0.1`` when it is
+not set: every host on this machine) without a name service; any other name is looked up with
+:func:`socket.gethostbyname`, retried with exponential backoff for up to 15 minutes as SageMaker's helper does.
 """
 
 from __future__ import annotations
@@ -44,7 +44,12 @@ def job_hosts() -> list[str]:
 def _dns_lookup(host: str, timeout_s: float = RESOLUTION_TIMEOUT_S) -> str:
     """The address of ``host``: local for the job's own hosts, else DNS retried until ``timeout_s``."""
     if host in job_hosts():
-        return LOCAL_ADDRESS
+        try:
+            placed = json.loads(os.environ.get("TRAINFORGE_HOST_ADDRESSES") or "{}")
+        except ValueError:
+            placed = {}
+        address = placed.get(host) if isinstance(placed, dict) else None
+        return str(address) if address else LOCAL_ADDRESS
     deadline = time.monotonic() + timeout_s
     wait = FIRST_WAIT_S
     while True:

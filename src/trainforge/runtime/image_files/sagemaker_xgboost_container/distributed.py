@@ -1,8 +1,8 @@
 """``sagemaker_xgboost_container.distributed``: :func:`rabit_run` and :func:`wait_hostname_resolution`.
 
 For a single host :func:`rabit_run` behaves as SageMaker's: a host with data runs ``exec_fun(**args)`` (adding
-``is_master=True`` when ``update_rabit_args``), a host without data logs a warning and exits 0. trainforge runs
-one host per job; a multi-host call raises ``RuntimeError`` saying so.
+``is_master=True`` when ``update_rabit_args``), a host without data logs a warning and exits 0. Distributed XGBoost
+(a rabit ring across hosts) is not available yet: a multi-host call raises ``RuntimeError`` saying so.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def rabit_run(
     """
     if len(hosts) > 1:
         raise RuntimeError(
-            f"rabit_run: distributed XGBoost across {len(hosts)} hosts is not available in trainforge, which runs "
-            "one host per job; train with instance_count=1"
+            f"rabit_run: distributed XGBoost across {len(hosts)} hosts is not available in trainforge yet; "
+            "train with instance_count=1"
         )
     if not include_in_training:
         log.warning("Host %s not being used for distributed training.", current_host)
