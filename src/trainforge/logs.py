@@ -37,6 +37,9 @@ def format_status_line(status: str, message: str | None, when: float | datetime 
     return f"{stamp} {status} - {message or ''}".rstrip()
 
 
+FIRST_HOST = "algo-1"
+
+
 class LogPrinter:
     """Writes status lines and log lines to a text stream, each status transition once.
 
@@ -78,9 +81,11 @@ class LogPrinter:
             printed |= self.status(str(item.get("Status", "")), item.get("StatusMessage"), item.get("StartTime"))
         return printed
 
-    def log(self, message: str) -> None:
-        """Print one log line as it was written."""
-        self._write(message[:-1] if message.endswith("\n") else message)
+    def log(self, message: str, host: str | None = None) -> None:
+        """Print one log line as it was written; a line of a host other than the first (``algo-1``) of a
+        multi-host job is prefixed with its host, ``[algo-2] ...``."""
+        text = message[:-1] if message.endswith("\n") else message
+        self._write(f"[{host}] {text}" if host and host != FIRST_HOST else text)
 
     def dot(self) -> None:
         """Print a progress dot (no newline), as SageMaker does while polling without logs."""

@@ -61,6 +61,7 @@ def test_two_hosts_each_get_their_own_tree_resolve_each_other_and_merge_their_mo
         assert f"host={host} hosts=['algo-1', 'algo-2'] rc_current={host} rc_hosts=['algo-1', 'algo-2']" in out
         assert f"done on {host}" in out
     assert "resolved {'algo-1': '127.0.0.1', 'algo-2': '127.0.0.1'}" in out
+    assert "\n[algo-2] done on algo-2\n" in out and "\ndone on algo-1\n" in out  # fit() names the other hosts
     job = est.latest_training_job.describe()
     assert job["TrainingJobStatus"] == "Completed"
     assert job["ResourceConfig"]["InstanceCount"] == 2

@@ -128,7 +128,7 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
                 elif event.get("type") == "status":
                     printer.status(str(event.get("SecondaryStatus", "")), event.get("StatusMessage"), event.get("Time"))
                 elif event.get("type") == "log":
-                    printer.log(str(event.get("message", "")))
+                    printer.log(str(event.get("message", "")), event.get("host"))
             return EXIT_OK
         cursor = args.cursor
         while True:
@@ -140,7 +140,7 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
                 if as_json:
                     print_json_line({"type": "log", **event})
                 else:
-                    printer.log(str(event.get("message", "")))
+                    printer.log(str(event.get("message", "")), event.get("host"))
             cursor = int(page.get("next_cursor", events[-1].get("cursor", cursor)))
 
 
@@ -190,7 +190,7 @@ def cmd_wait(args: argparse.Namespace, settings: Settings) -> int:
                 if event.get("type") == "status":
                     printer.status(str(event.get("SecondaryStatus", "")), event.get("StatusMessage"), event.get("Time"))
                 elif event.get("type") == "log":
-                    printer.log(str(event.get("message", "")))
+                    printer.log(str(event.get("message", "")), event.get("host"))
         while True:
             desc = client.describe_training_job(args.name)
             if desc.get("TrainingJobStatus") in TERMINAL_PRIMARY:

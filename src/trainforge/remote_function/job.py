@@ -216,7 +216,7 @@ class RemoteJob:
             for event in client.follow_logs(self.job_name):
                 kind = event.get("type")
                 if kind == "log":
-                    printer.log(str(event.get("message", "")))
+                    printer.log(str(event.get("message", "")), event.get("host"))
                 elif kind == "status":
                     printer.status(str(event.get("SecondaryStatus", "")), event.get("StatusMessage"), event.get("Time"))
                 elif kind == "end":
