@@ -94,28 +94,29 @@ FAIL_SCRIPT = """
 import os, sys, time
 host = os.environ["SM_CURRENT_HOST"]
 open(os.path.join(os.environ["PID_DIR"], host), "w").write(str(os.getpid()))
-if host == "algo-2":
+if host == os.environ["FAILING_HOST"]:
     time.sleep(1)
-    raise SystemExit("algo-2 gives up")
+    raise SystemExit(f"{host} gives up")
 time.sleep(600)
 """
 
 
+@pytest.mark.parametrize(("failing", "survivor"), [("algo-2", "algo-1"), ("algo-1", "algo-2")])
 def test_one_failing_host_fails_the_job_naming_it_and_the_other_host_is_stopped(
-    server: ServerProcess, session: trainforge.Session, make_source, tmp_path: Path
+    server: ServerProcess, session: trainforge.Session, make_source, tmp_path: Path, failing: str, survivor: str
 ) -> None:
     src = make_source({"train.py": FAIL_SCRIPT})
-    est = script_estimator(session, src, environment={"PID_DIR": str(tmp_path)})
+    est = script_estimator(session, src, environment={"PID_DIR": str(tmp_path), "FAILING_HOST": failing})
     est.instance_count = 2
     with pytest.raises(UnexpectedStatusError) as failed:
         est.fit(logs=False)
     reason = est.latest_training_job.describe()["FailureReason"]
-    assert reason.startswith("AlgorithmError: host algo-2: "), reason
-    assert "algo-2 gives up" in reason
-    assert "algo-2" in str(failed.value)
-    survivor = int((tmp_path / "algo-1").read_text())
+    assert reason.startswith(f"AlgorithmError: host {failing}: "), reason
+    assert f"{failing} gives up" in reason
+    assert failing in str(failed.value)
+    survivor_pid = int((tmp_path / survivor).read_text())
     # The other host got SIGTERM (grace 5 s in tests), not left running.
-    wait_for(lambda: not _alive(survivor), timeout=20, what="algo-1's user code to be stopped")
+    wait_for(lambda: not _alive(survivor_pid), timeout=20, what=f"{survivor}'s user code to be stopped")
 
 
 def _alive(pid: int) -> bool:

@@ -278,7 +278,7 @@ class Supervisor:
                 raise StopRequested(self.stop.reason or StopReason.USER)
             if rc == 0:
                 return self._complete(store, spec)
-            self._upload_best_effort(store, spec)
+            self._upload_best_effort(store, spec, together=False)
             reason = failure_file_reason(self.paths.failure_file) or execute_error_reason(
                 rc, self.errors.message(), toolkit.format_command(cmd)
             )
@@ -513,14 +513,19 @@ class Supervisor:
     def _is_leader(self) -> bool:
         return self.cfg.host == leader(self.cfg.hosts)
 
-    def _upload(self, store: ObjectStore, spec: CreateTrainingJobRequest) -> None:
+    def _upload(self, store: ObjectStore, spec: CreateTrainingJobRequest, *, together: bool = True) -> None:
+        """Save checkpoints and publish the artifacts. In a multi-host job the hosts publish ``together`` (the
+        leader merges the others' parts); a host whose code failed does not wait for the others: the leader then
+        publishes its own directories, another host nothing."""
         self._save_checkpoints(store, spec)
         output = spec.OutputDataConfig
         if len(self.cfg.hosts) > 1:
             if not self._is_leader:
-                self._upload_parts(store, output.S3OutputPath)
+                if together:
+                    self._upload_parts(store, output.S3OutputPath)
                 return
-            self._merge_peers(store, output.S3OutputPath)
+            if together:
+                self._merge_peers(store, output.S3OutputPath)
         try:
             artifacts = publish_artifacts(
                 store,
@@ -603,9 +608,9 @@ class Supervisor:
                 self.stop.request(StopReason.SERVER)
             time.sleep(PEER_POLL_INTERVAL)
 
-    def _upload_best_effort(self, store: ObjectStore, spec: CreateTrainingJobRequest) -> None:
+    def _upload_best_effort(self, store: ObjectStore, spec: CreateTrainingJobRequest, *, together: bool = True) -> None:
         try:
-            self._upload(store, spec)
+            self._upload(store, spec, together=together)
         except JobFailed as exc:
             self.say(f"Could not upload the model directory: {exc.reason}", "stderr")
 
