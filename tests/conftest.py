@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.postgres import postgres_cluster
+from tests.support.s3 import S3Server, moto_server
 from tests.support.server import ServerProcess
 
 
@@ -59,3 +60,13 @@ def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server on 127.0.0.1 for the session."""
     with postgres_cluster() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server (moto, a subprocess on 127.0.0.1) for the session; ``.env`` holds the
+    ``AWS_*`` variables (endpoint and credentials) that point trainforge at it. Skipped without moto."""
+    pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install -e '.[dev]')")
+    pytest.importorskip("boto3", reason="boto3 is not installed (pip install -e '.[s3]')")
+    with moto_server(tmp_path_factory.mktemp("moto")) as server:
+        yield server

@@ -189,7 +189,8 @@ def start_server(settings: Settings, *, timeout_s: float = START_TIMEOUT_S) -> S
     while True:
         code = proc.poll()
         if code is not None:
-            last = _last_line(log_path)
+            # The server's own one-line "error: ..." (a setting that cannot work) says what to fix: pass it on.
+            last = _last_line(log_path).removeprefix("error: ")
             raise ServerUnavailableError(
                 f"the trainforge server exited with code {code} while starting"
                 + (f": {last}" if last else "")

@@ -21,13 +21,30 @@ from trainforge.service.jobs import JobService
 from trainforge.service.remote_keys import ensure_secret
 from trainforge.settings import Settings
 from trainforge.spec.contract import DEFAULT_BUCKET
+from trainforge.storage import open_store
 from trainforge.store import open_job_store
 from trainforge.version import __version__
 
 
-def storage_config(settings: Settings) -> dict[str, Any]:
-    """How clients and supervisors reach the object store."""
-    return {"kind": "local", "root": str(settings.storage_root)}
+def storage_config(settings: Settings, *, credentials: bool) -> dict[str, Any]:
+    """How supervisors (``credentials=True``) and SDKs (``credentials=False``) reach the object store.
+
+    Local: ``{"kind": "local", "root": ...}``. S3 (``TRAINFORGE_STORAGE=s3``, endpoint and region from the
+    server's ``AWS_*`` environment): ``{"kind": "s3", "endpoint_url", "region", "addressing_style"}``; with
+    ``credentials`` also ``"credentials": {"access_key_id", "secret_access_key", "session_token"}``, resolved
+    from the server's environment or profile, for supervisors on machines without them. The SDK's config
+    never holds secrets: an SDK signs with its own ``AWS_*`` credentials.
+    """
+    if settings.storage == "local":
+        return {"kind": "local", "root": str(settings.storage_root)}
+    from trainforge.storage.s3_settings import S3Settings
+
+    s3 = S3Settings.from_env()
+    if not credentials:
+        return s3.to_config()
+    from trainforge.storage.s3 import S3ObjectStore
+
+    return S3ObjectStore(settings=s3).config(credentials=True)
 
 
 def create_app(
@@ -45,7 +62,10 @@ def create_app(
     """
     home = settings.resolved_home
     home.mkdir(parents=True, exist_ok=True)
-    settings.storage_root.mkdir(parents=True, exist_ok=True)
+    # Startup check: the object store answers and holds the default bucket (ValidationError naming the setting).
+    supervisor_storage = storage_config(settings, credentials=True)
+    objects = open_store(supervisor_storage)
+    objects.ensure_bucket(DEFAULT_BUCKET)
     token = settings.token or ensure_token(settings.token_path)
     remote_secret = ensure_secret(settings.resolved_home / "remote_function.secret")
     store = open_job_store(settings.effective_database_url)
@@ -58,7 +78,7 @@ def create_app(
         settings=settings,
         machine=machine,
         server_url=(settings.advertise_url or server_url).rstrip("/"),
-        storage=storage_config(settings),
+        storage=supervisor_storage,
         wake=jobs.wake,
         remote_secret=remote_secret,
     )
@@ -90,6 +110,7 @@ def create_app(
     app.state.agent = AgentService(store=store)
     app.state.scheduler = scheduler
     app.state.remote_secret = remote_secret
+    app.state.objects = objects
     error_handlers.install(app)
 
     @app.get("/health", tags=["meta"])
@@ -105,7 +126,7 @@ def create_app(
             "region": s.region,
             "account_id": s.account_id,
             "default_bucket": DEFAULT_BUCKET,
-            "storage": storage_config(s),
+            "storage": storage_config(s, credentials=False),
             "version": __version__,
             "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
         }

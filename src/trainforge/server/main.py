@@ -7,13 +7,18 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
 import uvicorn
 
+from trainforge.errors import TrainforgeError, ValidationError
 from trainforge.server.app import create_app
 from trainforge.settings import Settings
+
+EXIT_SETTINGS = 2
+"""Exit code of a server that could not start because of a setting (the CLI's usage/validation code)."""
 
 
 def _previous_port(server_file: Path) -> int | None:
@@ -54,7 +59,12 @@ def write_server_file(path: Path, *, url: str, host: str, port: int) -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Serve until SIGINT/SIGTERM. Jobs keep running when the server stops: their supervisors are detached."""
+    """Serve until SIGINT/SIGTERM. Jobs keep running when the server stops: their supervisors are detached.
+
+    A setting that keeps the app from starting (``create_app`` raising a ``TrainforgeError``, e.g. an S3 endpoint
+    that cannot be reached) is printed as one ``error: ...`` line on stderr, then ``SystemExit`` with code 2
+    (``ValidationError``) or 1.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     home = settings.resolved_home
@@ -72,6 +82,14 @@ def serve(settings: Settings) -> None:
             if json.loads(settings.server_file.read_text()).get("pid") == os.getpid():
                 settings.server_file.unlink()
 
-    app = create_app(settings, server_url=url, on_started=started, on_stopped=stopped)
+    try:
+        app = create_app(settings, server_url=url, on_started=started, on_stopped=stopped)
+    except TrainforgeError as exc:
+        # A setting that cannot work (e.g. an unreachable S3 endpoint): one line saying which and how to fix it,
+        # no traceback; ``trainforge server start`` shows this line. Exit 2 as the CLI does for bad settings.
+        sock.close()
+        sys.stderr.write(f"error: {' '.join(exc.message.split())}\n")
+        sys.stderr.flush()
+        raise SystemExit(EXIT_SETTINGS if isinstance(exc, ValidationError) else 1) from None
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
     uvicorn.Server(config).run(sockets=[sock])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from trainforge.errors import ValidationError
 from trainforge.storage.base import ObjectInfo, ObjectStore
 from trainforge.storage.local import LocalObjectStore
 from trainforge.storage.uri import S3Uri, check_key, parse_s3_uri, s3_join
@@ -20,11 +23,26 @@ __all__ = [
 ]
 
 
-def open_store(config: dict[str, object]) -> ObjectStore:
-    """The object store a server's storage config describes: ``{"kind": "local", "root": "/path"}``."""
+def open_store(config: Mapping[str, Any]) -> ObjectStore:
+    """The object store a server's storage config describes.
+
+    ``{"kind": "local", "root": "/path"}``: the folder store. ``{"kind": "s3", "endpoint_url", "region",
+    "addressing_style"[, "credentials": {"access_key_id", "secret_access_key", "session_token"}]}``: an
+    S3-compatible endpoint (extra ``[s3]``); without ``credentials`` this process's own ``AWS_*`` environment
+    or profile signs the requests.
+
+    Raises:
+        ValidationError: An unknown kind, or ``s3`` without boto3 installed.
+    """
     kind = config.get("kind", "local")
     if kind == "local":
         return LocalObjectStore(Path(str(config["root"])))
-    from trainforge.errors import ValidationError
-
-    raise ValidationError(f"storage.kind: unknown object store kind {kind!r} (known: local)", field="storage.kind")
+    if kind == "s3":
+        try:
+            from trainforge.storage.s3 import S3ObjectStore
+        except ImportError as exc:
+            raise ValidationError(
+                f"storage.kind: the S3 object store needs boto3 ({exc}); install trainforge[s3]", field="storage.kind"
+            ) from None
+        return S3ObjectStore.from_config(config)
+    raise ValidationError(f"storage.kind: unknown object store kind {kind!r} (known: local, s3)", field="storage.kind")

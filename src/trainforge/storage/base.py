@@ -27,8 +27,14 @@ class ObjectStore(Protocol):
     """What every object store offers. Objects are immutable: a put replaces an object by a new one whole.
 
     Keys that would leave their bucket (``..``, absolute keys) raise ``ValidationError``; a missing object
-    raises ``NotFoundError``; any other failure raises ``StorageError``.
+    raises ``NotFoundError``; any other failure raises ``StorageError``. Buckets: on S3 a bucket exists or
+    not, and reading, listing or writing in a missing one raises ``NotFoundError`` saying that the bucket does
+    not exist; the local store's buckets are folders made by the first put (a bucket never written lists empty).
     """
+
+    def ensure_bucket(self, bucket: str) -> None:
+        """Create ``bucket`` when it does not exist (idempotent)."""
+        ...
 
     def put_file(self, uri: str, path: Path) -> ObjectInfo:
         """Store the file at ``path`` under ``uri``; readers see the old or the new object, never a part."""
@@ -44,6 +50,14 @@ class ObjectStore(Protocol):
 
     def get_bytes(self, uri: str) -> bytes:
         """The content of the object at ``uri``."""
+        ...
+
+    def info(self, uri: str) -> ObjectInfo:
+        """Size and modification time of the object at ``uri``."""
+        ...
+
+    def read_chunks(self, uri: str, *, chunk_size: int = ...) -> Iterator[bytes]:
+        """Open the object now (so ``NotFoundError`` comes from this call) and iterate over its content."""
         ...
 
     def download_file(self, uri: str, dest: Path) -> None:

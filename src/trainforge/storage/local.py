@@ -14,6 +14,7 @@ from trainforge.storage.base import ObjectInfo
 from trainforge.storage.uri import S3Uri, check_key, parse_s3_uri
 
 _TMP_PREFIX = ".tf-upload-"
+CHUNK = 1024 * 1024
 
 
 class LocalObjectStore:
@@ -40,8 +41,11 @@ class LocalObjectStore:
         return parsed, path
 
     def _publish(self, parsed: S3Uri, path: Path, write: BinaryIO | Path | bytes) -> ObjectInfo:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+        except OSError as exc:  # e.g. a key whose "folder" is an object already: a/b next to a
+            raise StorageError(f"could not write {parsed}: {exc}") from exc
         try:
             with os.fdopen(fd, "wb") as out:
                 if isinstance(write, bytes):
@@ -86,6 +90,42 @@ class LocalObjectStore:
             return path.read_bytes()
         except (FileNotFoundError, IsADirectoryError):
             raise NotFoundError(f"no object at {uri}") from None
+
+    def ensure_bucket(self, bucket: str) -> None:
+        """Make the bucket's folder (idempotent)."""
+        _, path = self._path(f"s3://{bucket}/", field="bucket")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"could not create bucket {bucket!r} at {path}: {exc}") from exc
+
+    def info(self, uri: str) -> ObjectInfo:
+        """Size and modification time of the object at ``uri``; ``NotFoundError`` if there is none."""
+        parsed, path = self._object_path(uri)
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFoundError(f"no object at {uri}") from None
+        if not path.is_file():
+            raise NotFoundError(f"no object at {uri}")
+        return ObjectInfo(parsed.bucket, parsed.key, st.st_size, st.st_mtime)
+
+    def read_chunks(self, uri: str, *, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        """Open the object now (``NotFoundError`` is raised by this call) and iterate over its content."""
+        _, path = self._object_path(uri)
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed by the generator
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFoundError(f"no object at {uri}") from None
+        except OSError as exc:
+            raise StorageError(f"could not read {uri}: {exc}") from exc
+
+        def chunks() -> Iterator[bytes]:
+            with handle:
+                while block := handle.read(chunk_size):
+                    yield block
+
+        return chunks()
 
     def download_file(self, uri: str, dest: Path) -> None:
         """Copy the object to ``dest``: a new inode, so writing it never changes the stored object."""

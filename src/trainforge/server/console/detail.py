@@ -10,7 +10,7 @@ from trainforge.errors import NotFoundError
 from trainforge.server.console import views
 from trainforge.service.describe import describe
 from trainforge.spec.contract import host_name
-from trainforge.storage import LocalObjectStore
+from trainforge.storage import ObjectStore
 from trainforge.store.jobs import JobStore
 from trainforge.store.records import JobRecord
 
@@ -38,7 +38,7 @@ def status_json(job: JobRecord, now: float) -> dict[str, Any]:
     }
 
 
-def job_page(store: JobStore, objects: LocalObjectStore, job: JobRecord, now: float) -> dict[str, Any]:
+def job_page(store: JobStore, objects: ObjectStore, job: JobRecord, now: float) -> dict[str, Any]:
     """The context of ``job.html``: the DescribeTrainingJob record (secrets masked) and what is derived from it."""
     points = store.read_metrics(job.id)
     record = views.masked_record(describe(job, points))

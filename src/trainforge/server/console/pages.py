@@ -6,6 +6,7 @@ session's CSRF token. Unknown jobs and routes answer a 404 HTML page.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -13,9 +14,9 @@ from urllib.parse import quote
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
-from trainforge.errors import NotFoundError, TrainforgeError, ValidationError
+from trainforge.errors import NotFoundError, StorageError, TrainforgeError, ValidationError
 from trainforge.server.console import detail, views
 from trainforge.server.console.listing import PAGE_SIZES, SORTS, STATUSES, ListParams, list_page
 from trainforge.server.console.render import (
@@ -232,17 +233,24 @@ def artifact(name: str, kind: str, request: Request, session: ConsoleSession = D
         return _no_job(request, name)
     file = views.ARTIFACT_FILES.get(kind)
     uri = views.artifact_uri(job, kind) if file else None
-    path = views.artifact_file(console_of(request).objects, uri) if uri else None
-    if file is None or path is None:
+    objects = console_of(request).objects
+    info = views.artifact_info(objects, uri) if uri else None
+    chunks = None
+    if info is not None and uri is not None:
+        with contextlib.suppress(NotFoundError, StorageError):
+            chunks = objects.read_chunks(uri)
+    if file is None or info is None or chunks is None:
         return error_page(
             request, status_code=404, title="Artifact not found", message=f"Job “{name}” has no {kind} artifact yet."
         )
-    return FileResponse(
-        path,
-        media_type="application/gzip",
-        filename=f"{job.name}-{file}",
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"},
-    )
+    # Streamed from the object store (local or S3) in chunks; nothing assumes a local file.
+    headers = {
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",
+        "Content-Disposition": f'attachment; filename="{job.name}-{file}"',
+        "Content-Length": str(info.size),
+    }
+    return StreamingResponse(chunks, media_type="application/gzip", headers=headers)
 
 
 def _log_text(store: JobStore, job: JobRecord, host: str | None) -> Iterator[bytes]:

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from trainforge.errors import AuthError, ValidationError
 from trainforge.server.console import views
 from trainforge.server.console.session import COOKIE, ConsoleSession, Sessions
-from trainforge.storage import LocalObjectStore
+from trainforge.storage import ObjectStore
 
 BASE = "/console"
 PACKAGE_DIR = Path(str(resources.files("trainforge.server.console")))
@@ -46,7 +46,7 @@ class Console:
 
     sessions: Sessions
     templates: jinja2.Environment
-    objects: LocalObjectStore
+    objects: ObjectStore
     static_version: str
 
 
@@ -59,8 +59,8 @@ def _static_version() -> str:
     return digest.hexdigest()[:12]
 
 
-def build_console(*, token: str, storage_root: Path) -> Console:
-    """The console state for a server with API token ``token`` and a local object store at ``storage_root``."""
+def build_console(*, token: str, objects: ObjectStore) -> Console:
+    """The console state for a server with API token ``token`` whose artifacts are in ``objects``."""
     version = _static_version()
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(PACKAGE_DIR / "templates")),
@@ -79,7 +79,7 @@ def build_console(*, token: str, storage_root: Path) -> Console:
     return Console(
         sessions=Sessions(token),
         templates=env,
-        objects=LocalObjectStore(storage_root),
+        objects=objects,
         static_version=version,
     )
 

@@ -1,7 +1,7 @@
 """What the console shows, computed from stored records: list rows, timelines, channels, artifacts, masked values.
 
-Pure functions over :mod:`trainforge.store.records`; the only I/O is :func:`artifact_file`, which looks into
-the local object store.
+Pure functions over :mod:`trainforge.store.records`; the only I/O is :func:`artifact_info`, which asks the
+object store (local or S3) about an artifact.
 """
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ import json
 import re
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from trainforge.errors import ValidationError
+from trainforge.errors import NotFoundError, StorageError, ValidationError
 from trainforge.spec.contract import MODEL_ARCHIVE, OUTPUT_ARCHIVE, SOURCE_ARCHIVE, model_artifacts_uri
-from trainforge.storage import LocalObjectStore, check_key, parse_s3_uri
+from trainforge.storage import ObjectInfo, ObjectStore, check_key, parse_s3_uri
 from trainforge.store.records import JobRecord, MetricRecord
 
 MASK = "••••••••"
@@ -170,30 +169,28 @@ def artifact_uri(job: JobRecord, kind: str) -> str | None:
     return None
 
 
-def artifact_file(objects: LocalObjectStore, uri: str) -> Path | None:
-    """The file holding the object at ``uri`` in the local store (``s3://bucket/key`` is ``<root>/bucket/key``),
-    or ``None`` when ``uri`` is not an ``s3://`` URI inside the store or no object is there."""
+def artifact_info(objects: ObjectStore, uri: str) -> ObjectInfo | None:
+    """The stored object at ``uri`` (size, time), or ``None`` when ``uri`` is not an ``s3://`` URI of an object
+    or nothing is stored there (a missing bucket, or a store that cannot be read now, counts as nothing)."""
     try:
         parsed = parse_s3_uri(uri)
         check_key(parsed.key)
-        if not parsed.key or parsed.bucket in (".", "..") or not objects.exists(uri):
+        if not parsed.key or parsed.key.endswith("/") or parsed.bucket in (".", ".."):
             return None
-    except ValidationError:
+        return objects.info(uri)
+    except (ValidationError, NotFoundError, StorageError):
         return None
-    bucket_root = objects.root / parsed.bucket
-    path = (bucket_root / parsed.key).resolve()
-    return path if path.is_relative_to(bucket_root) and path.is_file() else None
 
 
-def artifacts(job: JobRecord, objects: LocalObjectStore) -> list[dict[str, Any]]:
+def artifacts(job: JobRecord, objects: ObjectStore) -> list[dict[str, Any]]:
     """The job's archives: file name, URI, size in bytes (``None`` when not there) for each kind it has."""
     out = []
     for kind, file in ARTIFACT_FILES.items():
         uri = artifact_uri(job, kind)
         if uri is None:
             continue
-        path = artifact_file(objects, uri)
-        out.append({"kind": kind, "file": file, "uri": uri, "size": path.stat().st_size if path else None})
+        info = artifact_info(objects, uri)
+        out.append({"kind": kind, "file": file, "uri": uri, "size": info.size if info else None})
     return out
 
 
