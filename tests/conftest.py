@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.postgres import postgres_cluster
 from tests.support.s3 import S3Server, moto_server
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, kill_supervisors
 
 
 @pytest.fixture
@@ -36,23 +36,7 @@ def server(tf_home: Path, envs_dir: Path) -> Iterator[ServerProcess]:
         yield srv
     finally:
         srv.kill()
-        _kill_supervisors(tf_home)
-
-
-def _kill_supervisors(home: Path) -> None:
-    import json
-    import os
-    import signal
-
-    for cfg in home.glob("jobs/*/*/supervisor.json"):
-        try:
-            for proc in Path("/proc").iterdir():
-                if proc.name.isdigit():
-                    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
-                    if str(cfg).encode() in cmd:
-                        os.killpg(int(proc.name), signal.SIGKILL)
-        except (OSError, json.JSONDecodeError):
-            continue
+        kill_supervisors(tf_home)
 
 
 @pytest.fixture(scope="session")

@@ -17,14 +17,16 @@ from tests.support.server import ServerProcess
 from tests.support.wait import wait_for
 from trainforge.errors import UnexpectedStatusError, ValidationError
 from trainforge.inputs import TrainingInput
+from trainforge.settings import Settings
 from trainforge.sklearn import SKLearn
-from trainforge.storage import LocalObjectStore
+from trainforge.storage import ObjectStore
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def store_of(server: ServerProcess) -> LocalObjectStore:
-    return LocalObjectStore(server.home / "storage")
+def store_of(server: ServerProcess) -> ObjectStore:
+    """The server's object store as the SDK opens it (a local directory, or S3 on a team deployment)."""
+    return trainforge.Session(settings=Settings(home=server.home)).object_store
 
 
 def read_tar(data: bytes) -> dict[str, bytes]:

@@ -73,3 +73,15 @@ def postgres_cluster() -> Iterator[str]:
     finally:
         subprocess.run([*prefix, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fresh_database(url: str) -> str:
+    """Create an empty database on the cluster at ``url`` and return its URL (one per test server)."""
+    import uuid
+
+    import psycopg
+
+    name = f"tf_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return url.rsplit("/", 1)[0] + "/" + name

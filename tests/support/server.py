@@ -89,3 +89,16 @@ class ServerProcess:
     def stop(self) -> None:
         """Stop the server gracefully."""
         self.kill(signal.SIGTERM)
+
+
+def kill_supervisors(home: Path) -> None:
+    """SIGKILL the process group of every supervisor whose job root is under ``home`` (and so its user code)."""
+    for cfg in home.glob("jobs/*/*/supervisor.json"):
+        try:
+            for proc in Path("/proc").iterdir():
+                if proc.name.isdigit():
+                    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+                    if str(cfg).encode() in cmd:
+                        os.killpg(int(proc.name), signal.SIGKILL)
+        except OSError:
+            continue
