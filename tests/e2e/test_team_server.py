@@ -8,6 +8,9 @@ multi-host jobs (``ShardedByS3Key`` over S3 objects, merged artifacts).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,3 +61,14 @@ def test_the_team_server_keeps_nothing_in_its_home_but_job_roots(server: ServerP
     """Objects live in the bucket and jobs in PostgreSQL: no local store and no SQLite file appear."""
     assert not (server.home / "storage").exists()
     assert not (server.home / "trainforge.db").exists()
+
+
+def test_an_unreachable_database_stops_server_start_naming_the_setting(tf_home: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
+    env.update({"TRAINFORGE_HOME": str(tf_home), "TRAINFORGE_DATABASE_URL": "postgresql+psycopg://tf@127.0.0.1:9/tf"})
+    done = subprocess.run(
+        [sys.executable, "-m", "trainforge.server"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: TRAINFORGE_DATABASE_URL: cannot use the database at postgresql+psycopg://")
+    assert "Traceback" not in done.stderr
