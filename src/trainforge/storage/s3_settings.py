@@ -122,17 +122,19 @@ class S3Settings:
                 str(creds["access_key_id"]), str(creds["secret_access_key"]), creds.get("session_token") or None
             )
             profile = None
-        endpoint = config.get("endpoint_url")
+        endpoint = str(config["endpoint_url"]).rstrip("/") if config.get("endpoint_url") else None
+        # Errors name the variable the endpoint came from; one from elsewhere is the server's config.
+        same = endpoint is None or endpoint == local.endpoint_url
         return replace(
             local,
-            endpoint_url=str(endpoint).rstrip("/") if endpoint else local.endpoint_url,
+            endpoint_url=endpoint or local.endpoint_url,
             region=str(config["region"]) if config.get("region") else local.region,
             credentials=credentials,
             profile=profile,
             multipart_threshold=int(config.get("multipart_threshold") or local.multipart_threshold),
             part_size=int(config.get("part_size") or local.part_size),
             max_concurrency=int(config.get("max_concurrency") or local.max_concurrency),
-            endpoint_var="storage.endpoint_url" if endpoint else local.endpoint_var,
+            endpoint_var=local.endpoint_var if same else "storage.endpoint_url",
         )
 
     def to_config(self, *, credentials: S3Credentials | None = None) -> dict[str, Any]:
