@@ -114,21 +114,24 @@ class Scheduler:
         current = self.store.get(job.name)
         if current.terminal:
             return False
+        running = any(alive.values())
+        if current.secondary_status == S.STOPPING:
+            if running:
+                return True  # the other hosts are still finishing their stop
+            self._end(current, S.STOPPED, "Training job stopped; its supervisor ended before reporting")
+            return False
         ended = {h for h, r in self.store.host_states(current.id).items() if r.status in TERMINAL}
         vanished = [h for h, up in alive.items() if not up and h not in ended]
-        if not vanished:
-            # Hosts that are done exited after reporting; the others carry on (e.g. the leader merging artifacts).
+        if vanished:
+            self._fail(current, vanished_reason(handle, vanished, current.instance_count))
+            if running:
+                self._cancel(current, handle)
+            return False
+        if running:
+            # Hosts that are done exited after their final report; the others carry on (e.g. algo-1 merging).
             self._forward_stop(current, handle)
-            return any(alive.values())
-        if current.secondary_status == S.STOPPING and not any(alive.values()):
-            self._end(current, S.STOPPED, "Training job stopped; its supervisor ended before reporting")
-            return False
-        if current.secondary_status == S.STOPPING and current.instance_count <= 1:
-            self._end(current, S.STOPPED, "Training job stopped; its supervisor ended before reporting")
-            return False
-        self._fail(current, vanished_reason(handle, vanished, current.instance_count))
-        if any(alive.values()):
-            self._cancel(current, handle)
+            return True
+        self._fail(current, "InternalServerError: every host of the job ended, but the job reached no final status")
         return False
 
     def _forward_stop(self, job: JobRecord, handle: dict[str, Any]) -> None:
