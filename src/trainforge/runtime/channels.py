@@ -11,7 +11,8 @@ so a link would let the job change a stored object. Sources:
 - ``S3DataType=ManifestFile``: the manifest object lists a ``{"prefix": ...}`` then relative keys.
 
 ``ShardedByS3Key``: with the objects sorted by key, host ``i`` of ``n`` (position in the sorted host list)
-gets objects ``k`` with ``k % n == i``. A channel whose source has no objects fails the job.
+gets objects ``k`` with ``k % n == i``. A channel whose source has no objects fails the job; on S3 one whose bucket
+does not exist fails it with the store's message (``bucket '<name>' does not exist (s3://...)``).
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def stage_channel(
     """Copy the channel's objects for this host into ``dest`` (an existing, empty directory).
 
     Raises :class:`JobFailed` (``ClientError: channel '<name>': ...``) for Pipe mode, an unsupported data
-    type, a source with no objects, keys rejected by the store (e.g. ``..``), or an unreadable object.
+    type, a source with no objects, a bucket that does not exist, keys rejected by the store (e.g. ``..``),
+    or an unreadable object.
     Returns early, with what was copied so far, once ``should_stop()`` turns true.
     """
     name = channel.ChannelName

@@ -235,10 +235,11 @@ class S3ObjectStore:
         parsed = self._object(uri)
         try:
             size = Path(path).stat().st_size
+            small = Path(path).read_bytes() if size < self.settings.multipart_threshold else None
         except OSError as exc:
             raise StorageError(f"could not store {uri}: {exc}") from None
-        if size < self.settings.multipart_threshold:
-            return self.put_bytes(uri, Path(path).read_bytes())
+        if small is not None:
+            return self.put_bytes(uri, small)
         self._upload(parsed, uri, str(path))
         return ObjectInfo(parsed.bucket, parsed.key, size, time.time())
 
