@@ -122,9 +122,12 @@ def test_a_job_reads_its_channel_from_s3_and_its_model_lands_in_the_bucket(
         assert '/artifacts/model" download>model.tar.gz</a>' in page.text  # a link: the store found the object
         download = console.get(f"/console/jobs/{name}/artifacts/model")
         assert download.status_code == 200
-        assert download.content == raw_s3(s3_server).get_object(
-            Bucket="trainforge-default", Key=f"{name}/output/model.tar.gz"
-        )["Body"].read()
+        assert (
+            download.content
+            == raw_s3(s3_server)
+            .get_object(Bucket="trainforge-default", Key=f"{name}/output/model.tar.gz")["Body"]
+            .read()
+        )
         assert f'filename="{name}-model.tar.gz"' in download.headers["content-disposition"]
         source = console.get(f"/console/jobs/{name}/artifacts/source")
         assert source.status_code == 200
@@ -135,9 +138,7 @@ def test_a_job_reads_its_channel_from_s3_and_its_model_lands_in_the_bucket(
         console.close()
 
 
-def test_a_channel_in_a_missing_bucket_fails_before_training(
-    s3_session: trainforge.Session, make_source: Any
-) -> None:
+def test_a_channel_in_a_missing_bucket_fails_before_training(s3_session: trainforge.Session, make_source: Any) -> None:
     est = script_estimator(s3_session, make_source({"train.py": "print('never runs')\n"}))
     with pytest.raises(UnexpectedStatusError):
         est.fit({"train": "s3://no-such-bucket-e2e/train/"}, logs=False)

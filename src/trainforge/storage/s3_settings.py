@@ -63,11 +63,11 @@ class S3Settings:
 
     def __post_init__(self) -> None:
         if self.part_size < MIN_PART_SIZE:
-            raise ValidationError(f"storage.part_size: at least {MIN_PART_SIZE} bytes (S3's minimum part)",
-                                  field="storage.part_size")
+            raise ValidationError(
+                f"storage.part_size: at least {MIN_PART_SIZE} bytes (S3's minimum part)", field="storage.part_size"
+            )
         if self.multipart_threshold < 1 or self.max_concurrency < 1:
-            raise ValidationError("storage: multipart_threshold and max_concurrency must be positive",
-                                  field="storage")
+            raise ValidationError("storage: multipart_threshold and max_concurrency must be positive", field="storage")
 
     @property
     def addressing_style(self) -> str:
@@ -138,7 +138,8 @@ class S3Settings:
         )
 
     def to_config(self, *, credentials: S3Credentials | None = None) -> dict[str, Any]:
-        """The ``storage`` config: ``{"kind": "s3", "endpoint_url", "region", "addressing_style"}``, plus
+        """The ``storage`` config: ``{"kind": "s3", "endpoint_url", "region", "addressing_style"}`` (the last one
+        informational: it follows from the endpoint), plus
         ``"credentials": {"access_key_id", "secret_access_key", "session_token"}`` when ``credentials`` is given.
 
         Part sizes are included only when they differ from the defaults.
