@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.postgres import postgres_cluster
+from tests.support.ray_cluster import RayCluster, ray_head
 from tests.support.s3 import S3Server, moto_server
 from tests.support.server import ServerProcess, kill_supervisors
 
@@ -54,3 +55,13 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     pytest.importorskip("boto3", reason="boto3 is not installed (pip install -e '.[s3]')")
     with moto_server(tmp_path_factory.mktemp("moto")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
+    """A real local Ray cluster for the session (one head on 127.0.0.1, 8 CPUs, no GPUs), shared by every Ray
+    test and stopped by its own pid at the end; its node's ``TRAINFORGE_HOME`` is a session directory. Skipped
+    without Ray."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    with ray_head(tmp_path_factory.mktemp("raynode"), num_cpus=8) as cluster:
+        yield cluster

@@ -108,10 +108,10 @@ class RayCluster:
         return value
 
     def stop(self) -> None:
-        """SIGTERM the head (it stops its processes), then SIGKILL whatever is left of its session."""
+        """SIGTERM ``ray start`` (it stops the node's processes), then SIGKILL whatever is left of its session."""
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
+                os.kill(self.proc.pid, signal.SIGTERM)  # only the launcher: it stops the others in order
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=20)
         with contextlib.suppress(ProcessLookupError):

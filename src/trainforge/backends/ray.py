@@ -315,11 +315,15 @@ class RayBackend:
             ).remote()
             actors.append(actor)
             self._actors[self.actor_name(request.job_name, host)] = actor
-        refs = [
-            actor.start.remote(self._config(request, host, hosts, addresses), self.namespace, request.envs_root)
-            for actor, host in zip(actors, hosts, strict=True)
-        ]
         try:
+            # The rendezvous port must be free where the first host runs: that host's actor picks it.
+            master_port = ray.get(actors[0].free_port.remote(), timeout=START_TIMEOUT_S) if len(hosts) > 1 else None
+            refs = [
+                actor.start.remote(
+                    self._config(request, host, hosts, addresses, master_port), self.namespace, request.envs_root
+                )
+                for actor, host in zip(actors, hosts, strict=True)
+            ]
             results = ray.get(refs, timeout=START_TIMEOUT_S)
         except Exception as exc:
             raise BackendError(
@@ -331,7 +335,9 @@ class RayBackend:
         ]
 
     @staticmethod
-    def _config(request: LaunchRequest, host: str, hosts: list[str], addresses: dict[str, str]) -> dict[str, Any]:
+    def _config(
+        request: LaunchRequest, host: str, hosts: list[str], addresses: dict[str, str], master_port: int | None
+    ) -> dict[str, Any]:
         """The host's supervisor config, less what its node fills in (interpreter, env cache, vCPUs, GPUs)."""
         inst = request.placement.instance
         cfg = SupervisorConfig(
@@ -339,6 +345,7 @@ class RayBackend:
             host=host,
             hosts=hosts,
             host_addresses=addresses,
+            master_port=master_port,
             spec=request.spec,
             server_url=request.server_url,
             server_file=None,  # a path on the server's machine, meaningless on a node

@@ -25,6 +25,7 @@ import contextlib
 import importlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -151,6 +152,13 @@ class SupervisorHost:
             "root": str(root),
             "gpu_ids": gpu_ids,
         }
+
+    def free_port(self) -> int:
+        """A TCP port free on every address of this node right now (the rendezvous port of a multi-host job
+        whose first host runs here)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("", 0))
+            return int(sock.getsockname()[1])
 
     def _running(self) -> bool:
         with self._lock:

@@ -1,0 +1,335 @@
+"""End to end on the Ray backend: a real server process (``TRAINFORGE_BACKEND=ray``) on the session's real local
+Ray cluster (one node, 8 CPUs, placement ``PACK`` so several hosts share it). Each test runs in its own Ray
+namespace, whose actors (and with them their supervisors) and placement groups are removed after the test.
+
+Jobs run where the Ray actors start them: under the node's ``TRAINFORGE_HOME`` (``ray-jobs/<namespace>/<job>/
+<host>``), not under the server's home, which is how these tests tell that a job ran on Ray.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import tarfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import trainforge
+from tests.support.ray_cluster import RayCluster
+from tests.support.server import ServerProcess
+from tests.support.wait import wait_for
+from trainforge.errors import ValidationError
+from trainforge.estimator import Estimator
+from trainforge.pytorch import PyTorch
+from trainforge.settings import Settings
+from trainforge.storage import LocalObjectStore
+
+
+@pytest.fixture
+def ray_ns() -> str:
+    """A Ray namespace of this test's own."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def ray_server(tf_home: Path, envs_dir: Path, ray_cluster: RayCluster, ray_ns: str) -> Iterator[ServerProcess]:
+    """A server whose jobs run on the session's Ray cluster, in ``ray_ns``."""
+    env = {
+        **ray_cluster.server_env(ray_ns, placement="PACK"),
+        "TRAINFORGE_STOP_GRACE_SECONDS": "5",
+        "TRAINFORGE_ENVS_DIR": str(envs_dir),
+    }
+    srv = ServerProcess(tf_home, extra_env=env).start(timeout=60)
+    try:
+        yield srv
+    finally:
+        srv.kill()
+        ray_cluster.cleanup(ray_ns)
+
+
+@pytest.fixture
+def ray_session(ray_server: ServerProcess) -> trainforge.Session:
+    """An SDK session talking to the Ray-backed server."""
+    return trainforge.Session(settings=Settings(home=ray_server.home))
+
+
+def script_job(
+    session: trainforge.Session, src: Path, *, instance_type: str = "ml.m5.large", instance_count: int = 1
+) -> Estimator:
+    return Estimator(
+        image_uri="trainforge/python:current",
+        entry_point="train.py",
+        source_dir=str(src),
+        role=trainforge.get_execution_role(),
+        instance_type=instance_type,
+        instance_count=instance_count,
+        sagemaker_session=session,
+    )
+
+
+def model_files(server: ServerProcess, uri: str) -> dict[str, bytes]:
+    data = LocalObjectStore(server.home / "storage").get_bytes(uri)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+
+
+def log_lines(session: trainforge.Session, name: str, host: str | None = None) -> list[str]:
+    return [e["message"] for e in session.client.logs(name, host=host, limit=10000)["events"]]
+
+
+def supervisor_pid(cluster: RayCluster, namespace: str, job: str, host: str) -> int | None:
+    """The pid of the running supervisor of ``host`` (found by its config path on its command line)."""
+    config = str(cluster.job_root(namespace, job, host) / "supervisor.json").encode()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if config in (proc / "cmdline").read_bytes().replace(b"\0", b" "):
+                    return int(proc.name)
+            except OSError:
+                continue
+    return None
+
+
+def job_processes(cluster: RayCluster, namespace: str, job: str) -> list[int]:
+    """Pids of processes still running for the job: its supervisors and any user code in its job roots."""
+    root = str(cluster.job_root(namespace, job, "x").parent)
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            where = os.readlink(proc / "cwd")
+            cmd = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if state != "Z" and (where.startswith(root) or root in cmd):
+            found.append(int(proc.name))
+    return found
+
+
+def status_of(session: trainforge.Session, name: str, wanted: str) -> dict[str, Any] | None:
+    d = session.describe_training_job(name)
+    return d if d["TrainingJobStatus"] == wanted else None
+
+
+STOPPABLE = """
+import os, signal, sys, time
+def on_term(signum, frame):
+    with open(os.path.join(os.environ["SM_MODEL_DIR"], "saved-on-sigterm.txt"), "w") as f:
+        f.write("checkpoint")
+    print("got SIGTERM, saved", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+print("looping on", os.environ["SM_CURRENT_HOST"], flush=True)
+while True:
+    time.sleep(0.1)
+"""
+
+
+def test_a_one_host_job_completes_on_ray_with_its_log_and_model(
+    ray_server: ServerProcess,
+    ray_session: trainforge.Session,
+    ray_cluster: RayCluster,
+    ray_ns: str,
+    make_source: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    src = make_source(
+        {
+            "train.py": """
+        import os
+        print("hello from", os.environ["SM_CURRENT_HOST"], "model dir", os.environ["SM_MODEL_DIR"], flush=True)
+        with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w") as f:
+            f.write("trained on ray")
+    """
+        }
+    )
+    est = script_job(ray_session, src)
+    est.fit()
+    out = capsys.readouterr().out
+    name = est.latest_training_job.name
+    root = ray_cluster.job_root(ray_ns, name, "algo-1")
+    assert f"hello from algo-1 model dir {root}/" in out  # it ran in the job root the host's Ray actor made
+    assert "Completed - Training job completed" in out
+    assert any(line.startswith("hello from algo-1") for line in log_lines(ray_session, name))
+    assert model_files(ray_server, str(est.model_data)) == {"model.txt": b"trained on ray"}
+    assert not (ray_server.home / "jobs" / name).exists()
+
+
+def test_stop_reaches_a_job_on_ray(
+    ray_server: ServerProcess, ray_session: trainforge.Session, ray_cluster: RayCluster, ray_ns: str, make_source: Any
+) -> None:
+    est = script_job(ray_session, make_source({"train.py": STOPPABLE}))
+    est.fit(wait=False)
+    name = est.latest_training_job.name
+    wait_for(lambda: "looping on algo-1" in log_lines(ray_session, name), timeout=60, what="the script to start")
+    est.latest_training_job.stop()
+    job = wait_for(lambda: status_of(ray_session, name, "Stopped"), timeout=60, what="Stopped")
+    assert job["SecondaryStatus"] == "Stopped"
+    assert "got SIGTERM, saved" in log_lines(ray_session, name)
+    assert model_files(ray_server, str(est.model_data)) == {"saved-on-sigterm.txt": b"checkpoint"}
+    wait_for(lambda: not job_processes(ray_cluster, ray_ns, name), timeout=30, what="the job's processes to end")
+
+
+def test_a_job_the_cluster_can_never_hold_is_refused_at_submit(
+    ray_session: trainforge.Session, make_source: Any
+) -> None:
+    src = make_source({"train.py": "print('never runs')\n"})
+    with pytest.raises(ValidationError) as info:
+        script_job(ray_session, src, instance_count=5).fit()  # 5 x 2 CPUs on a cluster of 8
+    assert info.value.field == "ResourceConfig.InstanceCount"
+    assert "5 x ml.m5.large (CPU 2 each) can never run" in info.value.message
+    assert "room for 4 such host(s)" in info.value.message
+
+    with pytest.raises(ValidationError) as info:
+        script_job(ray_session, src, instance_type="ml.m5.4xlarge").fit()  # 16 CPUs, nodes have 8
+    assert info.value.field == "ResourceConfig.InstanceType"
+    assert "needs CPU 16 but no node of the Ray cluster" in info.value.message
+
+    with pytest.raises(ValidationError) as info:
+        script_job(ray_session, src, instance_type="ml.g4dn.xlarge").fit()
+    assert info.value.field == "ResourceConfig.InstanceType"
+    assert "needs 1 GPU(s) but the Ray cluster" in info.value.message and "has no GPUs" in info.value.message
+    assert ray_session.list_training_jobs()["TrainingJobSummaries"] == []
+
+
+def test_a_job_that_does_not_fit_now_waits_pending_and_starts_when_room_frees(
+    ray_server: ServerProcess, ray_session: trainforge.Session, make_source: Any
+) -> None:
+    big = script_job(ray_session, make_source({"train.py": STOPPABLE}), instance_type="ml.m5.2xlarge")  # all 8 CPUs
+    big.fit(wait=False)
+    big_name = big.latest_training_job.name
+    wait_for(lambda: "looping on algo-1" in log_lines(ray_session, big_name), timeout=60, what="the big job to run")
+
+    small = script_job(ray_session, make_source({"train.py": "print('small job ran', flush=True)\n"}))
+    small.fit(wait=False)
+    small_name = small.latest_training_job.name
+    pending = wait_for(
+        lambda: (d := ray_session.describe_training_job(small_name))["SecondaryStatus"] == "Pending" and d,
+        timeout=30,
+        what="Pending",
+    )
+    assert pending["StatusMessage"].startswith("Waiting for capacity on the Ray cluster: 1 x ml.m5.large"), pending
+    assert "CPU 2 needed, 0 of 8 free" in pending["StatusMessage"]
+
+    big.latest_training_job.stop()
+    wait_for(lambda: status_of(ray_session, big_name, "Stopped"), timeout=60, what="the big job to stop")
+    wait_for(lambda: status_of(ray_session, small_name, "Completed"), timeout=60, what="the small job to complete")
+    assert "small job ran" in log_lines(ray_session, small_name)
+
+
+def test_a_server_restart_reconciles_ray_jobs(
+    ray_server: ServerProcess,
+    ray_session: trainforge.Session,
+    ray_cluster: RayCluster,
+    ray_ns: str,
+    make_source: Any,
+    tmp_path: Path,
+) -> None:
+    go = tmp_path / "go"
+    waits = make_source(
+        {
+            "train.py": f"""
+        import os, time
+        print("waiting for go", flush=True)
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.1)
+        print("went on after the restart", flush=True)
+    """
+        }
+    )
+    carries_on = script_job(ray_session, waits)
+    carries_on.fit(wait=False)
+    vanishes = script_job(ray_session, make_source({"train.py": STOPPABLE}))
+    vanishes.fit(wait=False)
+    a, b = carries_on.latest_training_job.name, vanishes.latest_training_job.name
+    wait_for(lambda: "waiting for go" in log_lines(ray_session, a), timeout=60, what="job a to run")
+    wait_for(lambda: "looping on algo-1" in log_lines(ray_session, b), timeout=60, what="job b to run")
+
+    ray_server.kill()
+    pid = supervisor_pid(ray_cluster, ray_ns, b, "algo-1")
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # job b's supervisor dies while no server runs
+    ray_server.start(timeout=60)
+    go.touch()
+
+    done = wait_for(lambda: status_of(ray_session, a, "Completed"), timeout=60, what="job a to complete")
+    assert done["SecondaryStatus"] == "Completed"
+    assert "went on after the restart" in log_lines(ray_session, a)
+    failed = wait_for(lambda: status_of(ray_session, b, "Failed"), timeout=60, what="job b to fail")
+    assert f"supervisor process (pid {pid}) is gone" in failed["FailureReason"], failed["FailureReason"]
+    wait_for(lambda: not job_processes(ray_cluster, ray_ns, b), timeout=30, what="job b's user code to be killed")
+
+
+TORCH_SCRIPT = """
+import json, os
+import torch
+import torch.distributed as dist
+dist.init_process_group("gloo")
+rank, world = dist.get_rank(), dist.get_world_size()
+value = torch.tensor([float(rank + 1)])
+dist.all_reduce(value)
+host = os.environ["SM_CURRENT_HOST"]
+print(f"rank {rank}/{world} on {host}: all_reduce={value.item()}", flush=True)
+if rank == 0:
+    with open(os.path.join(os.environ["SM_MODEL_DIR"], "rank0.json"), "w") as f:
+        json.dump({"host": host, "sum": value.item(), "world": world}, f)
+dist.destroy_process_group()
+"""
+
+
+def test_a_two_host_pytorch_job_all_reduces_across_its_ray_hosts(
+    ray_server: ServerProcess,
+    ray_session: trainforge.Session,
+    ray_cluster: RayCluster,
+    ray_ns: str,
+    make_source: Any,
+) -> None:
+    est = PyTorch(
+        entry_point="train.py",
+        source_dir=str(make_source({"train.py": TORCH_SCRIPT})),
+        framework_version="2.1",
+        py_version="py310",
+        role=trainforge.get_execution_role(),
+        instance_count=2,
+        instance_type="ml.m5.large",
+        distribution={"torch_distributed": {"enabled": True}},
+        sagemaker_session=ray_session,
+    )
+    est.fit(logs="None")
+    name = est.latest_training_job.name
+    assert "rank 0/2 on algo-1: all_reduce=3.0" in log_lines(ray_session, name, "algo-1")
+    assert "rank 1/2 on algo-2: all_reduce=3.0" in log_lines(ray_session, name, "algo-2")
+    for host in ("algo-1", "algo-2"):
+        assert (ray_cluster.job_root(ray_ns, name, host) / "supervisor.json").exists()
+    model = model_files(ray_server, str(est.model_data))
+    assert set(model) == {"rank0.json"}
+    assert b'"host": "algo-1"' in model["rank0.json"] and b'"world": 2' in model["rank0.json"]
+
+
+def test_killing_one_ray_host_fails_the_job_naming_it_and_nothing_hangs(
+    ray_server: ServerProcess,
+    ray_session: trainforge.Session,
+    ray_cluster: RayCluster,
+    ray_ns: str,
+    make_source: Any,
+) -> None:
+    est = script_job(ray_session, make_source({"train.py": STOPPABLE}), instance_count=2)
+    est.fit(wait=False)
+    name = est.latest_training_job.name
+    for host in ("algo-1", "algo-2"):
+        wait_for(lambda h=host: f"looping on {h}" in log_lines(ray_session, name, h), timeout=60, what=f"{host}")
+    pid = supervisor_pid(ray_cluster, ray_ns, name, "algo-2")
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    failed = wait_for(lambda: status_of(ray_session, name, "Failed"), timeout=60, what="the job to fail")
+    assert "supervisor of host algo-2" in failed["FailureReason"], failed["FailureReason"]
+    # The other host was stopped: its supervisor (the leader, which merges the hosts' artifacts) must not wait
+    # for a peer that is known gone, and the killed host's user code must not live on.
+    wait_for(lambda: not job_processes(ray_cluster, ray_ns, name), timeout=30, what="every host of the job to end")
