@@ -466,7 +466,9 @@ def test_a_bad_input_writes_the_failure_file_and_exits_1(tmp_path: Path) -> None
 # ----------------------------------------------------------------------------------------------- helper modules
 
 
-def test_hostname_resolution_and_rabit_run_on_one_host(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hostname_resolution_and_rabit_run_on_one_host(  # rabit across hosts: tests/e2e/test_multihost_xgboost.py
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from sagemaker_containers import entry_point
     from sagemaker_xgboost_container import distributed
 
@@ -487,5 +489,5 @@ def test_hostname_resolution_and_rabit_run_on_one_host(monkeypatch: pytest.Monke
     with pytest.raises(SystemExit) as info:
         distributed.rabit_run(train, {}, False, ["algo-1"], "algo-1")
     assert info.value.code == 0 and len(calls) == 2
-    with pytest.raises(RuntimeError, match="across 2 hosts is not available"):
-        distributed.rabit_run(train, {}, True, ["algo-1", "algo-2"], "algo-1")
+    monkeypatch.setenv("TRAINFORGE_HOST_ADDRESSES", '{"algo-1": "10.1.2.3", "algo-2": "10.1.2.4"}')
+    assert entry_point.resolve_hosts() == {"algo-1": "10.1.2.3", "algo-2": "10.1.2.4"}  # where the backend put them

@@ -6,6 +6,10 @@ prints XGBoost's own per-round line ``[<i>]\\ttrain-<metric>:<v>\\tvalidation-<m
 ``train`` when there is no validation channel) for that many rounds, keeps the best iteration, and prints
 ``Stopping. Best iteration:`` followed by that iteration's line. The model is saved as
 ``SM_MODEL_DIR/xgboost-model`` (XGBoost's JSON model format; ``xgboost.Booster().load_model`` reads it).
+
+On several hosts, the hosts whose ``train`` share has rows train together in one XGBoost ring, as in SageMaker's
+image (``sagemaker_xgboost_container.distributed.rabit_run``); the first of them prints the per-round lines and
+saves the model.
 """
 
 from __future__ import annotations
@@ -98,7 +102,7 @@ def _load(job: AlgorithmJob, config: XGBoostConfig) -> tuple[xgboost_data.Datase
     log.info("Reading %s data", kind)
     train_data = xgboost_data.load_channel(train, kind, csv_weights=config.csv_weights)
     if train_data is None:
-        raise UserError(f"channel 'train' has no data: no rows in the data files under {train.path}")
+        raise NoTrainingData(f"channel 'train' has no data: no rows in the data files under {train.path}")
     val_data = None
     if validation is not None:
         val_data = xgboost_data.load_channel(validation, kind, csv_weights=config.csv_weights)
@@ -111,6 +115,10 @@ def _load(job: AlgorithmJob, config: XGBoostConfig) -> tuple[xgboost_data.Datase
         )
     xgboost_data.align_features(train_data, val_data)
     return train_data, val_data
+
+
+class NoTrainingData(UserError):
+    """This host's ``train`` channel holds no rows."""
 
 
 class _StopOnSignal:
@@ -163,6 +171,30 @@ def _in_order(xgb: Any, callbacks: list[Any]) -> Any:
     return InOrder()
 
 
+def _round_printer(xgb: Any) -> Any:
+    """XGBoost's per-round line ``[<i>]\t<data>-<metric>:<value>``, printed once per round.
+
+    On one host that is XGBoost's own ``EvaluationMonitor``; in a ring of hosts the first one prints it to its own
+    output (XGBoost would route it through the tracker, which adds a timestamp).
+    """
+    from xgboost import collective
+
+    if not collective.is_distributed():
+        return xgb.callback.EvaluationMonitor()
+
+    class RankZeroPrinter(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            if collective.get_rank() == 0 and evals_log:
+                line = f"[{epoch}]"
+                for data, metrics in evals_log.items():
+                    for name, values in metrics.items():
+                        line += f"\t{data}-{name}:{float(values[-1]):.5f}"
+                emit(line)
+            return False
+
+    return RankZeroPrinter()
+
+
 def _best_iteration_line(evals_result: dict[str, dict[str, list[float]]], best: int) -> str:
     parts = [f"[{best}]"]
     for data_name, metrics in evals_result.items():
@@ -173,14 +205,42 @@ def _best_iteration_line(evals_result: dict[str, dict[str, list[float]]], best: 
 
 
 def train(job: AlgorithmJob) -> None:
-    """Validate, load, train and save; raises :class:`UserError` for bad input."""
+    """Validate, load, train and save; raises :class:`UserError` for bad input.
+
+    On several hosts the hosts with training data train together in one XGBoost ring (``rabit_run``: a host whose
+    ``train`` share is empty, e.g. under ``ShardedByS3Key``, leaves with exit code 0) and the first of them saves the
+    model; on one host an empty ``train`` channel is an error.
+    """
+    from sagemaker_xgboost_container.distributed import rabit_run
+
     config = xgboost_params.validate(job.hyperparameters, num_cpus=job.num_cpus)
     job.check_channels(algorithm="XGBoost", required=(TRAIN,), optional=(VALIDATION,))
+    data: tuple[xgboost_data.Dataset, xgboost_data.Dataset | None] | None
     if len(job.hosts) > 1:
-        raise UserError(
-            f"built-in XGBoost runs on one instance here; the job has {len(job.hosts)} hosts: set instance_count=1"
-        )
-    train_data, val_data = _load(job, config)
+        try:
+            data = _load(job, config)
+        except NoTrainingData as empty:
+            log.info("%s", empty)
+            data = None
+    else:
+        data = _load(job, config)
+    rabit_run(
+        _train,
+        {"job": job, "config": config, "data": data},
+        include_in_training=data is not None,
+        hosts=job.hosts,
+        current_host=job.current_host,
+        update_rabit_args=True,
+    )
+
+
+def _train(
+    job: AlgorithmJob,
+    config: XGBoostConfig,
+    data: tuple[xgboost_data.Dataset, xgboost_data.Dataset | None],
+    is_master: bool,
+) -> None:
+    train_data, val_data = data
     import xgboost as xgb  # after validating the input: importing xgboost takes seconds
 
     log.info("Train matrix has %d rows and %d features", train_data.num_rows, train_data.num_features)
@@ -189,7 +249,7 @@ def train(job: AlgorithmJob) -> None:
     if val_data is not None:
         log.info("Validation matrix has %d rows and %d features", val_data.num_rows, val_data.num_features)
         evals.append((xgboost_data.to_dmatrix(val_data), VALIDATION))
-    callbacks: list[Any] = [xgb.callback.EvaluationMonitor()]
+    callbacks: list[Any] = [_round_printer(xgb)]
     if config.early_stopping_rounds is not None:
         data_name = VALIDATION if val_data is not None else TRAIN
         log.info(
@@ -243,6 +303,9 @@ def train(job: AlgorithmJob) -> None:
         if best is not None and done < config.num_round:
             emit("Stopping. Best iteration:")
             emit(_best_iteration_line(evals_result, int(best)))
+    if not is_master:
+        log.info("Trained %d boosting rounds with the other hosts; the first host saves the model", rounds)
+        return
     save_model(booster, job)
     log.info("Stored the trained model (%d boosting rounds) at %s", rounds, job.model_dir / MODEL_FILE)
 
