@@ -13,9 +13,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import trainforge
 from tests.e2e.test_multihost import (  # noqa: F401 - collected here, run against this module's server
     test_sharded_by_s3_key_gives_each_host_a_disjoint_share,
     test_two_hosts_each_get_their_own_tree_resolve_each_other_and_merge_their_models,
@@ -30,6 +32,7 @@ from tests.e2e.test_training_jobs import (  # noqa: F401
     test_sklearn_estimator_trains_a_real_model,
     test_stop_a_looping_script_keeps_what_it_saved,
 )
+from tests.support.estimators import script_estimator
 from tests.support.postgres import fresh_database
 from tests.support.s3 import S3Server
 from tests.support.server import ServerProcess, kill_supervisors
@@ -72,3 +75,29 @@ def test_an_unreachable_database_stops_server_start_naming_the_setting(tf_home: 
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: TRAINFORGE_DATABASE_URL: cannot use the database at postgresql+psycopg://")
     assert "Traceback" not in done.stderr
+
+
+BOTO3_SCRIPT = """
+import os, boto3
+s3 = boto3.client("s3")
+body = s3.get_object(Bucket="trainforge-default", Key="boto3-check/data.txt")["Body"].read().decode()
+print("boto3 read:", body, "region:", os.environ["AWS_REGION"], flush=True)
+"""
+
+
+def test_user_code_reaches_the_object_store_with_boto3(
+    server: ServerProcess,
+    session: trainforge.Session,
+    make_source: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    s3_server: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "data.txt").write_text("hello from the bucket")
+    session.upload_data(str(tmp_path / "data.txt"), key_prefix="boto3-check")
+    for key in s3_server.env:  # the job must get the endpoint and credentials from trainforge, not from this process
+        monkeypatch.delenv(key)
+    est = script_estimator(session, make_source({"train.py": BOTO3_SCRIPT}))
+    est.fit()
+    assert f"boto3 read: hello from the bucket region: {s3_server.region}" in capsys.readouterr().out

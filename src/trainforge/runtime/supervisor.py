@@ -75,7 +75,7 @@ from trainforge.spec.images import job_image
 from trainforge.spec.job import CreateTrainingJobRequest, parse_create_request
 from trainforge.spec.status import TERMINAL
 from trainforge.spec.status import SecondaryStatus as S
-from trainforge.storage import ObjectStore, open_store
+from trainforge.storage import ObjectStore, aws_environment, open_store
 
 log = logging.getLogger("trainforge.supervisor")
 
@@ -397,6 +397,8 @@ class Supervisor:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        # On S3 storage the code's AWS tools reach the job's object store, as a SageMaker job's reach S3.
+        env.update(aws_environment(self.cfg.storage))
         if self.cfg.gpu_ids is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in self.cfg.gpu_ids)
         rendezvous = rendezvous_env(

@@ -16,6 +16,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectStore",
     "S3Uri",
+    "aws_environment",
     "check_key",
     "open_store",
     "parse_s3_uri",
@@ -46,3 +47,25 @@ def open_store(config: Mapping[str, Any]) -> ObjectStore:
             ) from None
         return S3ObjectStore.from_config(config)
     raise ValidationError(f"storage.kind: unknown object store kind {kind!r} (known: local, s3)", field="storage.kind")
+
+
+def aws_environment(config: Mapping[str, Any]) -> dict[str, str]:
+    """The ``AWS_*`` variables that point AWS tools (boto3, the AWS CLI, SageMaker's toolkit) at the object store
+    a storage config describes: endpoint (``AWS_ENDPOINT_URL_S3`` and the toolkit's ``S3_ENDPOINT_URL``), region,
+    and the config's credentials when it carries them. Empty for the local store."""
+    if config.get("kind") != "s3":
+        return {}
+    env: dict[str, str] = {}
+    endpoint = config.get("endpoint_url")
+    if endpoint:
+        env["AWS_ENDPOINT_URL_S3"] = env["S3_ENDPOINT_URL"] = str(endpoint)
+    region = config.get("region")
+    if region:
+        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = str(region)
+    creds = config.get("credentials")
+    if isinstance(creds, Mapping):
+        env["AWS_ACCESS_KEY_ID"] = str(creds["access_key_id"])
+        env["AWS_SECRET_ACCESS_KEY"] = str(creds["secret_access_key"])
+        if creds.get("session_token"):
+            env["AWS_SESSION_TOKEN"] = str(creds["session_token"])
+    return env
