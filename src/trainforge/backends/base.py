@@ -62,6 +62,11 @@ class Backend(Protocol):
         """For each host of the job (``algo-<i>``), whether its supervisor is still running."""
         ...
 
+    def release(self, handle: dict[str, Any]) -> None:
+        """Free what an ended job still holds on the backend (e.g. a cluster's reservation). Idempotent; never
+        raises. The scheduler calls it once it sees the job is no longer active."""
+        ...
+
     def cancel(self, handle: dict[str, Any], grace_s: float) -> None:
         """Ask the supervisors to stop (they SIGTERM the user code, wait ``grace_s``, then SIGKILL and upload);
         force-kill supervisors still alive well after that. Never raises for a job already gone."""

@@ -184,6 +184,9 @@ class LocalBackend:
             for i, h in enumerate(handle.get("hosts", []))
         }
 
+    def release(self, handle: dict[str, Any]) -> None:
+        """Nothing to free: an ended job's supervisors exit by themselves and hold no reservation here."""
+
     def cancel(self, handle: dict[str, Any], grace_s: float) -> None:
         """SIGTERM each live supervisor; a watcher SIGKILLs its whole session if it outlives grace + upload."""
         for h in handle.get("hosts", []):

@@ -49,6 +49,7 @@ class Scheduler:
     _thread: threading.Thread | None = None
     _cancelled: set[str] = field(default_factory=set)
     _retry_at: dict[str, float] = field(default_factory=dict)  # jobs a cluster had no room for: next try
+    _launched: dict[str, dict[str, Any]] = field(default_factory=dict)  # active launched jobs: their handles
 
     @property
     def capacity_vcpus(self) -> float:
@@ -88,11 +89,25 @@ class Scheduler:
                 if job.secondary_status in _UNLAUNCHED:
                     waiting.append(job)
                 continue
+            if handle.get("hosts"):
+                self._launched[job.name] = handle
             if self._reconcile(job, handle):
                 used += self._vcpus(job)
                 gpus |= held_gpus(handle)
         for job in waiting:
             used += self._try_start(job, used, gpus)
+        self._release_ended({job.name for job in active})
+
+    def _release_ended(self, active: set[str]) -> None:
+        """Let the backend free what the jobs that ended since the last pass still hold."""
+        for name in [n for n in self._launched if n not in active]:
+            handle = self._launched.pop(name)
+            self._cancelled.discard(name)
+            self._retry_at.pop(name, None)
+            try:
+                self.backend.release(handle)
+            except Exception:
+                log.exception("releasing the backend resources of %s failed", name)
 
     def _vcpus(self, job: JobRecord) -> float:
         try:
@@ -233,6 +248,7 @@ class Scheduler:
             self._fail(job, f"InternalServerError: {exc.message}")
             return
         self._retry_at.pop(job.name, None)
+        self._launched[job.name] = handle
         self.store.set_fields(job.name, backend_handle=json.dumps(handle), heartbeat_time=time.time())
 
     def _unclaim(self, job: JobRecord, reason: str) -> None:
