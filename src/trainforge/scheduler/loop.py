@@ -30,6 +30,7 @@ from trainforge.store.records import JobRecord
 log = logging.getLogger("trainforge.scheduler")
 S = SecondaryStatus
 _UNLAUNCHED = {S.STARTING, S.PENDING}
+RELEASE_ALLOWANCE_S = 60.0  # beyond the stop grace: how long an ended job's supervisors may take to exit
 CAPACITY_RETRY_S = 5.0  # how long a job the cluster had no room for waits before the next launch attempt
 
 
@@ -50,6 +51,7 @@ class Scheduler:
     _cancelled: set[str] = field(default_factory=set)
     _retry_at: dict[str, float] = field(default_factory=dict)  # jobs a cluster had no room for: next try
     _launched: dict[str, dict[str, Any]] = field(default_factory=dict)  # active launched jobs: their handles
+    _ended: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)  # to release: handle, deadline
 
     @property
     def capacity_vcpus(self) -> float:
@@ -99,12 +101,18 @@ class Scheduler:
         self._release_ended({job.name for job in active})
 
     def _release_ended(self, active: set[str]) -> None:
-        """Let the backend free what the jobs that ended since the last pass still hold."""
+        """Let the backend free what ended jobs still hold, once their supervisors exited (they deliver their last
+        lines after the final status, and hosts still stopping get their grace period) or after that grace."""
+        now = time.monotonic()
         for name in [n for n in self._launched if n not in active]:
-            handle = self._launched.pop(name)
+            self._ended[name] = (self._launched.pop(name), now + self.settings.stop_grace_seconds + RELEASE_ALLOWANCE_S)
             self._cancelled.discard(name)
             self._retry_at.pop(name, None)
+        for name, (handle, deadline) in list(self._ended.items()):
             try:
+                if now < deadline and any(self.backend.hosts_alive(handle).values()):
+                    continue
+                del self._ended[name]
                 self.backend.release(handle)
             except Exception:
                 log.exception("releasing the backend resources of %s failed", name)
