@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import os
 import signal
+import subprocess
+import sys
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from typing import Any
 import pytest
 
 import trainforge
-from tests.support.ray_cluster import RayCluster
+from tests.support.ray_cluster import RAY_ENV, RayCluster, free_port
 from tests.support.server import ServerProcess
 from tests.support.wait import wait_for
 from trainforge.errors import ValidationError
@@ -177,6 +179,18 @@ def test_stop_reaches_a_job_on_ray(
     wait_for(lambda: not job_processes(ray_cluster, ray_ns, name), timeout=30, what="the job's processes to end")
 
 
+def test_a_ray_cluster_that_cannot_be_reached_stops_the_server_naming_the_setting(tf_home: Path) -> None:
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
+    env.update(RAY_ENV, TRAINFORGE_HOME=str(tf_home), TRAINFORGE_BACKEND="ray", TRAINFORGE_RAY_ADDRESS=address)
+    done = subprocess.run(
+        [sys.executable, "-m", "trainforge.server"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"TRAINFORGE_RAY_ADDRESS={address}: cannot reach the Ray cluster" in done.stderr
+
+
 def test_a_job_the_cluster_can_never_hold_is_refused_at_submit(
     ray_session: trainforge.Session, make_source: Any
 ) -> None:
@@ -222,6 +236,14 @@ def test_a_job_that_does_not_fit_now_waits_pending_and_starts_when_room_frees(
     wait_for(lambda: status_of(ray_session, big_name, "Stopped"), timeout=60, what="the big job to stop")
     wait_for(lambda: status_of(ray_session, small_name, "Completed"), timeout=60, what="the small job to complete")
     assert "small job ran" in log_lines(ray_session, small_name)
+
+
+def test_the_room_a_finished_job_held_is_given_back(ray_session: trainforge.Session, make_source: Any) -> None:
+    src = make_source({"train.py": "print('took the whole cluster', flush=True)\n"})
+    for _ in range(2):  # each job takes all 8 CPUs: the second runs only if the first one's bundle was freed
+        est = script_job(ray_session, src, instance_type="ml.m5.2xlarge")
+        est.fit(logs="None")
+        assert est.latest_training_job.describe()["TrainingJobStatus"] == "Completed"
 
 
 def test_a_server_restart_reconciles_ray_jobs(

@@ -13,9 +13,9 @@ restarted server reconnects and carries on: :meth:`RayBackend.hosts_alive` asks 
 Lifecycle of the Ray objects: :meth:`RayBackend.release` (the scheduler calls it when a job ended) kills what
 is left of the job's hosts, the actors and the placement group. As a safety net the backend also releases a
 job by itself when :meth:`~RayBackend.hosts_alive` finds none of its supervisors running, when the
-supervisors of a cancelled job have all exited, and on a sweep (at start and, at most every
-:data:`SWEEP_INTERVAL_S`, when a launch finds the cluster full) of this namespace's placement groups whose
-supervisors all ended.
+supervisors of a cancelled job have all exited, and on a sweep of this namespace's placement groups whose
+supervisors all ended: at start, every :data:`SWEEP_PERIOD_S` in the background, and (at most every
+:data:`SWEEP_INTERVAL_S`) when a launch finds the cluster full.
 
 The server imports Ray only when this backend is chosen; the nodes need ``trainforge[ray]`` installed in the
 Python that runs Ray there.
@@ -35,7 +35,7 @@ from typing import Any
 from trainforge.backends.base import LaunchRequest
 from trainforge.backends.local import UPLOAD_ALLOWANCE_S
 from trainforge.backends.ray_node import SupervisorHost
-from trainforge.errors import BackendError, CapacityError, ValidationError
+from trainforge.errors import BackendError, CapacityError, TrainforgeError, ValidationError
 from trainforge.runtime.launch import InstanceInfo, SupervisorConfig
 from trainforge.scheduler.instances import InstanceType
 from trainforge.settings import Settings
@@ -49,8 +49,10 @@ START_TIMEOUT_S = 120.0
 """How long a launch waits for the hosts' actors to start their supervisors."""
 ASK_TIMEOUT_S = 10.0
 """How long a liveness or stop request waits for the actors' answers."""
-SWEEP_INTERVAL_S = 10.0
-"""Least time between two sweeps for ended jobs triggered by a full cluster."""
+SWEEP_INTERVAL_S = 2.0
+"""Least time between two sweeps for ended jobs triggered by a launch that found the cluster full."""
+SWEEP_PERIOD_S = 30.0
+"""Time between two sweeps of the background sweeper (frees ended jobs' resources on an idle server too)."""
 ADDRESS_SETTING = "TRAINFORGE_RAY_ADDRESS"
 
 
@@ -148,6 +150,7 @@ class RayBackend:
         self._lock = threading.Lock()
         self._last_sweep = 0.0
         self.sweep()
+        threading.Thread(target=self._sweep_forever, daemon=True, name="trainforge-ray-sweeper").start()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RayBackend:
@@ -177,7 +180,11 @@ class RayBackend:
         all hosts one node, with ``PACK``/``SPREAD`` the hosts may share nodes as their resources allow.
         """
         bundle = bundle_for(instance)
-        nodes = [{k: float(v) for k, v in n.get("Resources", {}).items()} for n in self._alive_nodes()]
+        try:
+            alive_nodes = self._alive_nodes()
+        except Exception as exc:
+            raise BackendError(f"cannot read the nodes of the Ray cluster at {self.address}: {exc}") from None
+        nodes = [{k: float(v) for k, v in n.get("Resources", {}).items()} for n in alive_nodes]
         where = f"the Ray cluster at {self.address}"
         if instance.gpus and not any(res.get("GPU", 0) for res in nodes):
             raise ValidationError(
@@ -252,7 +259,7 @@ class RayBackend:
             self._remove(job, hosts)
             short = self._shortfall(bundle, count)
             if short and self._sweep_if_due():
-                short = self._shortfall(bundle, count)
+                short = None  # ended jobs were released: let the placement group itself say whether it fits now
             if short:
                 raise CapacityError(f"Waiting for capacity on the Ray cluster: {wanted}: {short}")
             group = self._reserve(job, bundle, count, wanted)
@@ -261,6 +268,10 @@ class RayBackend:
             except BaseException:
                 self._remove(job, hosts)
                 raise
+        except TrainforgeError:
+            raise
+        except Exception as exc:  # the cluster itself failed (unreachable GCS, a node lost mid-launch, ...)
+            raise BackendError(f"the Ray cluster at {self.address} failed while launching {job}: {exc}") from None
         finally:
             with self._lock:
                 self._launching.discard(job)
@@ -372,7 +383,7 @@ class RayBackend:
 
     def _actor(self, name: str, namespace: str | None = None) -> Any | None:
         """The live actor called ``name`` in ``namespace`` (default: the backend's), or None when there is none.
-        Never raises."""
+        Raises only when the cluster cannot be asked."""
         key = f"{namespace or self.namespace}/{name}"
         actor = self._actors.get(key)
         if actor is not None:
@@ -393,20 +404,27 @@ class RayBackend:
         namespace = str(handle.get("namespace") or self.namespace)
         for i, h in enumerate(handle.get("hosts", [])):
             host = str(h.get("host", host_name(i)))
-            actor = self._actor(str(h.get("actor") or self.actor_name(self._job_of(handle), host)), namespace)
-            if actor is None:
-                answers[host] = None
-            else:
-                refs[host] = getattr(actor, method).remote(*args)
+            try:
+                actor = self._actor(str(h.get("actor") or self.actor_name(self._job_of(handle), host)), namespace)
+                if actor is None:
+                    answers[host] = None
+                else:
+                    refs[host] = getattr(actor, method).remote(*args)
+            except Exception:  # the cluster does not answer: unknown
+                log.warning("could not reach the actor of %s/%s", self._job_of(handle), host, exc_info=True)
+                answers[host] = ...
         deadline = time.monotonic() + ASK_TIMEOUT_S
         for host, ref in refs.items():
             try:
                 answers[host] = ray.get(ref, timeout=max(0.1, deadline - time.monotonic()))
             except (ray.exceptions.GetTimeoutError, ray.exceptions.ActorUnavailableError):
                 answers[host] = ...
-            except ray.exceptions.RayError:
+            except ray.exceptions.RayActorError:  # the actor died (killed, its node died): so did its supervisor
                 self._actors.pop(f"{namespace}/{self.actor_name(self._job_of(handle), host)}", None)
                 answers[host] = None
+            except Exception:
+                log.warning("no answer from the actor of %s/%s", self._job_of(handle), host, exc_info=True)
+                answers[host] = ...
         return answers
 
     @staticmethod
@@ -488,6 +506,12 @@ class RayBackend:
 
     # ---------------------------------------------------------------------------------------------- sweep
 
+    def _sweep_forever(self) -> None:
+        while True:
+            time.sleep(SWEEP_PERIOD_S)
+            if time.monotonic() - self._last_sweep >= SWEEP_PERIOD_S / 2:
+                self.sweep()
+
     def _sweep_if_due(self) -> bool:
         if time.monotonic() - self._last_sweep < SWEEP_INTERVAL_S:
             return False
@@ -517,6 +541,8 @@ class RayBackend:
                     continue
             hosts = [host_name(int(i)) for i in info.get("bundles", {})]
             handle = {
+                "job": job,
+                "namespace": self.namespace,
                 "placement_group": name,
                 "hosts": [{"host": h, "actor": self.actor_name(job, h)} for h in hosts],
             }
