@@ -9,8 +9,10 @@ Jobs run where the Ray actors start them: under the node's ``TRAINFORGE_HOME`` (
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -274,17 +276,26 @@ def test_a_server_restart_reconciles_ray_jobs(
     wait_for(lambda: "waiting for go" in log_lines(ray_session, a), timeout=60, what="job a to run")
     wait_for(lambda: "looping on algo-1" in log_lines(ray_session, b), timeout=60, what="job b to run")
 
-    ray_server.kill()
+    old_url = ray_server.url
+    ray_server.stop()  # SIGTERM: the server (a Ray driver) exits; its detached actors and their jobs do not
     pid = supervisor_pid(ray_cluster, ray_ns, b, "algo-1")
     assert pid is not None
     os.kill(pid, signal.SIGKILL)  # job b's supervisor dies while no server runs
-    ray_server.start(timeout=60)
+    with socket.socket() as taken:  # hold the old port: the new server listens elsewhere, and job a must find it
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", int(old_url.rsplit(":", 1)[1])))
+        taken.listen(1)
+        ray_server.start(timeout=60)
+    assert ray_server.url != old_url
     go.touch()
+    session = trainforge.Session(settings=Settings(home=ray_server.home))
 
-    done = wait_for(lambda: status_of(ray_session, a, "Completed"), timeout=60, what="job a to complete")
+    done = wait_for(lambda: status_of(session, a, "Completed"), timeout=60, what="job a to complete")
     assert done["SecondaryStatus"] == "Completed"
-    assert "went on after the restart" in log_lines(ray_session, a)
-    failed = wait_for(lambda: status_of(ray_session, b, "Failed"), timeout=60, what="job b to fail")
+    told = json.loads((ray_cluster.job_root(ray_ns, a, "algo-1") / "server.json").read_text())
+    assert told == {"url": ray_server.url}  # the new server told job a's actor where it is now
+    assert "went on after the restart" in log_lines(session, a)
+    failed = wait_for(lambda: status_of(session, b, "Failed"), timeout=60, what="job b to fail")
     assert f"supervisor process (pid {pid}) is gone" in failed["FailureReason"], failed["FailureReason"]
     wait_for(lambda: not job_processes(ray_cluster, ray_ns, b), timeout=30, what="job b's user code to be killed")
 

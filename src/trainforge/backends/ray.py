@@ -8,7 +8,10 @@ zero CPUs, the bundle's GPUs) starts that host's supervisor on its node, with ev
 ``host_addresses``. The placement group holds the job's resources until the job is released.
 
 Everything about a running job can be found again from its handle (names, not object references), so a
-restarted server reconnects and carries on: :meth:`RayBackend.hosts_alive` asks the actors by name.
+restarted server reconnects and carries on: :meth:`RayBackend.hosts_alive` asks the actors by name, and tells
+them once where this server is now (its advertised URL, else the URL in its ``server.json``): each actor keeps a
+node-local ``server.json`` that its supervisor re-reads when the server stops answering, so a server restarted
+on another port is found again, as on the local backend.
 
 Lifecycle of the Ray objects: :meth:`RayBackend.release` (the scheduler calls it when a job ended) kills what
 is left of the job's hosts, the actors and the placement group. As a safety net the backend also releases a
@@ -25,11 +28,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import logging
 import math
+import os
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from trainforge.backends.base import LaunchRequest
@@ -133,8 +139,19 @@ class RayBackend:
     name = "ray"
     uses_local_capacity = False
 
-    def __init__(self, *, address: str | None, namespace: str, placement: str) -> None:
+    def __init__(
+        self,
+        *,
+        address: str | None,
+        namespace: str,
+        placement: str,
+        server_file: Path | None = None,
+        advertise_url: str | None = None,
+    ) -> None:
         """Connect to the cluster now, so a wrong address fails the server's start, not its first job.
+
+        ``advertise_url`` (else the ``url`` in this server's ``server_file``, once it is written) is where a
+        restarted server tells the supervisors of jobs launched by its predecessor to find it.
 
         Raises:
             ValidationError: Ray is missing or the cluster cannot be reached.
@@ -142,6 +159,9 @@ class RayBackend:
         self.address = address or "auto"
         self.namespace = namespace
         self.placement = placement
+        self._server_file = server_file
+        self._server_url = advertise_url.rstrip("/") if advertise_url else None
+        self._told: set[str] = set()  # jobs whose supervisors were told this server's URL
         self._ray = connect(address, namespace)
         self._host_cls: Any = self._ray.remote(SupervisorHost)
         self._actors: dict[str, Any] = {}
@@ -155,7 +175,13 @@ class RayBackend:
     @classmethod
     def from_settings(cls, settings: Settings) -> RayBackend:
         """The backend ``TRAINFORGE_RAY_ADDRESS``, ``_RAY_NAMESPACE`` and ``_RAY_PLACEMENT`` describe."""
-        return cls(address=settings.ray_address, namespace=settings.ray_namespace, placement=settings.ray_placement)
+        return cls(
+            address=settings.ray_address,
+            namespace=settings.ray_namespace,
+            placement=settings.ray_placement,
+            server_file=settings.server_file,
+            advertise_url=settings.advertise_url,
+        )
 
     # ----------------------------------------------------------------------------------------------- names
 
@@ -277,6 +303,7 @@ class RayBackend:
                 self._launching.discard(job)
         with self._lock:
             self._released.discard(job)
+            self._told.add(job)
         return {
             "backend": self.name,
             "job": job,
@@ -439,7 +466,28 @@ class RayBackend:
         alive = {host: answer is ... or bool(answer) for host, answer in answers.items()}
         if alive and not any(alive.values()):
             self.release(handle)
+        elif self._job_of(handle) not in self._told:
+            self._tell_where(handle)
         return alive
+
+    def _current_url(self) -> str | None:
+        """This server's URL for supervisors: the advertised one, else the one in its own ``server.json``."""
+        if self._server_url is None and self._server_file is not None:
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                info = json.loads(self._server_file.read_text(encoding="utf-8"))
+                if info["pid"] == os.getpid():
+                    self._server_url = str(info["url"]).rstrip("/")
+        return self._server_url
+
+    def _tell_where(self, handle: dict[str, Any]) -> None:
+        """Point the supervisors of a job launched by an earlier server process at this one (its port may have
+        changed); once per job and server process."""
+        url = self._current_url()
+        if url is None:
+            return  # not serving yet: the next pass tells them
+        answers = self._ask(handle, "point_to", url)
+        if all(answer is not ... for answer in answers.values()):
+            self._told.add(self._job_of(handle))
 
     def cancel(self, handle: dict[str, Any], grace_s: float) -> None:
         """SIGTERM each live supervisor through its actor; the actor SIGKILLs the supervisor's session if it

@@ -13,7 +13,9 @@ Node-local choices (read from the node's own ``TRAINFORGE_*`` environment, the o
 - job root: ``<node TRAINFORGE_HOME>/ray-jobs/<namespace>/<job>/<host>`` (``~/.trainforge`` by default);
 - image environments: the node's ``TRAINFORGE_ENVS_DIR`` when set, else the server's ``envs_root`` when that
   directory exists on this node (one machine, or a shared file system), else ``<node home>/envs``;
-- interpreter: the one running Ray on the node (it must have trainforge installed).
+- interpreter: the one running Ray on the node (it must have trainforge installed);
+- server location: ``<job root>/server.json`` (``{"url": ...}``), the supervisor's ``server_file``, rewritten by
+  :meth:`SupervisorHost.point_to` when a restarted server announces another URL.
 
 This module imports Ray only inside methods (it runs where Ray runs), so the rest of trainforge never pays
 for it.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import signal
 import socket
@@ -43,6 +46,8 @@ from trainforge.settings import load_settings
 # Variables Ray puts into its workers' environment that must not leak into a job (its user code would see a
 # Ray worker's identity, a one-thread OpenMP limit, Ray's debugger hook or Ray's GPU assignment; the
 # supervisor sets CUDA_VISIBLE_DEVICES itself from ``gpu_ids``).
+SERVER_FILE = "server.json"
+"""In a host's node job root: where the server is now (``{"url": ...}``), the supervisor's ``server_file``."""
 _RAY_INJECTED = ("OMP_NUM_THREADS", "PYTHONBREAKPOINT", "CUDA_VISIBLE_DEVICES", "TRAINFORGE_TOKEN")
 
 
@@ -97,6 +102,7 @@ class SupervisorHost:
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
         self._start_time: int | None = None
+        self._root: Path | None = None
         self._orphans_killed = False
         self._watching = False
 
@@ -115,6 +121,10 @@ class SupervisorHost:
         ray = importlib.import_module("ray")
         instance = node_instance(config["instance"])
         gpu_ids = [int(g) for g in ray.get_gpu_ids()] if instance.gpus else None
+        root = node_job_root(namespace, str(config["job_name"]), str(config["host"]))
+        root.mkdir(parents=True, exist_ok=True)
+        self._root = root
+        self.point_to(str(config["server_url"]))
         cfg = SupervisorConfig.model_validate(
             {
                 **config,
@@ -122,12 +132,10 @@ class SupervisorHost:
                 "envs_root": node_envs_root(envs_hint),
                 "instance": instance.model_dump(mode="json"),
                 "gpu_ids": gpu_ids,
-                "server_file": None,
+                "server_file": str(root / SERVER_FILE),
                 "warm_dir": None,
             }
         )
-        root = node_job_root(namespace, cfg.job_name, cfg.host)
-        root.mkdir(parents=True, exist_ok=True)
         write_config(root, cfg)
         with open(root / "supervisor.log", "ab") as log:
             proc = subprocess.Popen(
@@ -152,6 +160,16 @@ class SupervisorHost:
             "root": str(root),
             "gpu_ids": gpu_ids,
         }
+
+    def point_to(self, server_url: str) -> None:
+        """Tell the supervisor where the server is now: ``<root>/server.json`` (its ``server_file``, re-read
+        whenever a request fails) gets ``{"url": server_url}``. A restarted server on another port calls this."""
+        if self._root is None:
+            return
+        path = self._root / SERVER_FILE
+        tmp = path.with_name(f".{SERVER_FILE}.{os.getpid()}")
+        tmp.write_text(json.dumps({"url": server_url.rstrip("/")}), encoding="utf-8")
+        os.replace(tmp, path)
 
     def free_port(self) -> int:
         """A TCP port free on every address of this node right now (the rendezvous port of a multi-host job
