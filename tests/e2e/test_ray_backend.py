@@ -27,9 +27,11 @@ import trainforge
 from tests.support.ray_cluster import RAY_ENV, RayCluster, free_port
 from tests.support.server import ServerProcess
 from tests.support.wait import wait_for
+from trainforge.backends.ray_resources import refuse_never_fitting
 from trainforge.errors import ValidationError
 from trainforge.estimator import Estimator
 from trainforge.pytorch import PyTorch
+from trainforge.scheduler.instances import lookup, this_machine
 from trainforge.settings import Settings
 from trainforge.storage import LocalObjectStore
 
@@ -213,6 +215,26 @@ def test_a_job_the_cluster_can_never_hold_is_refused_at_submit(
     assert info.value.field == "ResourceConfig.InstanceType"
     assert "needs 1 GPU(s) but the Ray cluster" in info.value.message and "has no GPUs" in info.value.message
     assert ray_session.list_training_jobs()["TrainingJobSummaries"] == []
+
+
+def test_what_a_cluster_of_several_nodes_could_never_hold_under_each_placement() -> None:
+    # No cluster needed: the rule the Ray backend applies to its nodes' totals (a one-node test cluster cannot
+    # show STRICT_SPREAD refusing what PACK would place).
+    nodes = [{"CPU": 8.0}, {"CPU": 8.0}, {"CPU": 4.0, "GPU": 1.0}]
+    m5_2xl, m5_xl, g4 = (lookup(t, this_machine()) for t in ("ml.m5.2xlarge", "ml.m5.xlarge", "ml.g4dn.xlarge"))
+    refuse_never_fitting(nodes, m5_xl, 3, "STRICT_SPREAD", where="c")  # one 4-CPU host on each node
+    with pytest.raises(ValidationError) as info:
+        refuse_never_fitting(nodes, m5_2xl, 3, "STRICT_SPREAD", where="c")  # only two nodes have 8 CPUs
+    assert info.value.field == "ResourceConfig.InstanceCount"
+    assert "has 2 node(s) with CPU 8" in info.value.message and "TRAINFORGE_RAY_PLACEMENT=PACK" in info.value.message
+    refuse_never_fitting(nodes, m5_xl, 5, "PACK", where="c")  # 2 + 2 + 1 hosts of 4 CPUs
+    with pytest.raises(ValidationError, match="room for 5 such host"):
+        refuse_never_fitting(nodes, m5_xl, 6, "PACK", where="c")
+    with pytest.raises(ValidationError, match="largest node of c holds 2"):
+        refuse_never_fitting(nodes, m5_xl, 3, "STRICT_PACK", where="c")
+    refuse_never_fitting(nodes, g4, 1, "STRICT_SPREAD", where="c")  # the GPU node holds one
+    with pytest.raises(ValidationError, match="needs CPU 4, GPU 1 but no node"):
+        refuse_never_fitting([{"CPU": 8.0}, {"CPU": 2.0, "GPU": 1.0}], g4, 1, "PACK", where="c")
 
 
 def test_a_job_that_does_not_fit_now_waits_pending_and_starts_when_room_frees(

@@ -30,7 +30,6 @@ import contextlib
 import importlib
 import json
 import logging
-import math
 import os
 import socket
 import threading
@@ -41,6 +40,7 @@ from typing import Any
 from trainforge.backends.base import LaunchRequest
 from trainforge.backends.local import UPLOAD_ALLOWANCE_S
 from trainforge.backends.ray_node import SupervisorHost
+from trainforge.backends.ray_resources import bundle_for, fmt_resources, refuse_never_fitting, shortfall
 from trainforge.errors import BackendError, CapacityError, TrainforgeError, ValidationError
 from trainforge.runtime.launch import InstanceInfo, SupervisorConfig
 from trainforge.scheduler.instances import InstanceType
@@ -116,23 +116,6 @@ def connect(address: str | None, namespace: str) -> Any:
     return ray
 
 
-def bundle_for(instance: InstanceType) -> dict[str, float]:
-    """The Ray resources one host of ``instance`` reserves: its vCPUs as ``CPU`` and its GPUs as ``GPU``."""
-    bundle: dict[str, float] = {"CPU": float(max(1, instance.vcpus))}
-    if instance.gpus:
-        bundle["GPU"] = float(instance.gpus)
-    return bundle
-
-
-def bundles_fitting(resources: dict[str, float], bundle: dict[str, float]) -> int:
-    """How many ``bundle``s a node with ``resources`` can hold at once."""
-    return min(math.floor(resources.get(key, 0.0) / need + 1e-9) for key, need in bundle.items())
-
-
-def _fmt(resources: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:g}" for k, v in sorted(resources.items()))
-
-
 class RayBackend:
     """Runs each host's supervisor in a placement-group bundle of a Ray cluster (see the module docstring)."""
 
@@ -205,58 +188,16 @@ class RayBackend:
         A host must fit one node; with ``STRICT_SPREAD`` each host needs a different node, with ``STRICT_PACK``
         all hosts one node, with ``PACK``/``SPREAD`` the hosts may share nodes as their resources allow.
         """
-        bundle = bundle_for(instance)
         try:
             alive_nodes = self._alive_nodes()
         except Exception as exc:
             raise BackendError(f"cannot read the nodes of the Ray cluster at {self.address}: {exc}") from None
         nodes = [{k: float(v) for k, v in n.get("Resources", {}).items()} for n in alive_nodes]
-        where = f"the Ray cluster at {self.address}"
-        if instance.gpus and not any(res.get("GPU", 0) for res in nodes):
-            raise ValidationError(
-                f"ResourceConfig.InstanceType: {instance.name} needs {instance.gpus} GPU(s) but {where} has no GPUs. "
-                "Use a CPU type such as ml.m5.large, or add GPU nodes to the cluster.",
-                field="ResourceConfig.InstanceType",
-            )
-        per_node = [bundles_fitting(res, bundle) for res in nodes]
-        if max(per_node, default=0) == 0:
-            largest = max(nodes, key=lambda r: r.get("CPU", 0.0), default={})
-            shown = {k: largest.get(k, 0.0) for k in bundle}
-            raise ValidationError(
-                f"ResourceConfig.InstanceType: a host of {instance.name} needs {_fmt(bundle)} but no node of {where} "
-                f"has that much (largest: {_fmt(shown)}). Use a smaller instance type.",
-                field="ResourceConfig.InstanceType",
-            )
-        if self.placement == "STRICT_SPREAD":
-            capacity = sum(1 for n in per_node if n > 0)
-            rule = (
-                f"each host needs its own node (TRAINFORGE_RAY_PLACEMENT=STRICT_SPREAD) and {where} has {capacity} "
-                f"node(s) with {_fmt(bundle)}; set TRAINFORGE_RAY_PLACEMENT=PACK to let a node hold several hosts"
-            )
-        elif self.placement == "STRICT_PACK":
-            capacity = max(per_node)
-            rule = f"all hosts must share one node (STRICT_PACK) and the largest node of {where} holds {capacity}"
-        else:
-            capacity = sum(per_node)
-            total = {k: sum(r.get(k, 0.0) for r in nodes) for k in bundle}
-            rule = f"{where} has {_fmt(total)} in all, room for {capacity} such host(s)"
-        if count > capacity:
-            raise ValidationError(
-                f"ResourceConfig.InstanceCount: {count} x {instance.name} ({_fmt(bundle)} each) can never run: "
-                f"{rule}. Use InstanceCount <= {capacity} or add nodes.",
-                field="ResourceConfig.InstanceCount",
-            )
+        refuse_never_fitting(nodes, instance, count, self.placement, where=f"the Ray cluster at {self.address}")
 
     def _shortfall(self, bundle: dict[str, float], count: int) -> str | None:
         """Why ``count`` bundles cannot fit in what the cluster has free now (None: they might)."""
-        free = {k: float(v) for k, v in self._ray.available_resources().items()}
-        total = {k: float(v) for k, v in self._ray.cluster_resources().items()}
-        short = [
-            f"{key} {need * count:g} needed, {free.get(key, 0.0):g} of {total.get(key, 0.0):g} free"
-            for key, need in bundle.items()
-            if free.get(key, 0.0) + 1e-9 < need * count
-        ]
-        return "; ".join(short) or None
+        return shortfall(self._ray.available_resources(), self._ray.cluster_resources(), bundle, count)
 
     # --------------------------------------------------------------------------------------------- launch
 
@@ -277,7 +218,7 @@ class RayBackend:
         count = int(request.spec["ResourceConfig"].get("InstanceCount") or 1)
         hosts = [host_name(i) for i in range(count)]
         bundle = bundle_for(inst)
-        wanted = f"{count} x {inst.name} ({_fmt(bundle)} each, {self.placement})"
+        wanted = f"{count} x {inst.name} ({fmt_resources(bundle)} each, {self.placement})"
         with self._lock:
             self._launching.add(job)
         try:
