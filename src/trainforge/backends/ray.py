@@ -293,7 +293,7 @@ class RayBackend:
                 ),
             ).remote()
             actors.append(actor)
-            self._actors[self.actor_name(request.job_name, host)] = actor
+            self._actors[f"{self.namespace}/{self.actor_name(request.job_name, host)}"] = actor
         try:
             # The rendezvous port must be free where the first host runs: that host's actor picks it.
             master_port = ray.get(actors[0].free_port.remote(), timeout=START_TIMEOUT_S) if len(hosts) > 1 else None
