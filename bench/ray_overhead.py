@@ -24,6 +24,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -157,6 +158,7 @@ def main() -> None:
             for server in servers.values():
                 server.kill()
             cluster.cleanup("bench")
+    shutil.rmtree(work, ignore_errors=True)
 
     med = statistics.median
     print(
