@@ -576,8 +576,8 @@ class Supervisor:
         peers = [h for h in self.cfg.hosts if h != self.cfg.host]
         self.say(f"Waiting for {', '.join(peers)} to finish before packaging the job's artifacts")
         self._wait_for_peers(peers)
-        if self.stop.reason is StopReason.SERVER:
-            raise StopRequested(StopReason.SERVER)
+        if self.stop.reason is StopReason.SERVER or self._server_status in TERMINAL_PRIMARY:
+            raise StopRequested(StopReason.SERVER)  # the job ended without us (e.g. a peer failed or vanished)
         try:
             merged = merge_parts(
                 store,
@@ -593,12 +593,15 @@ class Supervisor:
         self.say(f"Merged the model and output data of {', '.join([self.cfg.host, *merged])} (later hosts' files win)")
 
     def _wait_for_peers(self, peers: list[str]) -> None:
-        """Until every peer reported a final status of its own, the job ended, or (on a stop) a deadline."""
+        """Until every peer reported a final status of its own, the server ended the job (a peer failed or
+        vanished), or (on a stop) a deadline."""
         deadline = None
         while True:
             if self.stop.is_set() and deadline is None:
                 deadline = time.monotonic() + self.cfg.stop_grace_seconds + PEER_WAIT_ON_STOP_S
             if self.stop.reason is StopReason.SERVER or (deadline is not None and time.monotonic() > deadline):
+                return
+            if self._server_status in TERMINAL_PRIMARY:
                 return
             reply = self._hb_client.heartbeat()
             if reply.ok:
@@ -615,6 +618,8 @@ class Supervisor:
             self._upload(store, spec, together=together)
         except JobFailed as exc:
             self.say(f"Could not upload the model directory: {exc.reason}", "stderr")
+        except StopRequested:
+            self.say("The job ended on another host meanwhile; this host's artifacts are not published", "stderr")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -168,7 +168,13 @@ class Scheduler:
 
     def _try_start(self, job: JobRecord, used: float, gpus: set[int]) -> float:
         try:
-            placement = place(lookup(job.instance_type, self.machine), self.machine)
+            instance = lookup(job.instance_type, self.machine)
+            # On this machine a type is fitted to it; a cluster's nodes are sized by the backend (check_fits).
+            placement = (
+                place(instance, self.machine)
+                if self.backend.uses_local_capacity
+                else Placement(instance, max(1, instance.vcpus), None)
+            )
         except TrainforgeError as exc:
             self._fail(job, f"ClientError: {exc.message}")
             return 0.0
