@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from trainforge.runtime.launch import InstanceInfo, SupervisorConfig
 from trainforge.scheduler.instances import InstanceType, Placement
 
 
@@ -35,6 +36,49 @@ class LaunchRequest:
     gpu_ids: tuple[int, ...] | None = None
     remote_function_key: str | None = None
     system_metrics_interval_seconds: float = 5.0
+
+    def host_config(
+        self,
+        host: str,
+        hosts: list[str],
+        *,
+        addresses: dict[str, str],
+        master_port: int | None,
+        python: str,
+        server_file: str | None,
+        **node: Any,
+    ) -> SupervisorConfig:
+        """The supervisor config of one host of this job; ``node`` fills what depends on where it runs
+        (``envs_root``, ``gpu_ids``, ``warm_dir``)."""
+        inst = self.placement.instance
+        return SupervisorConfig(
+            job_name=self.job_name,
+            host=host,
+            hosts=hosts,
+            host_addresses=addresses,
+            master_port=master_port,
+            spec=self.spec,
+            server_url=self.server_url,
+            server_file=server_file,
+            agent_token=self.agent_token,
+            storage=self.storage,
+            region=self.region,
+            account_id=self.account_id,
+            stop_grace_seconds=self.stop_grace_seconds,
+            system_metrics_interval_seconds=self.system_metrics_interval_seconds,
+            remote_function_key=self.remote_function_key,
+            instance=InstanceInfo(
+                type=inst.name,
+                vcpus=inst.vcpus,
+                memory_gib=inst.memory_gib,
+                gpus=inst.gpus,
+                effective_vcpus=self.placement.effective_vcpus,
+                notice=self.placement.notice,
+            ),
+            python=python,
+            env_reuse_server="auto" if self.env_reuse_server == "auto" else "never",
+            **node,
+        )
 
 
 class Backend(Protocol):

@@ -15,7 +15,7 @@ from typing import Any
 from trainforge.backends.base import LaunchRequest
 from trainforge.errors import BackendError, CapacityError, ValidationError
 from trainforge.runtime.distributed import LOOPBACK, free_port
-from trainforge.runtime.launch import InstanceInfo, SupervisorConfig, supervisor_command, write_config
+from trainforge.runtime.launch import supervisor_command, write_config
 from trainforge.runtime.warm import hand_off, keep_alive_seconds
 from trainforge.scheduler.instances import InstanceType, Machine, place
 from trainforge.spec.contract import host_name
@@ -98,34 +98,14 @@ class LocalBackend:
         for index, host in enumerate(hosts):
             root = self.jobs_root / request.job_name / host
             root.mkdir(parents=True, exist_ok=True)
-            inst = request.placement.instance
-            config = SupervisorConfig(
-                job_name=request.job_name,
-                host=host,
-                hosts=hosts,
-                host_addresses=addresses,
+            config = request.host_config(
+                host,
+                hosts,
+                addresses=addresses,
                 master_port=master_port,
-                spec=request.spec,
-                server_url=request.server_url,
-                server_file=request.server_file,
-                agent_token=request.agent_token,
-                storage=request.storage,
-                region=request.region,
-                account_id=request.account_id,
-                stop_grace_seconds=request.stop_grace_seconds,
-                system_metrics_interval_seconds=request.system_metrics_interval_seconds,
-                remote_function_key=request.remote_function_key,
-                instance=InstanceInfo(
-                    type=inst.name,
-                    vcpus=inst.vcpus,
-                    memory_gib=inst.memory_gib,
-                    gpus=inst.gpus,
-                    effective_vcpus=request.placement.effective_vcpus,
-                    notice=request.placement.notice,
-                ),
                 python=self.python,
+                server_file=request.server_file,
                 envs_root=request.envs_root,
-                env_reuse_server="auto" if request.env_reuse_server == "auto" else "never",
                 gpu_ids=host_gpus(request.gpu_ids, index, count),
                 warm_dir=str(self.warm_dir),
             )

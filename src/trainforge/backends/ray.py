@@ -42,7 +42,6 @@ from trainforge.backends.local import UPLOAD_ALLOWANCE_S
 from trainforge.backends.ray_node import SupervisorHost
 from trainforge.backends.ray_resources import bundle_for, fmt_resources, refuse_never_fitting, shortfall
 from trainforge.errors import BackendError, CapacityError, TrainforgeError, ValidationError
-from trainforge.runtime.launch import InstanceInfo, SupervisorConfig
 from trainforge.scheduler.instances import InstanceType
 from trainforge.settings import Settings
 from trainforge.spec.contract import host_name
@@ -318,32 +317,13 @@ class RayBackend:
         request: LaunchRequest, host: str, hosts: list[str], addresses: dict[str, str], master_port: int | None
     ) -> dict[str, Any]:
         """The host's supervisor config, less what its node fills in (interpreter, env cache, vCPUs, GPUs)."""
-        inst = request.placement.instance
-        cfg = SupervisorConfig(
-            job_name=request.job_name,
-            host=host,
-            hosts=hosts,
-            host_addresses=addresses,
+        cfg = request.host_config(
+            host,
+            hosts,
+            addresses=addresses,
             master_port=master_port,
-            spec=request.spec,
-            server_url=request.server_url,
-            server_file=None,  # a path on the server's machine, meaningless on a node
-            agent_token=request.agent_token,
-            storage=request.storage,
-            region=request.region,
-            account_id=request.account_id,
-            stop_grace_seconds=request.stop_grace_seconds,
-            system_metrics_interval_seconds=request.system_metrics_interval_seconds,
-            remote_function_key=request.remote_function_key,
-            instance=InstanceInfo(
-                type=inst.name,
-                vcpus=inst.vcpus,
-                memory_gib=inst.memory_gib,
-                gpus=inst.gpus,
-                effective_vcpus=max(1, inst.vcpus),
-            ),
             python="python",  # replaced by the node's interpreter
-            env_reuse_server="auto" if request.env_reuse_server == "auto" else "never",
+            server_file=None,  # a path on the server's machine, meaningless on a node
         )
         return cfg.model_dump(mode="json")
 
