@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 
 import trainforge
-from tests.conftest import _kill_supervisors
 from tests.support.estimators import script_estimator
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, kill_supervisors
 from tests.support.wait import wait_for
 from trainforge.analytics import TrainingJobAnalytics
 from trainforge.estimator import Estimator
@@ -64,7 +63,7 @@ def metrics_server(tf_home: Path) -> Iterator[ServerProcess]:
         yield srv
     finally:
         srv.kill()
-        _kill_supervisors(tf_home)
+        kill_supervisors(tf_home)
 
 
 def estimator(session: trainforge.Session, source: Path) -> Estimator:
