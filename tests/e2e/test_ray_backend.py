@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 import trainforge
+from tests.e2e.test_multihost import TORCH_SCRIPT  # the same script as on the local backend
 from tests.support.ray_cluster import RAY_ENV, RayCluster, free_port
 from tests.support.server import ServerProcess
 from tests.support.wait import wait_for
@@ -322,23 +323,6 @@ def test_a_server_restart_reconciles_ray_jobs(
     wait_for(lambda: not job_processes(ray_cluster, ray_ns, b), timeout=30, what="job b's user code to be killed")
 
 
-TORCH_SCRIPT = """
-import json, os
-import torch
-import torch.distributed as dist
-dist.init_process_group("gloo")
-rank, world = dist.get_rank(), dist.get_world_size()
-value = torch.tensor([float(rank + 1)])
-dist.all_reduce(value)
-host = os.environ["SM_CURRENT_HOST"]
-print(f"rank {rank}/{world} on {host}: all_reduce={value.item()}", flush=True)
-if rank == 0:
-    with open(os.path.join(os.environ["SM_MODEL_DIR"], "rank0.json"), "w") as f:
-        json.dump({"host": host, "sum": value.item(), "world": world}, f)
-dist.destroy_process_group()
-"""
-
-
 def test_a_two_host_pytorch_job_all_reduces_across_its_ray_hosts(
     ray_server: ServerProcess,
     ray_session: trainforge.Session,
@@ -364,7 +348,7 @@ def test_a_two_host_pytorch_job_all_reduces_across_its_ray_hosts(
     for host in ("algo-1", "algo-2"):
         assert (ray_cluster.job_root(ray_ns, name, host) / "supervisor.json").exists()
     model = model_files(ray_server, str(est.model_data))
-    assert set(model) == {"rank0.json"}
+    assert set(model) == {"model.pth", "rank0.json"}
     assert b'"host": "algo-1"' in model["rank0.json"] and b'"world": 2' in model["rank0.json"]
 
 
