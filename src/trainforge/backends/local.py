@@ -15,7 +15,7 @@ from typing import Any
 from trainforge.backends.base import LaunchRequest
 from trainforge.errors import BackendError, CapacityError, ValidationError
 from trainforge.runtime.distributed import LOOPBACK, free_port
-from trainforge.runtime.launch import supervisor_command, write_config
+from trainforge.runtime.launch import start_supervisor, write_config
 from trainforge.runtime.warm import hand_off, keep_alive_seconds
 from trainforge.scheduler.instances import InstanceType, Machine, place
 from trainforge.spec.contract import host_name
@@ -125,17 +125,7 @@ class LocalBackend:
                     continue
             env = {k: v for k, v in os.environ.items() if k not in ("TRAINFORGE_TOKEN",)}
             try:
-                with open(root / "supervisor.log", "ab") as log:
-                    proc = subprocess.Popen(
-                        supervisor_command(config, root),
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        cwd=root,
-                        env=env,
-                        start_new_session=True,
-                        close_fds=True,
-                    )
+                proc = start_supervisor(config, root, env)
             except OSError as exc:
                 for h in started:
                     self._kill_session(int(h["pid"]))

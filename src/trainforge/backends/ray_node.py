@@ -39,7 +39,7 @@ from typing import Any
 import psutil
 
 from trainforge.backends.local import process_alive, process_start_time, session_members
-from trainforge.runtime.launch import InstanceInfo, SupervisorConfig, supervisor_command, write_config
+from trainforge.runtime.launch import InstanceInfo, SupervisorConfig, start_supervisor, write_config
 from trainforge.scheduler.instances import InstanceType, Machine, place
 from trainforge.settings import load_settings
 
@@ -137,17 +137,7 @@ class SupervisorHost:
             }
         )
         write_config(root, cfg)
-        with open(root / "supervisor.log", "ab") as log:
-            proc = subprocess.Popen(
-                supervisor_command(cfg, root),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=root,
-                env=supervisor_environment(dict(os.environ)),
-                start_new_session=True,
-                close_fds=True,
-            )
+        proc = start_supervisor(cfg, root, supervisor_environment(dict(os.environ)))
         with self._lock:
             self._proc = proc
             self._pid = proc.pid

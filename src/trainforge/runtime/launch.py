@@ -1,8 +1,8 @@
 """The launch contract between a backend and the supervisor it starts on a compute node.
 
 A backend creates a per-host job root ``<root>``, writes ``<root>/supervisor.json`` with
-:func:`write_config`, and runs :func:`supervisor_command` detached (own session) with stdout and stderr
-going to ``<root>/supervisor.log``. It may send the supervisor SIGTERM to ask for a stop. When the
+:func:`write_config`, and starts it with :func:`start_supervisor` (detached, own session, stdout and stderr
+going to ``<root>/supervisor.log``). It may send the supervisor SIGTERM to ask for a stop. When the
 supervisor is done it leaves ``<root>/result.json`` (see :class:`SupervisorResult`).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -144,6 +145,22 @@ def read_config(path: Path) -> SupervisorConfig:
 def supervisor_command(cfg: SupervisorConfig, root: Path) -> list[str]:
     """The argv that starts the supervisor for the config written under ``root``."""
     return [cfg.python, "-m", SUPERVISOR_MODULE, str(config_path(root))]
+
+
+def start_supervisor(cfg: SupervisorConfig, root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start the supervisor of the config written under ``root``, detached (its own session), with stdout and
+    stderr appended to ``<root>/supervisor.log``. Raises ``OSError`` if it cannot start."""
+    with open(Path(root) / LOG_FILE, "ab") as log:
+        return subprocess.Popen(
+            supervisor_command(cfg, root),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
 
 
 def write_result(root: Path, result: SupervisorResult) -> Path:
