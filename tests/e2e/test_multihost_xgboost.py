@@ -33,8 +33,9 @@ def model_file(session: trainforge.Session, model_data: str, into: Path) -> Path
 
 
 def job_python(out: str) -> str:
+    """The interpreter in algo-1's logged command (other hosts' lines carry an ``[algo-i]`` prefix)."""
     lines = out.splitlines()
-    start = next(i for i, line in enumerate(lines) if INVOKING in line)
+    start = next(i for i, line in enumerate(lines) if line.startswith(INVOKING))
     return shlex.split(next(line for line in lines[start + 1 :] if line.strip()))[0]
 
 

@@ -99,3 +99,19 @@ def test_names() -> None:
     assert base_name_from_image("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1") == (
         "sagemaker-xgboost"
     )
+
+
+def test_job_names_made_in_one_process_never_repeat_even_within_a_millisecond() -> None:
+    import threading
+
+    from trainforge.spec.names import name_from_base
+
+    names: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: names.extend(name_from_base("sq") for _ in range(500))) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(names)) == 2000
