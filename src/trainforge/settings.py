@@ -53,6 +53,17 @@ class Settings(BaseSettings):
     """Where image environments are built and cached (default ``<home>/envs``)."""
     env_reuse_server: Literal["auto", "never"] = "never"
     """``auto``: run an image in the server's interpreter when all its pinned packages are installed there."""
+    tls_cert: Path | None = None
+    """The server's TLS certificate (PEM); with ``tls_key`` the server serves https."""
+    tls_key: Path | None = None
+    """The private key (PEM) of ``tls_cert``."""
+    ca_bundle: Path | None = None
+    """The CA certificate(s) (PEM) clients, the CLI and supervisors verify the server's certificate with."""
+    sandbox: Literal["auto", "off"] = "auto"
+    """``auto``: user code runs in a bubblewrap sandbox where ``bwrap`` works (else unsandboxed, said in the job
+    log); ``off``: never sandboxed."""
+    local_memory_gib: float | None = None
+    """The memory (GiB) jobs on this machine may use in all; unset: the machine's physical memory."""
 
     @property
     def resolved_home(self) -> Path:

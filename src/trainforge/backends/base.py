@@ -36,6 +36,10 @@ class LaunchRequest:
     gpu_ids: tuple[int, ...] | None = None
     remote_function_key: str | None = None
     system_metrics_interval_seconds: float = 5.0
+    role: dict[str, Any] | None = None
+    sandbox: str = "auto"
+    memory_limit_gib: float | None = None
+    ca_bundle_pem: str | None = None
 
     def host_config(
         self,
@@ -67,6 +71,10 @@ class LaunchRequest:
             stop_grace_seconds=self.stop_grace_seconds,
             system_metrics_interval_seconds=self.system_metrics_interval_seconds,
             remote_function_key=self.remote_function_key,
+            role=self.role,
+            sandbox="off" if self.sandbox == "off" else "auto",
+            memory_limit_gib=self.memory_limit_gib,
+            ca_bundle_pem=self.ca_bundle_pem,
             instance=InstanceInfo(
                 type=inst.name,
                 vcpus=inst.vcpus,

@@ -82,6 +82,15 @@ class SupervisorConfig(_Model):
     gpu_ids: list[int] | None = None
     remote_function_key: str | None = None
     warm_dir: str | None = None
+    role: dict[str, Any] | None = None
+    """The job's role as resolved at submit: ``{"name": ..., "read": [s3 prefixes], "write": [s3 prefixes]}``.
+    Every object the supervisor reads or writes for the job must fall under it (None: no restriction)."""
+    sandbox: Literal["auto", "off"] = "auto"
+    """``TRAINFORGE_SANDBOX``: whether the user code runs in a bubblewrap sandbox where one works."""
+    memory_limit_gib: float | None = None
+    """The memory the job's code may use on this host (the instance type's, capped to the machine)."""
+    ca_bundle_pem: str | None = None
+    """The CA certificate(s) (PEM) the supervisor verifies an https ``server_url`` with (None: the system's)."""
 
 
 class SupervisorResult(_Model):

@@ -62,6 +62,7 @@ from trainforge.runtime.layout import (
     input_mode,
     resource_config,
 )
+from trainforge.runtime.objects import code_storage_environment, job_object_store
 from trainforge.runtime.packaging import publish_artifacts
 from trainforge.runtime.process import ChildProcess
 from trainforge.runtime.publish import publish_tree
@@ -75,7 +76,7 @@ from trainforge.spec.images import job_image
 from trainforge.spec.job import CreateTrainingJobRequest, parse_create_request
 from trainforge.spec.status import TERMINAL
 from trainforge.spec.status import SecondaryStatus as S
-from trainforge.storage import ObjectStore, aws_environment, open_store
+from trainforge.storage import ObjectStore
 
 log = logging.getLogger("trainforge.supervisor")
 
@@ -263,7 +264,7 @@ class Supervisor:
             build_tree(self.paths, spec, self.cfg.host, self.cfg.hosts)
             plan = self._plan(spec)
             try:
-                store = open_store(self.cfg.storage)
+                store = job_object_store(self.cfg)
             except TrainforgeError as exc:
                 raise internal_error(f"cannot open the object store: {exc.message}") from None
             self._status(S.DOWNLOADING, MSG_DOWNLOADING)
@@ -398,7 +399,7 @@ class Supervisor:
             }
         )
         # On S3 storage the code's AWS tools reach the job's object store, as a SageMaker job's reach S3.
-        env.update(aws_environment(self.cfg.storage))
+        env.update(code_storage_environment(self.cfg))
         if self.cfg.gpu_ids is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in self.cfg.gpu_ids)
         rendezvous = rendezvous_env(

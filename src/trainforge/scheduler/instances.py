@@ -145,12 +145,13 @@ def detect_gpus() -> int:
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
-def this_machine(*, cpus: int | None = None, gpus: int | None = None) -> Machine:
-    """This node's resources; ``cpus``/``gpus`` override detection (settings ``local_cpus``/``local_gpus``)."""
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+def this_machine(*, cpus: int | None = None, gpus: int | None = None, memory_gib: float | None = None) -> Machine:
+    """This node's resources; ``cpus``/``gpus``/``memory_gib`` override detection (settings ``local_cpus``,
+    ``local_gpus``, ``local_memory_gib``)."""
+    mem = memory_gib or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return Machine(
         cpus=cpus or os.cpu_count() or 1,
-        memory_gib=round(mem, 1),
+        memory_gib=round(mem, 3),
         gpus=detect_gpus() if gpus is None else gpus,
     )
 
@@ -205,3 +206,8 @@ def place(instance: InstanceType, machine: Machine) -> Placement:
             f"{machine.memory_gib:g} GiB: the job runs capped to this machine."
         )
     return Placement(instance, min(instance.vcpus, machine.cpus), notice)
+
+
+def memory_limit_gib(instance: InstanceType, machine: Machine) -> float:
+    """The memory one host of ``instance`` may use here: the type's, capped to the machine's."""
+    return min(instance.memory_gib, machine.memory_gib)

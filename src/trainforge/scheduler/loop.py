@@ -19,7 +19,7 @@ from typing import Any
 from trainforge.backends.base import Backend, LaunchRequest
 from trainforge.errors import CapacityError, ConflictError, TrainforgeError
 from trainforge.scheduler.gpus import allocate, gpus_needed, held_gpus, image_accelerator
-from trainforge.scheduler.instances import Machine, Placement, lookup, place
+from trainforge.scheduler.instances import Machine, Placement, lookup, memory_limit_gib, place
 from trainforge.service.agent import hash_token
 from trainforge.service.remote_keys import job_key
 from trainforge.settings import Settings
@@ -251,6 +251,8 @@ class Scheduler:
             env_reuse_server=self.settings.env_reuse_server,
             gpu_ids=gpu_ids,
             remote_function_key=job_key(self.remote_secret, job.name) if self.remote_secret else None,
+            sandbox=self.settings.sandbox,
+            memory_limit_gib=memory_limit_gib(placement.instance, self.machine),
         )
         try:
             handle = self.backend.launch(request)

@@ -69,7 +69,7 @@ def create_app(
     token = settings.token or ensure_token(settings.token_path)
     remote_secret = ensure_secret(settings.resolved_home / "remote_function.secret")
     store = open_job_store(settings.effective_database_url)
-    machine = this_machine(cpus=settings.local_cpus, gpus=settings.local_gpus)
+    machine = this_machine(cpus=settings.local_cpus, gpus=settings.local_gpus, memory_gib=settings.local_memory_gib)
     backend = open_backend(settings, machine)
     jobs = JobService(store=store, settings=settings, machine=machine, backend=backend)
     scheduler = Scheduler(

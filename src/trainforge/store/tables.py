@@ -44,7 +44,10 @@ jobs = Table(
     Column("backend_handle", Text, nullable=True),
     Column("agent_token_hash", String(128), nullable=True),
     Column("heartbeat_time", Float, nullable=True),
+    Column("created_by", String(64), nullable=True),  # the owner's user name (NULL: made before users existed)
+    Column("role_json", Text, nullable=True),  # the role resolved at submit: {"name", "read": [...], "write": [...]}
     Index("ix_training_jobs_status", "status"),
+    Index("ix_training_jobs_created_by", "created_by"),
     Index("ix_training_jobs_creation_time", "creation_time"),
 )
 
@@ -100,4 +103,63 @@ job_hosts = Table(
     Column("message", Text, nullable=True),
     Column("failure_reason", Text, nullable=True),
     Column("updated_time", Float, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("admin", Integer, nullable=False, default=0),
+    Column("disabled", Integer, nullable=False, default=0),
+    Column("default_role", String(64), nullable=True),
+    Column("created_time", Float, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("token_id", String(32), nullable=False, unique=True),  # the public part shown by `tokens list`
+    Column("user_id", _Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("secret_hash", String(128), nullable=False),  # SHA-256 of the token; the token itself is never stored
+    Column("description", String(255), nullable=True),
+    Column("created_time", Float, nullable=False),
+    Column("expires_time", Float, nullable=True),
+    Column("revoked_time", Float, nullable=True),
+    Column("last_used_time", Float, nullable=True),
+    Index("ix_api_tokens_user", "user_id"),
+)
+
+roles = Table(
+    "roles",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("read_prefixes", Text, nullable=False),  # JSON list of s3:// prefixes
+    Column("write_prefixes", Text, nullable=False),  # JSON list of s3:// prefixes
+    Column("description", Text, nullable=True),
+    Column("created_time", Float, nullable=False),
+)
+
+role_grants = Table(
+    "role_grants",
+    metadata,
+    Column("role_id", _Id, ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", _Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("created_time", Float, nullable=False),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("time", Float, nullable=False),
+    Column("user_name", String(64), nullable=True),
+    Column("action", String(64), nullable=False),  # e.g. CreateTrainingJob, StopTrainingJob, CreateUser
+    Column("target", String(255), nullable=True),  # the job (or user, token, role) acted on
+    Column("source", String(255), nullable=True),  # the client's address
+    Column("outcome", String(16), nullable=False),  # "ok" or the HTTP status of a refusal
+    Column("detail", Text, nullable=True),
+    Index("ix_audit_events_time", "time"),
 )

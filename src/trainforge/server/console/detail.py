@@ -100,8 +100,7 @@ def compare_page(store: JobStore, names: Sequence[str]) -> dict[str, Any]:
 
     def rows(table: dict[str, list[str | None]]) -> list[dict[str, Any]]:
         return [
-            {"key": key, "values": values, "differs": len(set(values)) > 1}
-            for key, values in sorted(table.items())
+            {"key": key, "values": values, "differs": len(set(values)) > 1} for key, values in sorted(table.items())
         ]
 
     metric_names, system_names = views.split_metric_names(list(all_names))

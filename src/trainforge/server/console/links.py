@@ -33,9 +33,7 @@ def _token(settings: Settings) -> str:
     except OSError:
         token = ""
     if not token:
-        raise AuthError(
-            f"no API token: set TRAINFORGE_TOKEN or create the server's token file ({settings.token_path})"
-        )
+        raise AuthError(f"no API token: set TRAINFORGE_TOKEN or create the server's token file ({settings.token_path})")
     return token
 
 

@@ -43,8 +43,7 @@ router = APIRouter(include_in_schema=False)
 NOTICES = {"stop-requested": "Stop requested: the job's code gets SIGTERM, then its artifacts are saved."}
 BAD_TOKEN = "That token is not valid for this server. It is in $TRAINFORGE_HOME/token on the server's machine."
 BAD_TICKET = (
-    "This sign-in link has expired or was already used. Run 'trainforge console' for a new one, "
-    "or paste the API token."
+    "This sign-in link has expired or was already used. Run 'trainforge console' for a new one, or paste the API token."
 )
 STALE_FORM = "This form has expired (you signed in again meanwhile). Reload the page and try again."
 
