@@ -62,6 +62,13 @@ class AuthError(TrainforgeError):
     http_status = 401
 
 
+class PermissionDeniedError(TrainforgeError):
+    """Valid credentials, but the user may not do this (e.g. an admin-only action, a role not granted)."""
+
+    code = "PermissionDenied"
+    http_status = 403
+
+
 class CapacityError(TrainforgeError):
     """The requested resources can never be provided by this deployment."""
 
@@ -120,6 +127,7 @@ _BY_CODE: dict[str, type[TrainforgeError]] = {
         NotFoundError,
         ConflictError,
         AuthError,
+        PermissionDeniedError,
         CapacityError,
         StorageError,
         BackendError,

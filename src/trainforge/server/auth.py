@@ -5,11 +5,12 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import Request
 
-from trainforge.errors import AuthError
+from trainforge.errors import AuthError, PermissionDeniedError
 
 
 def ensure_token(path: Path) -> str:
@@ -36,6 +37,31 @@ def bearer(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip()
+
+
+ADMIN_USER = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts for: a user name, and whether that user is an admin."""
+
+    user: str
+    admin: bool
+
+
+def current_user(request: Request) -> Principal:
+    """Dependency: the user the request's bearer token belongs to (401 otherwise)."""
+    require_user(request)
+    return Principal(user=ADMIN_USER, admin=True)
+
+
+def require_admin(request: Request) -> Principal:
+    """Dependency: the request's user, who must be an admin (403 otherwise)."""
+    principal = current_user(request)
+    if not principal.admin:
+        raise PermissionDeniedError(f"user {principal.user!r} is not an admin; ask an admin to do this")
+    return principal
 
 
 def require_user(request: Request) -> None:
