@@ -128,6 +128,22 @@ class TrainforgeClient:
                 f"server answered {method} {path} with a body that is not JSON: {response.text[:200]!r}"
             ) from None
 
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> Any:
+        """Send one request to ``path`` (e.g. ``/v1/users``) and return its decoded JSON body (``{}`` if empty).
+
+        For routes without a method of their own here (see :mod:`trainforge.admin_client`). Raises the
+        :mod:`trainforge.errors` class the server's error body names, or
+        :class:`~trainforge.errors.ServerUnavailableError` when the server cannot be reached.
+        """
+        return self._request(method, path, params=params, json_body=json_body)
+
     @staticmethod
     def _job_path(name: str, suffix: str = "") -> str:
         return f"/v1/training-jobs/{quote(name, safe='')}{suffix}"
