@@ -54,6 +54,10 @@ def remote(
     volume_size: int = 30,
     use_torchrun: bool = False,
     nproc_per_node: int | None = None,
+    s3_kms_key: str | None = None,
+    volume_kms_key: str | None = None,
+    encrypt_inter_container_traffic: bool = False,
+    enable_network_isolation: bool = False,
     sagemaker_session: Session | None = None,
 ) -> Callable[[F], F]: ...
 def remote(_func: Callable[..., Any] | None = None, /, **options: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import posixpath
 import re
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from trainforge.spec.names import name_from_base
 from trainforge.storage import parse_s3_uri, s3_join
 
 DEFAULT_IMAGE = "trainforge/python:current"
+CODE_CHANNEL = "code"
 TERMINAL = ("Completed", "Failed", "Stopped")
 
 
@@ -67,6 +69,14 @@ class JobSettings:
     volume_size: int = 30
     use_torchrun: bool = False
     nproc_per_node: int | None = None
+    s3_kms_key: str | None = None
+    """Encrypts what the job writes (``OutputDataConfig.KmsKeyId``)."""
+    volume_kms_key: str | None = None
+    """``ResourceConfig.VolumeKmsKeyId``."""
+    encrypt_inter_container_traffic: bool = False
+    """``EnableInterContainerTrafficEncryption``."""
+    enable_network_isolation: bool = False
+    """``EnableNetworkIsolation``: the function runs without network; its code arrives as channel ``code``."""
     sagemaker_session: Session | None = None
 
     def validate(self) -> None:
@@ -293,9 +303,18 @@ def _request(
     def channel(channel_name: str, uri: str) -> dict[str, Any]:
         return {"ChannelName": channel_name, "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri}}}
 
+    channels = [
+        channel("function", s3_join(base, "function") + "/"),
+        channel("arguments", s3_join(base, "arguments") + "/"),
+    ]
+    submit_directory = source_uri
+    if settings.enable_network_isolation:
+        # As SageMaker delivers code to an isolated container: an input channel, not a download by the code.
+        channels.append(channel(CODE_CHANNEL, source_uri))
+        submit_directory = f"/opt/ml/input/data/{CODE_CHANNEL}/{posixpath.basename(source_uri)}"
     hyperparameters = {
         "sagemaker_program": f'"{INVOKE_SCRIPT}"',
-        "sagemaker_submit_directory": f'"{source_uri}"',
+        "sagemaker_submit_directory": f'"{submit_directory}"',
     }
     resource: dict[str, Any] = {
         "InstanceType": settings.instance_type or "local",
@@ -309,10 +328,7 @@ def _request(
         "RoleArn": session.expand_role(role),
         "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File"},
         "HyperParameters": hyperparameters,
-        "InputDataConfig": [
-            channel("function", s3_join(base, "function") + "/"),
-            channel("arguments", s3_join(base, "arguments") + "/"),
-        ],
+        "InputDataConfig": channels,
         "OutputDataConfig": {"S3OutputPath": base},
         "ResourceConfig": resource,
         "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_runtime_in_seconds},
@@ -324,6 +340,14 @@ def _request(
         del request["Tags"]
     if checkpoint:
         request["CheckpointConfig"] = {"S3Uri": checkpoint, "LocalPath": "/opt/ml/checkpoints/"}
+    if settings.s3_kms_key:
+        request["OutputDataConfig"]["KmsKeyId"] = settings.s3_kms_key
+    if settings.volume_kms_key:
+        resource["VolumeKmsKeyId"] = settings.volume_kms_key
+    if settings.encrypt_inter_container_traffic:
+        request["EnableInterContainerTrafficEncryption"] = True
+    if settings.enable_network_isolation:
+        request["EnableNetworkIsolation"] = True
     return request
 
 
