@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     """The private key (PEM) of ``tls_cert``."""
     ca_bundle: Path | None = None
     """The CA certificate(s) (PEM) clients, the CLI and supervisors verify the server's certificate with."""
+    insecure: bool = False
+    """Serve plain http on a non-loopback ``host`` (``--insecure``). Off: such a server refuses to start without
+    ``tls_cert``/``tls_key``, since API tokens and job data would cross the network in clear text."""
     sandbox: Literal["auto", "off"] = "auto"
     """``auto``: user code runs in a bubblewrap sandbox where ``bwrap`` works (else unsandboxed, said in the job
     log); ``off``: never sandboxed."""
