@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.s3 import S3Server, free_port
 from trainforge.errors import NotFoundError, StorageError, ValidationError
-from trainforge.storage import LocalObjectStore, ObjectStore, open_store
+from trainforge.storage import KeyDirectory, LocalObjectStore, ObjectStore, open_store
 
 MiB = 1024 * 1024
 LARGE = 40 * MiB
@@ -38,10 +38,13 @@ def s3_store(server: S3Server, **overrides: Any) -> Any:
     return S3ObjectStore(settings=S3Settings(**values))
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "local-encrypted", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
     if request.param == "local":
         yield LocalObjectStore(tmp_path / "objects")
+        return
+    if request.param == "local-encrypted":  # every object written encrypted at rest; the contract is unchanged
+        yield LocalObjectStore(tmp_path / "objects", keyring=KeyDirectory(tmp_path / "kms")).with_encryption("k-1")
         return
     s3 = s3_store(request.getfixturevalue("s3_server"))
     s3.ensure_bucket("bkt")
@@ -271,3 +274,70 @@ def test_open_store_from_configs(s3_server: S3Server, tmp_path: Path, monkeypatc
         open_store(without).get_bytes("s3://bkt-config/k")
     with pytest.raises(ValidationError, match="unknown object store kind"):
         open_store({"kind": "ftp"})
+
+
+# -- encryption at rest: the local store's own format, S3's SSE-KMS ------------------------------------------
+
+
+def test_local_encrypted_objects_are_unreadable_on_disk_and_read_back_with_the_key(tmp_path: Path) -> None:
+    keys = KeyDirectory(tmp_path / "kms")
+    plain_store = LocalObjectStore(tmp_path / "objects", keyring=keys)
+    enc = plain_store.with_encryption("alias/team-a")
+    data = b"\x1f\x8b secret model bytes " * 1000
+    src = tmp_path / "m.bin"
+    src.write_bytes(data)
+    assert enc.put_file("s3://bkt/m/file", src).size == len(data)
+    enc.put_bytes("s3://bkt/m/bytes", data)
+    enc.put_stream("s3://bkt/m/stream", io.BufferedReader(_Unseekable(data)))
+    for key in ("file", "bytes", "stream"):
+        on_disk = (tmp_path / "objects" / "bkt" / "m" / key).read_bytes()
+        assert b"secret model bytes" not in on_disk and not on_disk.startswith(b"\x1f\x8b")
+        assert plain_store.get_bytes(f"s3://bkt/m/{key}") == data  # any store with the keyring reads it
+    assert plain_store.encryption_key_id("s3://bkt/m/file") == "alias/team-a"
+    assert [o.size for o in plain_store.list("s3://bkt/m/")] == [len(data)] * 3
+    plain_store.put_bytes("s3://bkt/m/plain", b"p")  # the plain store still writes plaintext
+    assert plain_store.encryption_key_id("s3://bkt/m/plain") is None
+    key_file = keys.path("alias/team-a")
+    assert key_file.stat().st_mode & 0o777 == 0o600 and len(list((tmp_path / "kms").iterdir())) == 1
+    without_keys = LocalObjectStore(tmp_path / "objects")
+    with pytest.raises(StorageError, match="alias/team-a"):
+        without_keys.get_bytes("s3://bkt/m/file")
+    with pytest.raises(StorageError, match="alias/team-a"):
+        without_keys.download_file("s3://bkt/m/file", tmp_path / "out")
+    other_server = LocalObjectStore(tmp_path / "objects", keyring=KeyDirectory(tmp_path / "other-kms"))
+    with pytest.raises(StorageError, match="not held by this server"):
+        other_server.get_bytes("s3://bkt/m/file")
+
+
+def test_local_encrypted_object_changed_on_disk_fails_to_read(tmp_path: Path) -> None:
+    keys = KeyDirectory(tmp_path / "kms")
+    enc = LocalObjectStore(tmp_path / "objects", keyring=keys).with_encryption("k")
+    enc.put_bytes("s3://bkt/x", b"a" * 5000)
+    path = tmp_path / "objects" / "bkt" / "x"
+    raw = bytearray(path.read_bytes())
+    raw[-20] ^= 1
+    path.chmod(0o644)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(StorageError, match="cannot decrypt"):
+        enc.get_bytes("s3://bkt/x")
+    with pytest.raises(StorageError):
+        b"".join(enc.read_chunks("s3://bkt/x"))
+
+
+def test_s3_with_encryption_puts_every_object_with_sse_kms(s3_server: S3Server, tmp_path: Path) -> None:
+    store = s3_store(s3_server)
+    store.ensure_bucket("bkt-sse")
+    enc = store.with_encryption("alias/trainforge-test")
+    data = os.urandom(LARGE // 2)  # above the multipart threshold: the multipart path carries it too
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    enc.put_file("s3://bkt-sse/big", src)
+    enc.put_bytes("s3://bkt-sse/small", b"x")
+    enc.put_stream("s3://bkt-sse/stream", io.BytesIO(b"y" * 100))
+    store.put_bytes("s3://bkt-sse/plain", b"z")
+    for key in ("big", "small", "stream"):
+        head = store.client.head_object(Bucket="bkt-sse", Key=key)
+        assert head["ServerSideEncryption"] == "aws:kms", key
+        assert head["SSEKMSKeyId"].endswith("alias/trainforge-test"), head["SSEKMSKeyId"]
+    assert "SSEKMSKeyId" not in store.client.head_object(Bucket="bkt-sse", Key="plain")
+    assert store.get_bytes("s3://bkt-sse/big") == data and store.get_bytes("s3://bkt-sse/small") == b"x"

@@ -8,10 +8,14 @@ from typing import Any
 
 from trainforge.errors import ValidationError
 from trainforge.storage.base import ObjectInfo, ObjectStore
+from trainforge.storage.encryption import CallbackKeyring, KeyDirectory, Keyring
 from trainforge.storage.local import LocalObjectStore
 from trainforge.storage.uri import S3Uri, check_key, parse_s3_uri, s3_join
 
 __all__ = [
+    "CallbackKeyring",
+    "KeyDirectory",
+    "Keyring",
     "LocalObjectStore",
     "ObjectInfo",
     "ObjectStore",
@@ -24,8 +28,11 @@ __all__ = [
 ]
 
 
-def open_store(config: Mapping[str, Any]) -> ObjectStore:
+def open_store(config: Mapping[str, Any], *, keyring: Keyring | None = None) -> ObjectStore:
     """The object store a server's storage config describes.
+
+    ``keyring`` gives the local store the data keys of objects encrypted at rest (see
+    :mod:`trainforge.storage.encryption`); S3 decrypts server-side and needs none.
 
     ``{"kind": "local", "root": "/path"}``: the folder store. ``{"kind": "s3", "endpoint_url", "region",
     "addressing_style"[, "credentials": {"access_key_id", "secret_access_key", "session_token"}]}``: an
@@ -37,7 +44,7 @@ def open_store(config: Mapping[str, Any]) -> ObjectStore:
     """
     kind = config.get("kind", "local")
     if kind == "local":
-        return LocalObjectStore(Path(str(config["root"])))
+        return LocalObjectStore(Path(str(config["root"])), keyring=keyring)
     if kind == "s3":
         try:
             from trainforge.storage.s3 import S3ObjectStore

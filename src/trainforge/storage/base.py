@@ -32,6 +32,11 @@ class ObjectStore(Protocol):
     not exist; the local store's buckets are folders made by the first put (a bucket never written lists empty).
     """
 
+    def with_encryption(self, key_id: str) -> ObjectStore:
+        """This store, writing every object encrypted at rest under the key ``key_id`` (S3: SSE-KMS; the local
+        store: AES-GCM with a data key the server keeps). Reads of encrypted objects stay transparent."""
+        ...
+
     def ensure_bucket(self, bucket: str) -> None:
         """Create ``bucket`` when it does not exist (idempotent)."""
         ...

@@ -60,11 +60,25 @@ class S3ObjectStore:
     use and shared by threads.
     """
 
-    def __init__(self, *, settings: S3Settings | None = None) -> None:
+    def __init__(self, *, settings: S3Settings | None = None, sse_kms_key_id: str | None = None) -> None:
         self.settings = settings or S3Settings.from_env()
+        self.sse_kms_key_id = sse_kms_key_id
         self._lock = threading.RLock()
         self._session: boto3.session.Session | None = None
         self._client: Any = None
+
+    def with_encryption(self, key_id: str) -> S3ObjectStore:
+        """This store, asking S3 to encrypt every object it writes with SSE-KMS under ``key_id``
+        (``ServerSideEncryption=aws:kms``, ``SSEKMSKeyId``); reads are unchanged (S3 decrypts)."""
+        other = S3ObjectStore(settings=self.settings, sse_kms_key_id=key_id)
+        with self._lock:
+            other._session, other._client = self._session, self._client
+        return other
+
+    def _put_args(self) -> dict[str, str]:
+        if self.sse_kms_key_id is None:
+            return {}
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.sse_kms_key_id}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> S3ObjectStore:
@@ -226,7 +240,7 @@ class S3ObjectStore:
     def _upload(self, parsed: S3Uri, uri: str, source: str | BinaryIO) -> None:
         try:
             with self._transfer() as manager:
-                manager.upload(source, parsed.bucket, parsed.key).result()
+                manager.upload(source, parsed.bucket, parsed.key, extra_args=self._put_args() or None).result()
         except Exception as exc:
             raise self._error(exc, "store", uri) from None
 
@@ -250,7 +264,7 @@ class S3ObjectStore:
             self._upload(parsed, uri, io.BytesIO(data))
         else:
             try:
-                self.client.put_object(Bucket=parsed.bucket, Key=parsed.key, Body=data)
+                self.client.put_object(Bucket=parsed.bucket, Key=parsed.key, Body=data, **self._put_args())
             except Exception as exc:
                 raise self._error(exc, "store", uri) from None
         return ObjectInfo(parsed.bucket, parsed.key, len(data), time.time())
