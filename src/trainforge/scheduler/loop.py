@@ -20,6 +20,7 @@ from trainforge.backends.base import Backend, LaunchRequest
 from trainforge.errors import CapacityError, ConflictError, TrainforgeError
 from trainforge.scheduler.gpus import allocate, gpus_needed, held_gpus, image_accelerator
 from trainforge.scheduler.instances import Machine, Placement, lookup, memory_limit_gib, place
+from trainforge.server.tls import supervisor_ca_pem
 from trainforge.service.agent import hash_token
 from trainforge.service.remote_keys import job_key
 from trainforge.settings import Settings
@@ -253,6 +254,7 @@ class Scheduler:
             remote_function_key=job_key(self.remote_secret, job.name) if self.remote_secret else None,
             sandbox=self.settings.sandbox,
             memory_limit_gib=memory_limit_gib(placement.instance, self.machine),
+            ca_bundle_pem=supervisor_ca_pem(self.settings),
         )
         try:
             handle = self.backend.launch(request)
