@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 from trainforge.runtime.agent import AgentClient, ReplyKind, ServerLocator
 from trainforge.runtime.launch import InstanceInfo, SupervisorConfig, read_result, write_config
 from trainforge.runtime.reporter import Reporter
+from trainforge.runtime.sandbox import probe
 from trainforge.spec.status import PRIMARY_OF, SecondaryStatus, can_transition, is_terminal
 from trainforge.storage import LocalObjectStore
 
@@ -276,7 +277,15 @@ class Launcher:
     def root(self, name: str) -> Path:
         return self.tmp / "jobs" / name
 
-    def start(self, spec: dict[str, Any], *, grace: float = 5.0, notice: str | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self,
+        spec: dict[str, Any],
+        *,
+        grace: float = 5.0,
+        notice: str | None = None,
+        sandbox: Literal["auto", "off"] = "auto",
+        memory_gib: float | None = None,
+    ) -> subprocess.Popen[bytes]:
         name = spec["TrainingJobName"]
         self.server.add_job(name)
         cfg = SupervisorConfig(
@@ -290,6 +299,8 @@ class Launcher:
             stop_grace_seconds=grace,
             instance=InstanceInfo(type="ml.m5.large", vcpus=2, memory_gib=8, gpus=0, effective_vcpus=2, notice=notice),
             python=sys.executable,
+            sandbox=sandbox,
+            memory_limit_gib=memory_gib,
         )
         path = write_config(self.root(name), cfg)
         log = open(self.root(name) / "supervisor.log", "wb")  # noqa: SIM115 - owned by the child
@@ -347,13 +358,14 @@ def test_successful_job(launcher: Launcher, monkeypatch: pytest.MonkeyPatch) -> 
     }
     channels = [{"ChannelName": "train", "DataSource": {"S3DataSource": {"S3Uri": "s3://bkt/data/train"}}}]
     spec = make_spec("ok-job", hps, InputDataConfig=channels, Environment={"CUSTOM": "yes"})
-    job = launcher.run(spec, notice="note: ml.m5.large runs capped here")
+    job = launcher.run(spec, notice="note: ml.m5.large runs capped here", sandbox="off")
 
     assert statuses(job) == ["Starting", "Downloading", "Training", "Uploading", "Completed"]
     assert job.transitions[2][1] == "Training image download completed. Training in progress."
     root = launcher.root("ok-job").resolve()
     messages = launcher.server.messages("ok-job")
-    assert messages[0] == "note: ml.m5.large runs capped here"
+    assert messages[0].startswith("[trainforge] sandbox: off (TRAINFORGE_SANDBOX=off); the code runs unsandboxed")
+    assert messages[1] == "note: ml.m5.large runs capped here"
     assert 'args ["--epochs", "10", "--name", "abc"]' in messages
     assert f"SM_CHANNEL_TRAIN {root}/opt/ml/input/data/train" in messages
     assert "SM_NUM_CPUS 2" in messages and "SM_HP_EPOCHS 10" in messages
@@ -442,10 +454,74 @@ def test_shell_entry_point_and_container_entrypoint(launcher: Launcher, tmp_path
         "ContainerEntrypoint": ["python3", "-c"],
         "ContainerArguments": ["import os, sys; print('ce', os.getcwd(), sys.argv[1:])", "/opt/ml/model"],
     }
-    job = launcher.run(make_spec("ce-job", {}, AlgorithmSpecification=algo))
+    job = launcher.run(make_spec("ce-job", {}, AlgorithmSpecification=algo), sandbox="off")
     assert statuses(job)[-1] == "Completed"
     root = launcher.root("ce-job").resolve()
     assert f"ce {root}/opt/ml/code ['{root}/opt/ml/model']" in launcher.server.messages("ce-job")
+    # in the sandbox the code sees SageMaker's own paths, unmapped
+    job = launcher.run(make_spec("ce-sbx", {}, AlgorithmSpecification=algo))
+    assert statuses(job)[-1] == "Completed"
+    if probe().available:
+        assert "ce /opt/ml/code ['/opt/ml/model']" in launcher.server.messages("ce-sbx")
+
+
+SANDBOXED_PY = """
+import json, os
+print("paths", os.environ["SM_CHANNEL_TRAIN"], os.environ["SM_MODEL_DIR"], os.getcwd())
+print("inode", os.stat("/opt/ml/input/data/train/data.csv").st_ino)
+try:
+    open("/opt/ml/input/data/train/data.csv", "w").write("scribbled")
+    print("wrote the channel")
+except OSError as exc:
+    print("channel write refused", exc.errno)
+open("/opt/ml/model/hard.txt", "w").write("hard-coded path")
+print("tmp", sorted(os.listdir("/tmp")))
+print("config", json.load(open("/opt/ml/input/config/resourceconfig.json"))["current_host"])
+print("home visible", os.path.exists(os.environ["STORE_ROOT"]))
+"""
+
+
+@pytest.mark.skipif(not probe().available, reason=f"bubblewrap does not work here: {probe().reason}")
+def test_sandboxed_job_sees_opt_ml_and_read_only_channels(launcher: Launcher) -> None:
+    store = launcher.store
+    store.put_bytes("s3://bkt/data/train/data.csv", b"1,2,3\n")
+    source = upload_source(store, "sbx-job", {"train.py": SANDBOXED_PY})
+    hps = {"sagemaker_program": '"train.py"', "sagemaker_submit_directory": json.dumps(source)}
+    channels = [{"ChannelName": "train", "DataSource": {"S3DataSource": {"S3Uri": "s3://bkt/data/train/"}}}]
+    env = {"STORE_ROOT": str(store.root)}
+    job = launcher.run(make_spec("sbx-job", hps, InputDataConfig=channels, Environment=env), memory_gib=1)
+
+    assert statuses(job)[-1] == "Completed", job.transitions
+    messages = launcher.server.messages("sbx-job")
+    assert messages[0].startswith("[trainforge] sandbox: bubblewrap (mount, pid, ipc namespaces; network: host)")
+    assert "memory limit 1 GiB" in messages[0]
+    assert "Channel 'train': 1 file(s), 6 bytes, bound read-only (no copy)" in messages
+    assert "paths /opt/ml/input/data/train /opt/ml/model /opt/ml/code" in messages
+    stored = store.root / "bkt/data/train/data.csv"
+    assert f"inode {stored.stat().st_ino}" in messages  # the store's own file: nothing was copied
+    assert "channel write refused 30" in messages  # EROFS
+    assert store.get_bytes("s3://bkt/data/train/data.csv") == b"1,2,3\n"
+    assert "tmp []" in messages and "config algo-1" in messages and "home visible False" in messages
+    archive = launcher.tmp / "sbx.tar.gz"
+    store.download_file("s3://bkt/out/sbx-job/output/model.tar.gz", archive)
+    with tarfile.open(archive) as tar:
+        assert tar.getnames() == ["hard.txt"]
+
+
+@pytest.mark.skipif(not probe().available, reason=f"bubblewrap does not work here: {probe().reason}")
+def test_sandboxed_stop_gives_the_code_its_grace_period(launcher: Launcher) -> None:
+    source = upload_source(launcher.store, "sbx-stop", {"train.py": STOPPABLE})
+    hps = {"sagemaker_program": '"train.py"', "sagemaker_submit_directory": json.dumps(source)}
+    proc = launcher.start(make_spec("sbx-stop", hps))
+    wait_for(lambda: "training" in launcher.server.messages("sbx-stop"))
+    launcher.server.request_stop("sbx-stop")
+    assert proc.wait(timeout=60) == 0
+    assert statuses(launcher.server.jobs["sbx-stop"])[-2:] == ["Stopping", "Stopped"]
+    assert "got SIGTERM, saving" in launcher.server.messages("sbx-stop")
+    archive = launcher.tmp / "sbx-stop.tar.gz"
+    launcher.store.download_file("s3://bkt/out/sbx-stop/output/model.tar.gz", archive)
+    with tarfile.open(archive) as tar:
+        assert tar.getnames() == ["partial.txt"]
 
 
 STOPPABLE = """

@@ -1,7 +1,9 @@
 """Staging input channels into ``opt/ml/input/data/<channel>`` (File mode; FastFile is staged the same way).
 
-Data always arrives as **copies** (never hard links): the job runs as the same user as the object store,
-so a link would let the job change a stored object. Sources:
+Staged data arrives as **copies** (never hard links): the job runs as the same user as the object store,
+so a link would let the job change a stored object. In the sandbox, a channel that is exactly one directory of
+the local object store is not copied at all: :func:`bindable_channel` finds that directory and the sandbox
+binds it read-only at the channel's path (zero-copy). Sources:
 
 - ``s3://bucket/prefix`` in the object store: every object whose key starts with the prefix. The path of an
   object under the channel directory is its key after the prefix; for a prefix without a trailing ``/``,
@@ -21,7 +23,7 @@ import json
 import os
 import posixpath
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -29,6 +31,8 @@ from trainforge.errors import TrainforgeError
 from trainforge.runtime.failure import JobFailed, client_error
 from trainforge.spec.job import ChannelSpec
 from trainforge.storage import ObjectStore, parse_s3_uri
+
+BIND_MODES = frozenset({"File", "FastFile"})
 
 
 @dataclass(frozen=True)
@@ -42,11 +46,13 @@ class SourceObject:
 
 @dataclass(frozen=True)
 class StagedChannel:
-    """What was staged for one channel on this host."""
+    """What was staged for one channel on this host; ``bound`` is the store directory the sandbox binds
+    read-only in place of a copy (None: the files were copied into the channel directory)."""
 
     name: str
     files: int
     bytes: int
+    bound: Path | None = None
 
 
 def relative_key(prefix: str, key: str) -> str:
@@ -191,3 +197,67 @@ def stage_channel(
     except OSError as exc:
         raise client_error(f"channel '{name}': could not stage {uri}: {exc}") from None
     return StagedChannel(name, files, size)
+
+
+def _encryption_magic() -> bytes | None:
+    """The header every encrypted local-store object starts with (None: unknown, so nothing is bound)."""
+    try:
+        from trainforge.storage.encryption import MAGIC
+    except ImportError:
+        return None
+    return MAGIC
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(magic)) == magic
+    except OSError:
+        return True  # unreadable: not bound (the copy path reports it)
+
+
+def bindable_channel(
+    store: ObjectStore,
+    storage: Mapping[str, object],
+    channel: ChannelSpec,
+    *,
+    host_count: int,
+    input_mode: str,
+) -> StagedChannel | None:
+    """The channel as a read-only bind of one local-store directory, when that gives the code exactly the files a
+    copy would; else None (the caller copies with :func:`stage_channel`).
+
+    Bound only for an ``S3Prefix`` channel of the local store in ``File`` or ``FastFile`` mode, not sharded over
+    several hosts, whose every listed object (listed through ``store``, so the job's role applies) is the file
+    ``<directory>/<its channel-relative path>`` and is not encrypted at rest. Nothing is read but the listing and
+    the first bytes of each file.
+    """
+    source = channel.DataSource.S3DataSource
+    if storage.get("kind", "local") != "local" or source is None:
+        return None
+    if source.S3DataType != "S3Prefix" or input_mode not in BIND_MODES or not source.S3Uri.startswith("s3://"):
+        return None
+    if source.S3DataDistributionType == "ShardedByS3Key" and host_count > 1:
+        return None
+    magic = _encryption_magic()
+    if magic is None:
+        return None
+    try:
+        parsed = parse_s3_uri(source.S3Uri, field="S3Uri")
+        root = Path(str(storage["root"])).resolve() / parsed.bucket
+        directory = (root / parsed.key).resolve()
+        if not directory.is_dir() or not directory.is_relative_to(root):
+            return None
+        objects = list_store_objects(store, source.S3Uri)
+    except (TrainforgeError, OSError, KeyError):
+        return None  # the copy path reports the problem in its own words
+    if not objects:
+        return None
+    size = 0
+    for obj in objects:
+        key = parse_s3_uri(obj.source, field="S3Uri").key
+        path = directory / obj.relative
+        if ".." in PurePosixPath(obj.relative).parts or path != root / key or _starts_with(path, magic):
+            return None
+        size += obj.size
+    return StagedChannel(channel.ChannelName, len(objects), size, bound=directory)

@@ -2,7 +2,8 @@
 
 Prefixes follow SageMaker: ``AlgorithmError:`` for the user's code (non-zero exit, failure file, install
 errors), ``ClientError:`` for a bad request found on the node (missing data, bad source archive),
-``InternalServerError:`` for trainforge's own faults. Every reason is at most
+``InternalServerError:`` for trainforge's own faults, ``OutOfMemoryError:`` for code killed at its memory limit.
+Every reason is at most
 :data:`~trainforge.spec.contract.FAILURE_REASON_MAX` characters.
 """
 
@@ -20,6 +21,10 @@ from trainforge.spec.contract import FAILURE_REASON_MAX
 ALGORITHM_ERROR = "AlgorithmError: "
 CLIENT_ERROR = "ClientError: "
 INTERNAL_ERROR = "InternalServerError: "
+OUT_OF_MEMORY_ERROR = "OutOfMemoryError: "
+OUT_OF_MEMORY_ADVICE = (
+    "Please use an instance type with more memory, or reduce the size of job data processed on an instance"
+)
 ERROR_MESSAGE_LINES = 20
 
 
@@ -53,6 +58,12 @@ def internal_error(message: str) -> JobFailed:
 def algorithm_error(message: str) -> JobFailed:
     """An ``AlgorithmError: <message>`` failure."""
     return JobFailed(ALGORITHM_ERROR + message)
+
+
+def out_of_memory_reason(detail: str) -> str:
+    """SageMaker's ``OutOfMemoryError: Please use an instance type with more memory, ...`` followed by
+    ``detail`` (what the limit was and how it is enforced here)."""
+    return truncate(f"{OUT_OF_MEMORY_ERROR}{OUT_OF_MEMORY_ADVICE} ({detail})")
 
 
 def _exception_names() -> frozenset[str]:

@@ -83,6 +83,11 @@ class JobPaths:
         return self.root / "tmp"
 
     @property
+    def sandbox_tmp(self) -> Path:
+        """The sandboxed code's private ``/tmp``."""
+        return self.root / "sandbox-tmp"
+
+    @property
     def job_log(self) -> Path:
         """Every line of the job's output, mirrored as it is forwarded."""
         return self.root / "job.log"
@@ -185,15 +190,24 @@ def checkpoint_local_path(spec: CreateTrainingJobRequest, paths: JobPaths) -> Pa
     return Path(mapped)
 
 
+def checkpoint_container_path(spec: CreateTrainingJobRequest) -> str:
+    """Where the sandboxed code sees its checkpoints: ``CheckpointConfig.LocalPath`` or ``/opt/ml/checkpoints``."""
+    local = spec.CheckpointConfig.LocalPath if spec.CheckpointConfig else None
+    return local or CONTAINER_OPT_ML + "/checkpoints"
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
 
 
-def build_tree(paths: JobPaths, spec: CreateTrainingJobRequest, host: str, hosts: list[str]) -> None:
+def build_tree(
+    paths: JobPaths, spec: CreateTrainingJobRequest, host: str, hosts: list[str], *, sandboxed: bool = False
+) -> None:
     """Create the ``opt/ml`` tree (one empty directory per channel) and write the config files.
 
     ``hyperparameters.json`` is the stored ``HyperParameters`` map exactly (``{}`` when there is none);
-    ``checkpointconfig.json`` is written only when the job has a ``CheckpointConfig``.
+    ``checkpointconfig.json`` is written only when the job has a ``CheckpointConfig``; its ``LocalPath`` is the
+    path the code sees (the container path when ``sandboxed``, else the host path).
     """
     for directory in (
         paths.input_config,
@@ -204,6 +218,7 @@ def build_tree(paths: JobPaths, spec: CreateTrainingJobRequest, host: str, hosts
         paths.output_intermediate,
         paths.checkpoints,
         paths.tmp,
+        *([paths.sandbox_tmp] if sandboxed else []),
     ):
         directory.mkdir(parents=True, exist_ok=True)
     for channel in spec.InputDataConfig or []:
@@ -216,5 +231,8 @@ def build_tree(paths: JobPaths, spec: CreateTrainingJobRequest, host: str, hosts
         local.mkdir(parents=True, exist_ok=True)
         _write_json(
             paths.root / contract.CHECKPOINT_CONFIG_FILE,
-            {"LocalPath": str(local), "S3Uri": spec.CheckpointConfig.S3Uri},
+            {
+                "LocalPath": checkpoint_container_path(spec) if sandboxed else str(local),
+                "S3Uri": spec.CheckpointConfig.S3Uri,
+            },
         )

@@ -4,6 +4,10 @@ The child starts with ``process_group=0``, so signals go to everything it spawne
 stdout and stderr and hand each line (decoded as UTF-8 with replacement, without the trailing newline;
 lines longer than :data:`MAX_LINE_BYTES` are split) to a callback. Stopping is SIGTERM to the group, a
 grace period, then SIGKILL to the group.
+
+With ``spare_leader`` (the command is a sandbox launcher such as ``bwrap``, which would die of SIGTERM and take
+the sandbox with it at once) SIGTERM goes to every member of the group but the leader, so the job's own
+processes get their grace period; SIGKILL still goes to the whole group.
 """
 
 from __future__ import annotations
@@ -25,6 +29,22 @@ LineSink = Callable[[str, str], None]
 """Called as ``sink(stream, line)`` with stream ``"stdout"`` or ``"stderr"``, from a reader thread."""
 
 
+def group_members(pgid: int) -> list[int]:
+    """Pids of the live processes in process group ``pgid`` (from ``/proc``)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()  # state ppid pgrp ...
+        if len(fields) > 2 and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            pids.append(int(entry.name))
+    return pids
+
+
 def _decode(raw: bytes) -> str:
     if raw.endswith(b"\n"):
         raw = raw[:-1]
@@ -36,8 +56,11 @@ def _decode(raw: bytes) -> str:
 class ChildProcess:
     """One command run in its own process group with its output forwarded line by line."""
 
-    def __init__(self, cmd: list[str], *, cwd: Path, env: Mapping[str, str], sink: LineSink) -> None:
+    def __init__(
+        self, cmd: list[str], *, cwd: Path, env: Mapping[str, str], sink: LineSink, spare_leader: bool = False
+    ) -> None:
         self.cmd = list(cmd)
+        self._spare_leader = spare_leader
         self._cwd = cwd
         self._env = dict(env)
         self._sink = sink
@@ -91,6 +114,12 @@ class ChildProcess:
     def signal_group(self, signum: int) -> None:
         """Send ``signum`` to the child's process group (nothing if it is already gone)."""
         if self._proc is None:
+            return
+        if self._spare_leader and signum != signal.SIGKILL:
+            for pid in group_members(self._proc.pid):
+                if pid != self._proc.pid:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signum)
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._proc.pid, signum)

@@ -13,6 +13,12 @@ Started by a backend as ``python -m trainforge.runtime.supervisor <root>/supervi
 4. ``Uploading`` -> ``Completed`` on exit code 0; ``Failed`` with an ``AlgorithmError`` otherwise (the model
    directory is still uploaded, best effort).
 
+The user code runs in a bubblewrap sandbox where one works and ``TRAINFORGE_SANDBOX`` is not ``off``
+(:mod:`trainforge.runtime.sandbox`: it sees SageMaker's own ``/opt/ml`` paths, its channels read-only, no view
+of the server's home; with ``EnableNetworkIsolation`` no network), and under the memory and CPU limits of its
+instance type (:mod:`trainforge.runtime.limits`), sandboxed or not; the job log's first line says which. A job
+whose code the kernel killed at its memory limit ends ``Failed`` with ``OutOfMemoryError: ...``.
+
 A stop (``stop_requested`` from the server, SIGTERM, or ``MaxRuntimeInSeconds`` counted from the
 supervisor's start) sends SIGTERM to the job's process group, waits ``stop_grace_seconds``, sends SIGKILL,
 uploads the model directory (when the user code had started) and reports ``Stopped`` (or ``Stopping``
@@ -39,7 +45,7 @@ from trainforge.errors import TrainforgeError, ValidationError
 from trainforge.runtime import checkpoints, toolkit, warm
 from trainforge.runtime.agent import AgentClient, ReplyKind, ServerLocator
 from trainforge.runtime.builtin import algorithm_command, image_pythonpath
-from trainforge.runtime.channels import stage_channel
+from trainforge.runtime.channels import bindable_channel, stage_channel
 from trainforge.runtime.distributed import rendezvous_env, torchrun_enabled, torchrun_launch
 from trainforge.runtime.envcache import prepare_environment
 from trainforge.runtime.failure import (
@@ -49,24 +55,29 @@ from trainforge.runtime.failure import (
     execute_error_reason,
     failure_file_reason,
     internal_error,
+    out_of_memory_reason,
     truncate,
 )
 from trainforge.runtime.hostnames import HOSTNAMES_DIR
 from trainforge.runtime.hostparts import leader, merge_parts, upload_parts
 from trainforge.runtime.launch import SupervisorConfig, SupervisorResult, read_config, write_result
 from trainforge.runtime.layout import (
+    CONTAINER_OPT_ML,
     JobPaths,
     build_tree,
+    checkpoint_container_path,
     checkpoint_local_path,
     input_data_config,
     input_mode,
     resource_config,
 )
+from trainforge.runtime.limits import Limits, format_gib, rlimit_limits, select_limits
 from trainforge.runtime.objects import code_storage_environment, job_object_store
 from trainforge.runtime.packaging import publish_artifacts
 from trainforge.runtime.process import ChildProcess
 from trainforge.runtime.publish import publish_tree
 from trainforge.runtime.reporter import Reporter
+from trainforge.runtime.sandbox import Probe, SandboxSpec, describe, nvidia_devices, probe, sandboxed
 from trainforge.runtime.sourcecode import fetch_source
 from trainforge.runtime.stopping import StopReason, StopRequested, StopSignal
 from trainforge.runtime.sysmetrics import SystemMetricsSampler, job_gpus
@@ -127,6 +138,10 @@ class Supervisor:
         self._server_status: str | None = None
         self._stopping_reported = False
         self._child_started = False
+        self._sandbox: Probe = Probe(None, "not probed")
+        self._isolated = False
+        self._limits: Limits | None = None
+        self._bound: dict[str, Path] = {}  # channel -> store directory bound read-only in place of a copy
         locator = ServerLocator(cfg.server_url, cfg.server_file)
         self._client = AgentClient(locator=locator, token=cfg.agent_token, job_name=cfg.job_name, host=cfg.host)
         self._hb_client = AgentClient(locator=locator, token=cfg.agent_token, job_name=cfg.job_name, host=cfg.host)
@@ -253,6 +268,15 @@ class Supervisor:
         except ValidationError as exc:
             return Outcome(S.FAILED, MSG_FAILED, truncate(f"InternalServerError: stored job spec: {exc.message}"))
         self.stop.set_deadline(float(spec.StoppingCondition.MaxRuntimeInSeconds))
+        self._isolated = bool(spec.EnableNetworkIsolation)
+        self._sandbox = probe() if self.cfg.sandbox == "auto" else Probe(None, "TRAINFORGE_SANDBOX=off")
+        self._limits = select_limits(
+            memory_gib=self.cfg.memory_limit_gib,
+            cpus=self.cfg.instance.effective_vcpus,
+            job_name=self.cfg.job_name,
+            host=self.cfg.host,
+        )
+        self.say(self._sandbox_line())
         if self.cfg.instance.notice:
             self.say(self.cfg.instance.notice)
         self._status(S.STARTING, MSG_STARTING)
@@ -261,7 +285,13 @@ class Supervisor:
             self.stop.check()
             if self.cfg.host not in self.cfg.hosts:
                 raise internal_error(f"host {self.cfg.host} is not one of the job's hosts {self.cfg.hosts}")
-            build_tree(self.paths, spec, self.cfg.host, self.cfg.hosts)
+            if self._isolated and not self._sandbox.available:
+                raise client_error(
+                    f"EnableNetworkIsolation needs the bubblewrap sandbox, which is not available here "
+                    f"({self._sandbox.reason}); install bubblewrap on the server (Debian: apt-get install bubblewrap) "
+                    "and leave TRAINFORGE_SANDBOX at auto, or run the job without network isolation"
+                )
+            build_tree(self.paths, spec, self.cfg.host, self.cfg.hosts, sandboxed=self.sandboxed)
             plan = self._plan(spec)
             try:
                 store = job_object_store(self.cfg)
@@ -274,12 +304,14 @@ class Supervisor:
             self.stop.check()
             cmd, env = self._command(spec, plan, python)
             self._status(S.TRAINING, MSG_TRAINING)
-            rc, stopped = self._run_child(cmd, env)
+            rc, stopped, oom = self._run_child(spec, cmd, env, python)
             if stopped or self.stop.is_set():
                 raise StopRequested(self.stop.reason or StopReason.USER)
             if rc == 0:
                 return self._complete(store, spec)
             self._upload_best_effort(store, spec, together=False)
+            if oom:
+                return Outcome(S.FAILED, MSG_FAILED, self._oom_reason())
             reason = failure_file_reason(self.paths.failure_file) or execute_error_reason(
                 rc, self.errors.message(), toolkit.format_command(cmd)
             )
@@ -289,10 +321,119 @@ class Supervisor:
         except JobFailed as failed:
             return Outcome(S.FAILED, MSG_FAILED, failed.reason)
 
+    # ----------------------------------------------------------------------------------- sandbox
+
+    @property
+    def sandboxed(self) -> bool:
+        """Whether the user code runs in the bubblewrap sandbox (decided at the start of the job)."""
+        return self._sandbox.available
+
+    def _sandbox_line(self) -> str:
+        """The job log's first line: the sandbox (or why there is none) and the limits."""
+        limits = self._limits.describe() if self._limits else "no limits"
+        if self.sandboxed:
+            spec = SandboxSpec(opt_ml=self.paths.opt_ml, tmp=self.paths.sandbox_tmp, network=not self._isolated)
+            return f"[trainforge] sandbox: {describe(spec)}; {limits}"
+        if self.cfg.sandbox == "off":
+            what = "off (TRAINFORGE_SANDBOX=off)"
+        else:
+            what = f"not available ({self._sandbox.reason})"
+        return (
+            f"[trainforge] sandbox: {what}; the code runs unsandboxed as the server's user, with its view of the "
+            f"file system and network (install bubblewrap to isolate it); {limits}"
+        )
+
+    @property
+    def code_opt_ml(self) -> Path:
+        """The ``opt/ml`` directory as the user code sees it: ``/opt/ml`` in the sandbox, else the host's."""
+        return Path(CONTAINER_OPT_ML) if self.sandboxed else self.paths.opt_ml
+
+    def _hidden_paths(self) -> list[Path]:
+        """What the sandboxed code must not see: the server's home (token, database), the jobs root (other jobs),
+        the object store, the node's home on Ray."""
+        hidden: set[Path] = {self.paths.root.parent.parent}
+        home = os.environ.get("TRAINFORGE_HOME")
+        if home:
+            hidden.add(Path(home).expanduser().resolve())
+        if self.cfg.storage.get("kind", "local") == "local" and self.cfg.storage.get("root"):
+            store_root = Path(str(self.cfg.storage["root"])).resolve()
+            hidden.add(store_root)
+            hidden.add(store_root.parent)  # the home the store lives in (token, trainforge.db, server.json)
+        if self.cfg.server_file:
+            server_dir = Path(self.cfg.server_file).resolve().parent
+            hidden.add(server_dir if server_dir != self.paths.root else self.paths.root.parent.parent)
+        return [p for p in hidden if len(p.parts) > 2]  # never "/" or a top-level directory like /home
+
+    def _exposed_paths(self, python: str) -> list[Path]:
+        """What the sandboxed code needs read-only even where it lies under a hidden directory: its interpreter's
+        environment and base installation, the image environments, the job's venv, trainforge's own files."""
+        import trainforge
+
+        paths: list[Path] = [Path(trainforge.__file__).resolve().parent.parent]
+        for exe in {python, self.cfg.python}:
+            exe_path = Path(exe)
+            paths += [exe_path.parent.parent, exe_path.resolve().parent.parent]
+            cfg_file = exe_path.parent.parent / "pyvenv.cfg"
+            try:
+                for line in cfg_file.read_text().splitlines():
+                    key, _, value = line.partition("=")
+                    if key.strip() == "home" and value.strip():
+                        paths.append(Path(value.strip()).resolve().parent)
+            except OSError:
+                pass
+        paths.append(Path(sys.prefix).resolve())
+        paths.append(Path(sys.base_prefix).resolve())
+        if self.cfg.envs_root:
+            paths.append(Path(self.cfg.envs_root).resolve())
+        else:
+            paths.append(self.paths.root / "envs")
+        paths.append(self.paths.venv)
+        return paths
+
+    def _sandbox_spec(self, spec: CreateTrainingJobRequest, python: str) -> SandboxSpec:
+        channels = {
+            ch.ChannelName: self._bound.get(ch.ChannelName, self.paths.channel(ch.ChannelName))
+            for ch in spec.InputDataConfig or []
+        }
+        writable: dict[str, Path] = {}
+        container_checkpoints = checkpoint_container_path(spec)
+        if spec.CheckpointConfig is not None and container_checkpoints.startswith("/tmp/"):
+            writable[container_checkpoints] = checkpoint_local_path(spec, self.paths)
+        return SandboxSpec(
+            opt_ml=self.paths.opt_ml,
+            tmp=self.paths.sandbox_tmp,
+            channels=channels,
+            hidden=self._hidden_paths(),
+            expose=self._exposed_paths(python),
+            writable=writable,
+            network=not self._isolated,
+            devices=nvidia_devices(),
+        )
+
+    def _host_path(self, value: str) -> str:
+        """A ``/opt/ml/...`` path the job names (e.g. the ``code`` channel's ``sourcedir.tar.gz``) as the
+        supervisor finds it on this host: under a bound channel's store directory, else under the job root."""
+        for name, directory in self._bound.items():
+            prefix = f"{CONTAINER_OPT_ML}/input/data/{name}"
+            if value == prefix or value.startswith(prefix + "/"):
+                return str(directory) + value[len(prefix) :]
+        return value
+
+    def _oom_reason(self) -> str:
+        limits = self._limits
+        if limits is None or limits.memory_bytes is None:
+            return out_of_memory_reason("the code ran out of memory")
+        return out_of_memory_reason(
+            f"the code used more than the {format_gib(limits.memory_bytes)} of {self.cfg.instance.type} on this "
+            f"host; enforced by {limits.kind}"
+        )
+
     def _plan(self, spec: CreateTrainingJobRequest) -> Plan:
         algo = spec.AlgorithmSpecification
         if algo.ContainerEntrypoint:
             command = [*algo.ContainerEntrypoint, *(algo.ContainerArguments or [])]
+            if self.sandboxed:
+                return Plan(None, command)
             return Plan(None, [self.paths.map_container_path(part) for part in command])
         program = toolkit.decode_hyperparameters(spec.HyperParameters).get(toolkit.PROGRAM_HP)
         if isinstance(program, str) and program:
@@ -311,16 +452,27 @@ class Supervisor:
         hosts = sorted(self.cfg.hosts)
         for channel in spec.InputDataConfig or []:
             self.stop.check()
+            mode = input_mode(spec, channel.InputMode)
+            bound = None
+            if self.sandboxed:
+                bound = bindable_channel(store, self.cfg.storage, channel, host_count=len(hosts), input_mode=mode)
+            if bound is not None and bound.bound is not None:
+                self._bound[bound.name] = bound.bound
+                self.say(
+                    f"Channel '{bound.name}': {bound.files} file(s), {bound.bytes} bytes, bound read-only (no copy)"
+                )
+                continue
             staged = stage_channel(
                 store,
                 channel,
                 self.paths.channel(channel.ChannelName),
                 host_index=hosts.index(self.cfg.host),
                 host_count=len(hosts),
-                input_mode=input_mode(spec, channel.InputMode),
+                input_mode=mode,
                 should_stop=self.stop.is_set,
             )
-            self.say(f"Channel '{staged.name}': {staged.files} file(s), {staged.bytes} bytes")
+            suffix = ", read-only" if self.sandboxed else ""
+            self.say(f"Channel '{staged.name}': {staged.files} file(s), {staged.bytes} bytes{suffix}")
         self.stop.check()
 
     def _prepare_code(self, store: ObjectStore, spec: CreateTrainingJobRequest, plan: Plan) -> str:
@@ -329,7 +481,7 @@ class Supervisor:
         submit = toolkit.decode_hyperparameters(spec.HyperParameters).get(toolkit.SUBMIT_DIR_HP)
         code = self.paths.code
         if isinstance(submit, str) and submit:
-            self.say(f"Source code: {fetch_source(store, submit, code, self.paths.tmp)}")
+            self.say(f"Source code: {fetch_source(store, self._host_path(submit), code, self.paths.tmp)}")
         self.stop.check()
         if plan.entry_point is None:
             return self.environment_python(spec)
@@ -377,7 +529,7 @@ class Supervisor:
         resources = resource_config(spec, self.cfg.host, self.cfg.hosts)
         train_env = toolkit.training_env(
             job_name=self.cfg.job_name,
-            base_dir=self.paths.opt_ml,
+            base_dir=self.code_opt_ml,
             hyperparameters=spec.HyperParameters,
             input_data_config=data_config,
             resource_config=resources,
@@ -410,7 +562,10 @@ class Supervisor:
         image_paths = image_pythonpath(spec, plan.algorithm)
         if rendezvous:
             image_paths.insert(0, str(HOSTNAMES_DIR))
-        env["PYTHONPATH"] = os.pathsep.join([str(self.paths.code), *image_paths, *([existing] if existing else [])])
+        code_dir = self.code_opt_ml / "code"
+        env["PYTHONPATH"] = os.pathsep.join([str(code_dir), *image_paths, *([existing] if existing else [])])
+        if self.sandboxed:
+            env["TMPDIR"] = "/tmp"
         bin_dir = Path(python).parent
         if (bin_dir.parent / "pyvenv.cfg").is_file():
             env["VIRTUAL_ENV"] = str(bin_dir.parent)
@@ -438,13 +593,38 @@ class Supervisor:
         self.say("Invoking script with the following command:\n\n" + toolkit.format_command(cmd) + "\n")
         return cmd, env
 
-    def _run_child(self, cmd: list[str], env: dict[str, str]) -> tuple[int, bool]:
-        child = ChildProcess(cmd, cwd=self.paths.code, env=env, sink=self._child_line)
+    def _limited(self, cmd: list[str]) -> list[str]:
+        """``cmd`` behind the limits' wrapper; a cgroup the kernel refuses falls back to rlimits, said in the log."""
+        limits = self._limits
+        if limits is None:
+            return cmd
+        try:
+            limits.prepare()
+        except OSError as exc:
+            limits.close()
+            fallback = rlimit_limits(limits.memory_bytes, limits.cpus, limits.name)
+            self.say(f"[trainforge] {limits.kind} refused the limits ({exc}); using {fallback.describe()}")
+            self._limits = limits = fallback
+        return limits.wrap(cmd)
+
+    def _run_child(
+        self, spec: CreateTrainingJobRequest, cmd: list[str], env: dict[str, str], python: str
+    ) -> tuple[int, bool, bool]:
+        """Run the user's command (sandboxed when it can be, always under the limits) to its end or a stop;
+        return ``(exit code, stopped, killed for memory)``."""
+        launch = cmd
+        if self.sandboxed:
+            assert self._sandbox.bwrap is not None
+            launch = sandboxed(self._sandbox.bwrap, self._sandbox_spec(spec, python), cmd)
+        launch = self._limited(launch)
+        child = ChildProcess(launch, cwd=self.paths.code, env=env, sink=self._child_line, spare_leader=self.sandboxed)
         try:
             child.start()
             self._child_started = True
         except OSError as exc:
-            self.say(f"cannot start {cmd[0]}: {exc}", "stderr")
+            self.say(f"cannot start {launch[0]}: {exc}", "stderr")
+            if self._limits is not None:
+                self._limits.close()
             raise JobFailed(
                 execute_error_reason(127, f"{type(exc).__name__}: {exc}", toolkit.format_command(cmd))
             ) from None
@@ -462,7 +642,16 @@ class Supervisor:
                 break
         child.finish()
         self.sysmetrics.close()  # every sample is delivered before the job's next status
-        return rc, stopped
+        oom = False
+        if self._limits is not None:
+            oom = self._limits.oom_killed() or (
+                self._limits.kind == "rlimits"
+                and self._limits.memory_bytes is not None
+                and rc != 0
+                and "MemoryError" in self.errors.message()
+            )
+            self._limits.close()
+        return rc, stopped, oom and not stopped
 
     # ----------------------------------------------------------------------------------- endings
 
