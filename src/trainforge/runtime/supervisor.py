@@ -295,6 +295,8 @@ class Supervisor:
             plan = self._plan(spec)
             try:
                 store = job_object_store(self.cfg)
+            except JobFailed:
+                raise  # the job's role cannot write its output path or checkpoints: a ClientError, before Training
             except TrainforgeError as exc:
                 raise internal_error(f"cannot open the object store: {exc.message}") from None
             self._status(S.DOWNLOADING, MSG_DOWNLOADING)
@@ -551,7 +553,10 @@ class Supervisor:
             }
         )
         # On S3 storage the code's AWS tools reach the job's object store, as a SageMaker job's reach S3.
-        env.update(code_storage_environment(self.cfg))
+        code_storage = code_storage_environment(self.cfg)
+        env.update(code_storage.env)
+        if code_storage.notice:
+            self.say(code_storage.notice)
         if self.cfg.gpu_ids is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in self.cfg.gpu_ids)
         rendezvous = rendezvous_env(
