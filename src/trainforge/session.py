@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from trainforge.client import TrainforgeClient
-from trainforge.errors import NotFoundError, ServerUnavailableError, ValidationError
+from trainforge.errors import NotFoundError, ServerUnavailableError, TrainforgeError, ValidationError
 from trainforge.inputs import ShuffleConfig, TrainingInput
 from trainforge.logs import TERMINAL_PRIMARY, LogPrinter, check_job_status, print_billing
 from trainforge.settings import Settings, load_settings
 from trainforge.spec.contract import DEFAULT_ROLE_NAME
-from trainforge.storage import ObjectStore, open_store
+from trainforge.storage import CallbackKeyring, ObjectStore, open_store
 
 logger = logging.getLogger("trainforge")
 
@@ -53,15 +53,49 @@ def role_arn(account_id: str, name: str = DEFAULT_ROLE_NAME) -> str:
 
 
 def get_execution_role(sagemaker_session: Session | None = None, use_default: bool = False) -> str:
-    """The caller's default role: ``arn:aws:iam::<account_id>:role/TrainforgeExecutionRole``.
+    """The caller's default role as an ARN: ``arn:aws:iam::<account_id>:role/<DefaultRole>``.
 
-    The account is the server's when a session is given, otherwise ``TRAINFORGE_ACCOUNT_ID``
-    (default ``000000000000``); no server is contacted without a session. ``use_default`` is accepted for
-    SageMaker compatibility and changes nothing.
+    The server says which role is the caller's default (``GET /v1/users/me``); the session's server is asked, or,
+    without a session, the server ``TRAINFORGE_ENDPOINT`` (or the embedded one of ``TRAINFORGE_HOME``) when it is
+    running (none is started for this). When no server can say (none running, an older server, or a user with
+    no default role), the answer is ``TrainforgeExecutionRole`` in the server's account (without a session:
+    ``TRAINFORGE_ACCOUNT_ID``, default ``000000000000``). ``use_default`` is accepted for SageMaker compatibility
+    and changes nothing.
     """
+    from trainforge.local_server import connect
+
     if sagemaker_session is not None:
-        return role_arn(sagemaker_session.account_id())
-    return role_arn(load_settings().account_id)
+        client = sagemaker_session._client  # its own module; never start a server just for this
+        if client is None:
+            try:
+                client = sagemaker_session._client = connect(sagemaker_session.settings, start=False)
+            except TrainforgeError:
+                client = None
+        name = _default_role_name(client) if client is not None else None
+        return role_arn(sagemaker_session.account_id(), name or DEFAULT_ROLE_NAME)
+    settings = load_settings()
+    try:
+        client = connect(settings, start=False)
+    except TrainforgeError:
+        return role_arn(settings.account_id)
+    with client:
+        name = _default_role_name(client)
+        try:
+            account = str(client.get_config().get("account_id") or settings.account_id)
+        except TrainforgeError:
+            account = settings.account_id
+    return role_arn(account, name or DEFAULT_ROLE_NAME)
+
+
+def _default_role_name(client: TrainforgeClient) -> str | None:
+    """The caller's default role name as the server tells it; None when it cannot say."""
+    from trainforge.roles_client import whoami
+
+    try:
+        role = whoami(client).get("DefaultRole")
+    except (TrainforgeError, KeyError, AttributeError):
+        return None
+    return str(role) if role else None
 
 
 class Session:
@@ -134,7 +168,13 @@ class Session:
     def object_store(self) -> ObjectStore:
         """The object store the server uses, opened from its configuration."""
         if self._store is None:
-            self._store = open_store(dict(self.config["storage"]))
+            from trainforge.roles_client import fetch_data_key
+
+            # Objects a job wrote encrypted at rest (local store) are decrypted with keys the server hands out.
+            keyring = CallbackKeyring(
+                lambda key_id, uri, for_write: fetch_data_key(self.client, key_id, uri, for_write)
+            )
+            self._store = open_store(dict(self.config["storage"]), keyring=keyring)
         return self._store
 
     # -- objects ------------------------------------------------------------------------------------------
