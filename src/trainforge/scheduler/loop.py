@@ -255,6 +255,7 @@ class Scheduler:
             sandbox=self.settings.sandbox,
             memory_limit_gib=memory_limit_gib(placement.instance, self.machine),
             ca_bundle_pem=supervisor_ca_pem(self.settings),
+            role=json.loads(job.role_json) if job.role_json else None,
         )
         try:
             handle = self.backend.launch(request)

@@ -13,16 +13,20 @@ from fastapi import Depends, FastAPI, Request
 from trainforge.backends import open_backend
 from trainforge.scheduler.instances import this_machine
 from trainforge.scheduler.loop import Scheduler
-from trainforge.server import console, routes_agent, routes_jobs, routes_metrics, routes_remote
+from trainforge.server import console, routes_agent, routes_jobs, routes_metrics, routes_remote, routes_users
 from trainforge.server import errors as error_handlers
-from trainforge.server.auth import ensure_token, require_user
+from trainforge.server.audit import AuditMiddleware
+from trainforge.server.auth import current_user, ensure_token
+from trainforge.server.console.session import ensure_console_secret
 from trainforge.service.agent import AgentService
+from trainforge.service.audit import AuditLog
 from trainforge.service.jobs import JobService
 from trainforge.service.remote_keys import ensure_secret
+from trainforge.service.users import UserService
 from trainforge.settings import Settings
 from trainforge.spec.contract import DEFAULT_BUCKET
 from trainforge.storage import open_store
-from trainforge.store import open_job_store
+from trainforge.store import UserStore, open_job_store
 from trainforge.version import __version__
 
 
@@ -69,6 +73,19 @@ def create_app(
     token = settings.token or ensure_token(settings.token_path)
     remote_secret = ensure_secret(settings.resolved_home / "remote_function.secret")
     store = open_job_store(settings.effective_database_url)
+    users = UserService(store=UserStore(store.engine))
+    audit = AuditLog(store=users.store)
+    # The server's own token belongs to the admin (made now on an empty database): zero setup for one user.
+    registered = users.register_server_token(token)
+    if registered is not None:
+        audit.record(
+            action="RegisterServerToken",
+            outcome="ok",
+            user=None,
+            target=registered.user,
+            source="server",
+            detail=f"token {registered.token_id}",
+        )
     machine = this_machine(cpus=settings.local_cpus, gpus=settings.local_gpus, memory_gib=settings.local_memory_gib)
     backend = open_backend(settings, machine)
     jobs = JobService(store=store, settings=settings, machine=machine, backend=backend)
@@ -111,14 +128,18 @@ def create_app(
     app.state.scheduler = scheduler
     app.state.remote_secret = remote_secret
     app.state.objects = objects
+    app.state.users = users
+    app.state.audit = audit
+    app.state.console_secret = ensure_console_secret(home)
     error_handlers.install(app)
+    app.add_middleware(AuditMiddleware)
 
     @app.get("/health", tags=["meta"])
     async def health() -> dict[str, Any]:
         """Liveness: no authentication."""
         return {"status": "ok", "version": __version__, "pid": os.getpid()}
 
-    @app.get("/v1/config", tags=["meta"], dependencies=[Depends(require_user)])
+    @app.get("/v1/config", tags=["meta"], dependencies=[Depends(current_user)])
     async def config(request: Request) -> dict[str, Any]:
         """What an SDK needs to know about this deployment."""
         s: Settings = request.app.state.settings
@@ -135,5 +156,6 @@ def create_app(
     app.include_router(routes_agent.router)
     app.include_router(routes_metrics.router)
     app.include_router(routes_remote.router)
+    app.include_router(routes_users.router)
     console.install(app)
     return app

@@ -1,16 +1,20 @@
-"""The API token: created once per home directory (mode 0600) and checked on every ``/v1`` route."""
+"""Who a request acts for: the bearer token resolved to its user on every ``/v1`` request (no caching).
+
+The server's own token is created once per home directory (mode 0600) and belongs to the admin user.
+"""
 
 from __future__ import annotations
 
-import hmac
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import Request
 
-from trainforge.errors import AuthError, PermissionDeniedError
+from trainforge.service.principal import ADMIN_USER, Principal
+from trainforge.service.users import UserService, require_admin_principal, token_id_of
+
+__all__ = ["ADMIN_USER", "Principal", "bearer", "current_user", "ensure_token", "require_admin"]
 
 
 def ensure_token(path: Path) -> str:
@@ -39,38 +43,21 @@ def bearer(request: Request) -> str | None:
     return value.strip()
 
 
-ADMIN_USER = "admin"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who a request acts for: a user name, and whether that user is an admin."""
-
-    user: str
-    admin: bool
-
-
 def current_user(request: Request) -> Principal:
-    """Dependency: the user the request's bearer token belongs to (401 otherwise)."""
-    require_user(request)
-    return Principal(user=ADMIN_USER, admin=True)
+    """Dependency: the user the request's bearer token belongs to.
 
-
-def require_admin(request: Request) -> Principal:
-    """Dependency: the request's user, who must be an admin (403 otherwise)."""
-    principal = current_user(request)
-    if not principal.admin:
-        raise PermissionDeniedError(f"user {principal.user!r} is not an admin; ask an admin to do this")
+    Raises ``AuthError`` (401) for a missing, unknown, expired or revoked token or a disabled user. The user is
+    kept on ``request.state.principal`` for the audit log.
+    """
+    users: UserService = request.app.state.users
+    token = bearer(request)
+    if token is not None:
+        request.state.audit_token_id = token_id_of(token)
+    principal = users.authenticate(token).principal
+    request.state.principal = principal
     return principal
 
 
-def require_user(request: Request) -> None:
-    """Dependency: the request carries the server's API token, else 401."""
-    expected: str = request.app.state.token
-    given = bearer(request)
-    if given is None:
-        raise AuthError(
-            "missing credentials: send 'Authorization: Bearer <token>' (the token is in $TRAINFORGE_HOME/token)"
-        )
-    if not hmac.compare_digest(given, expected):
-        raise AuthError("the API token is not valid for this server")
+def require_admin(request: Request) -> Principal:
+    """Dependency: the request's user, who must be an admin (``PermissionDeniedError``, 403, otherwise)."""
+    return require_admin_principal(current_user(request))

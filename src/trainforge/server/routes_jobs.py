@@ -1,4 +1,7 @@
-"""``/v1/training-jobs``: thin routes that validate and call one service method each."""
+"""``/v1/training-jobs``: thin routes that validate and call one service method each, for the caller's user.
+
+Another user's job is answered exactly like an unknown one (404) unless the caller is an admin.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +15,14 @@ from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from trainforge.server.auth import require_user
+from trainforge.server.auth import Principal, current_user
 from trainforge.service.jobs import JobService
 from trainforge.spec.job import CreateTrainingJobRequest
 from trainforge.store.jobs import ListQuery
 from trainforge.store.records import JobRecord, LogRecord
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_user)], tags=["training-jobs"])
+router = APIRouter(prefix="/v1", tags=["training-jobs"])
+Caller = Annotated[Principal, Depends(current_user)]
 FOLLOW_POLL_S = 0.05
 
 
@@ -39,14 +43,15 @@ def _event(rec: LogRecord) -> dict[str, Any]:
 
 
 @router.post("/training-jobs", summary="CreateTrainingJob")
-async def create_training_job(body: CreateTrainingJobRequest, request: Request) -> dict[str, Any]:
-    """Record a job (``InProgress/Starting``); identical resubmission returns the same job."""
-    return await to_thread.run_sync(_svc(request).submit, body)
+async def create_training_job(body: CreateTrainingJobRequest, request: Request, caller: Caller) -> dict[str, Any]:
+    """Record a job of the caller (``InProgress/Starting``); identical resubmission returns the same job."""
+    return await to_thread.run_sync(_svc(request).submit, body, caller)
 
 
 @router.get("/training-jobs", summary="ListTrainingJobs")
 async def list_training_jobs(
     request: Request,
+    caller: Caller,
     NameContains: Annotated[str | None, Query(max_length=63, pattern=r"^[a-zA-Z0-9\-]+$")] = None,
     StatusEquals: str | None = None,
     SortBy: str = "CreationTime",
@@ -58,7 +63,7 @@ async def list_training_jobs(
     LastModifiedTimeAfter: float | None = None,
     LastModifiedTimeBefore: float | None = None,
 ) -> dict[str, Any]:
-    """Jobs matching the filters, sorted, one page at a time (``NextToken``)."""
+    """The caller's jobs (an admin's: everyone's) matching the filters, sorted, one page at a time."""
     query = ListQuery(
         name_contains=NameContains,
         status_equals=StatusEquals,
@@ -71,25 +76,29 @@ async def list_training_jobs(
         last_modified_time_after=LastModifiedTimeAfter,
         last_modified_time_before=LastModifiedTimeBefore,
     )
-    return await to_thread.run_sync(_svc(request).list_jobs, query)
+    return await to_thread.run_sync(_svc(request).list_jobs, query, caller)
 
 
 @router.get("/training-jobs/{name}", summary="DescribeTrainingJob")
-async def describe_training_job(name: str, request: Request) -> dict[str, Any]:
-    """The job's full record in DescribeTrainingJob's shape."""
-    return await to_thread.run_sync(_svc(request).describe, name)
+async def describe_training_job(
+    name: str, request: Request, caller: Caller, ShowSecrets: bool = False
+) -> dict[str, Any]:
+    """The job's full record in DescribeTrainingJob's shape; secret-looking values are ``****`` unless the
+    job's owner asks ``ShowSecrets=true``."""
+    return await to_thread.run_sync(partial(_svc(request).describe, name, caller, show_secrets=ShowSecrets))
 
 
 @router.post("/training-jobs/{name}/stop", summary="StopTrainingJob")
-async def stop_training_job(name: str, request: Request) -> dict[str, Any]:
+async def stop_training_job(name: str, request: Request, caller: Caller) -> dict[str, Any]:
     """Request a stop: ``Stopping`` then ``Stopped`` once the job's code has ended and artifacts are saved."""
-    return await to_thread.run_sync(_svc(request).stop, name)
+    return await to_thread.run_sync(_svc(request).stop, name, caller)
 
 
 @router.get("/training-jobs/{name}/logs", summary="Read or follow a job's log", response_model=None)
 async def job_logs(
     name: str,
     request: Request,
+    caller: Caller,
     cursor: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     host: str | None = None,
@@ -97,7 +106,7 @@ async def job_logs(
 ) -> dict[str, Any] | StreamingResponse:
     """Lines after ``cursor``; with ``follow=true`` an NDJSON stream of status and log events until the end."""
     svc = _svc(request)
-    job, lines = await to_thread.run_sync(partial(svc.logs, name, cursor=cursor, limit=limit, host=host))
+    job, lines = await to_thread.run_sync(partial(svc.logs, name, caller, cursor=cursor, limit=limit, host=host))
     if not follow:
         return {
             "events": [_event(r) for r in lines],
@@ -105,7 +114,7 @@ async def job_logs(
             "TrainingJobStatus": job.status.value,
             "SecondaryStatus": job.secondary_status.value,
         }
-    return StreamingResponse(_follow(svc, job, cursor, host, request), media_type="application/x-ndjson")
+    return StreamingResponse(_follow(svc, caller, job, cursor, host, request), media_type="application/x-ndjson")
 
 
 def _status_event(job: JobRecord) -> dict[str, Any]:
@@ -120,7 +129,7 @@ def _status_event(job: JobRecord) -> dict[str, Any]:
 
 
 async def _follow(
-    svc: JobService, job: JobRecord, cursor: int, host: str | None, request: Request
+    svc: JobService, caller: Principal, job: JobRecord, cursor: int, host: str | None, request: Request
 ) -> AsyncIterator[bytes]:
     def line(obj: dict[str, Any]) -> bytes:
         return (json.dumps(obj) + "\n").encode()
@@ -128,7 +137,9 @@ async def _follow(
     seen_transitions = len(job.transitions)
     yield line(_status_event(job))
     while True:
-        current, lines = await to_thread.run_sync(partial(svc.logs, job.name, cursor=cursor, limit=1000, host=host))
+        current, lines = await to_thread.run_sync(
+            partial(svc.logs, job.name, caller, cursor=cursor, limit=1000, host=host)
+        )
         # A transition is placed after exactly the lines stored before it (its log_cursor): supervisors send
         # lines and status reports through one ordered queue, so this is where the status happened.
         events: list[tuple[float, dict[str, Any]]] = [(rec.cursor, {"type": "log", **_event(rec)}) for rec in lines]
@@ -149,7 +160,9 @@ async def _follow(
             cursor = lines[-1].cursor
         if current.terminal and not lines:
             # One last read: lines stored between our read and the terminal status.
-            _, tail = await to_thread.run_sync(partial(svc.logs, job.name, cursor=cursor, limit=10000, host=host))
+            _, tail = await to_thread.run_sync(
+                partial(svc.logs, job.name, caller, cursor=cursor, limit=10000, host=host)
+            )
             for rec in tail:
                 yield line({"type": "log", **_event(rec)})
                 cursor = rec.cursor

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainforge.service.masking import mask_record
+from trainforge.service.principal import owner_of
 from trainforge.spec.metrics import is_system_metric
 from trainforge.spec.status import TERMINAL
 from trainforge.store.records import JobRecord, MetricRecord
@@ -47,8 +49,13 @@ def final_metrics(points: list[MetricRecord]) -> list[dict[str, Any]]:
     ]
 
 
-def describe(job: JobRecord, metrics: list[MetricRecord] | None = None) -> dict[str, Any]:
-    """The DescribeTrainingJob response for ``job``."""
+def describe(
+    job: JobRecord, metrics: list[MetricRecord] | None = None, *, show_secrets: bool = False
+) -> dict[str, Any]:
+    """The DescribeTrainingJob response for ``job``, with ``CreatedBy`` naming its owner.
+
+    Secret-looking ``Environment`` and ``HyperParameters`` values are ``****`` unless ``show_secrets``.
+    """
     spec = job.spec
     out: dict[str, Any] = {
         "TrainingJobName": job.name,
@@ -91,7 +98,8 @@ def describe(job: JobRecord, metrics: list[MetricRecord] | None = None) -> dict[
     if job.status_message:
         out["StatusMessage"] = job.status_message
     out["ProfilingStatus"] = "Disabled"
-    return out
+    out["CreatedBy"] = {"UserProfileName": owner_of(job)}
+    return out if show_secrets else mask_record(out)
 
 
 def summary(job: JobRecord) -> dict[str, Any]:
@@ -105,6 +113,7 @@ def summary(job: JobRecord) -> dict[str, Any]:
         "SecondaryStatus": job.secondary_status.value,
         "InstanceType": job.instance_type,
         "InstanceCount": job.instance_count,
+        "CreatedBy": {"UserProfileName": owner_of(job)},
     }
     if job.training_start_time is not None:
         out["TrainingStartTime"] = job.training_start_time

@@ -1,16 +1,22 @@
-"""Use cases on training jobs: submit, describe, list, stop, read logs. Every write goes via the store."""
+"""Use cases on training jobs: submit, describe, list, stop, read logs. Every write goes via the store.
+
+Every use case acts for a :class:`Principal`: a user sees and acts on their own jobs only (an admin on all), and
+another user's job is answered exactly like a job that does not exist.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from trainforge.backends.base import Backend
-from trainforge.errors import CapacityError, ConflictError, ValidationError
+from trainforge.errors import CapacityError, ConflictError, NotFoundError, ValidationError
 from trainforge.scheduler.instances import Machine, lookup
 from trainforge.service.describe import describe, summary
+from trainforge.service.principal import Principal, may_see, owner_of
 from trainforge.settings import Settings
 from trainforge.spec.algorithms import with_metric_definitions
 from trainforge.spec.contract import MODEL_ARCHIVE, job_arn, model_artifacts_uri
@@ -18,7 +24,7 @@ from trainforge.spec.images import job_image
 from trainforge.spec.job import CreateTrainingJobRequest
 from trainforge.spec.metrics import SYSTEM_PREFIX
 from trainforge.spec.status import SecondaryStatus, TrainingJobStatus
-from trainforge.store.jobs import JobStore, ListQuery, NewJob
+from trainforge.store.jobs import JobStore, ListQuery, NewJob, job_not_found
 from trainforge.store.records import JobRecord, LogRecord
 
 S = SecondaryStatus
@@ -33,6 +39,16 @@ class JobService:
     machine: Machine
     backend: Backend
     wake: threading.Event = field(default_factory=threading.Event)
+    # Maps (submitter, RoleArn) to the role the job runs with ({"name", "read", "write"}) or None; its
+    # ValidationError/PermissionDeniedError reach the caller as they are.
+    resolve_role: Callable[[Principal, str], dict[str, Any] | None] | None = None
+
+    def owned(self, name: str, principal: Principal) -> JobRecord:
+        """The job called ``name`` if ``principal`` may see it; otherwise the very error of an unknown job."""
+        job = self.store.get(name)
+        if not may_see(principal, job):
+            raise job_not_found(name)
+        return job
 
     def check_runnable(self, request: CreateTrainingJobRequest) -> None:
         """Reject what this deployment can never run, naming the field and the fix."""
@@ -42,6 +58,12 @@ class JobService:
                 "ResourceConfig.InstanceGroups: heterogeneous clusters are not available on the local backend; "
                 "set InstanceType and InstanceCount instead",
                 field="ResourceConfig.InstanceGroups",
+            )
+        if request.EnableNetworkIsolation and request.instance_count > 1:
+            raise ValidationError(
+                "EnableNetworkIsolation: the hosts of an isolated job have no network to rendezvous over; "
+                "set ResourceConfig.InstanceCount to 1 or turn network isolation off",
+                field="EnableNetworkIsolation",
             )
         instance = lookup(request.instance_type, self.machine)
         self.backend.check_fits(instance, request.instance_count)
@@ -57,12 +79,22 @@ class JobService:
                 field="AlgorithmSpecification.TrainingInputMode",
             )
 
-    def submit(self, request: CreateTrainingJobRequest) -> dict[str, Any]:
-        """Validate and record a job as ``InProgress/Starting``; retry-safe for an identical spec."""
+    def check_unowned_or_own(self, name: str, principal: Principal) -> None:
+        """Pass when no job is called ``name`` yet or it is ``principal``'s to see; else the unknown-job error."""
+        try:
+            job = self.store.get(name)
+        except NotFoundError:
+            return
+        if not may_see(principal, job):
+            raise job_not_found(name)
+
+    def submit(self, request: CreateTrainingJobRequest, principal: Principal) -> dict[str, Any]:
+        """Validate and record a job of ``principal`` as ``InProgress/Starting``; retry-safe for an identical spec."""
         try:
             self.check_runnable(request)
         except CapacityError as exc:
             raise ValidationError(exc.message, field="ResourceConfig.InstanceType") from None
+        role = self.resolve_role(principal, request.RoleArn) if self.resolve_role is not None else None
         wire = with_metric_definitions(request, request.to_wire())
         arn = job_arn(self.settings.region, self.settings.account_id, request.TrainingJobName)
         new = NewJob(
@@ -76,33 +108,43 @@ class JobService:
                 request.TrainingJobName,
                 "model/" if request.OutputDataConfig.CompressionType == "NONE" else MODEL_ARCHIVE,
             ),
+            created_by=principal.user,
+            role_json=None if role is None else json.dumps(role),
         )
         job, _created = self.store.create(new)
         self.wake.set()
         return {"TrainingJobArn": job.arn}
 
-    def describe(self, name: str) -> dict[str, Any]:
-        """DescribeTrainingJob for ``name``; ``NotFoundError`` if unknown."""
-        job = self.store.get(name)
-        return describe(job, self.store.last_metric_points(job.id, exclude_prefix=SYSTEM_PREFIX))
+    def describe(self, name: str, principal: Principal, *, show_secrets: bool = False) -> dict[str, Any]:
+        """DescribeTrainingJob for ``name``; ``NotFoundError`` if unknown or not the caller's.
 
-    def list_jobs(self, query: ListQuery) -> dict[str, Any]:
-        """ListTrainingJobs: one page of summaries and the next token."""
+        Secret-looking ``Environment`` and ``HyperParameters`` values are ``****`` unless ``show_secrets`` is asked
+        by the job's owner (for anyone else, admins included, they stay masked).
+        """
+        job = self.owned(name, principal)
+        reveal = show_secrets and owner_of(job) == principal.user
+        points = self.store.last_metric_points(job.id, exclude_prefix=SYSTEM_PREFIX)
+        return describe(job, points, show_secrets=reveal)
+
+    def list_jobs(self, query: ListQuery, principal: Principal) -> dict[str, Any]:
+        """ListTrainingJobs: one page of the caller's summaries (everyone's for an admin) and the next token."""
         if query.status_equals and query.status_equals not in {s.value for s in TrainingJobStatus}:
             raise ValidationError(
                 f"StatusEquals: {query.status_equals!r} is not one of {', '.join(s.value for s in TrainingJobStatus)}",
                 field="StatusEquals",
             )
+        if not principal.admin:
+            query = replace(query, created_by=principal.user)
         jobs, token = self.store.list_jobs(query)
         out: dict[str, Any] = {"TrainingJobSummaries": [summary(j) for j in jobs]}
         if token:
             out["NextToken"] = token
         return out
 
-    def stop(self, name: str) -> dict[str, Any]:
+    def stop(self, name: str, principal: Principal) -> dict[str, Any]:
         """StopTrainingJob: a launched job goes ``Stopping`` (the scheduler signals it), one not yet launched
         goes straight to ``Stopped``; stopping a Stopping job again is a no-op; a finished one is an error."""
-        job = self.store.get(name)
+        job = self.owned(name, principal)
         if job.secondary_status == S.STOPPING:
             return {}
         if job.terminal:
@@ -135,11 +177,13 @@ class JobService:
         self.wake.set()
         return {}
 
-    def logs(self, name: str, *, cursor: int, limit: int, host: str | None) -> tuple[JobRecord, list[LogRecord]]:
-        """The job and its lines after ``cursor`` (at most ``limit``)."""
+    def logs(
+        self, name: str, principal: Principal, *, cursor: int, limit: int, host: str | None
+    ) -> tuple[JobRecord, list[LogRecord]]:
+        """The job and its lines after ``cursor`` (at most ``limit``); ``NotFoundError`` if not the caller's."""
         if limit < 1 or limit > 10000:
             raise ValidationError("limit: must be between 1 and 10000", field="limit")
         if cursor < 0:
             raise ValidationError("cursor: must be >= 0", field="cursor")
-        job = self.store.get(name)
+        job = self.owned(name, principal)
         return job, self.store.read_logs(job.id, cursor=cursor, limit=limit, host=host)

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from trainforge.errors import ValidationError
+from trainforge.service.principal import Principal, may_see
 from trainforge.spec.metrics import metric_value
-from trainforge.store.jobs import JobStore
+from trainforge.store.jobs import JobStore, job_not_found
 
 MAX_NAMES = 100
 
@@ -15,6 +16,7 @@ MAX_NAMES = 100
 def job_metrics(
     store: JobStore,
     name: str,
+    principal: Principal,
     *,
     names: Sequence[str] | None = None,
     host: str | None = None,
@@ -25,8 +27,8 @@ def job_metrics(
 
     Points are ordered by metric name, then time. ``names`` keeps those metrics (all, system metrics included,
     when empty), ``host`` one host's points, ``start_time``/``end_time`` (epoch seconds, inclusive) an
-    interval. Raises :class:`~trainforge.errors.NotFoundError` for an unknown job and
-    :class:`~trainforge.errors.ValidationError` for bad filters.
+    interval. Raises :class:`~trainforge.errors.NotFoundError` for an unknown job or one ``principal`` may not see
+    (the same error), and :class:`~trainforge.errors.ValidationError` for bad filters.
     """
     if names is not None and len(names) > MAX_NAMES:
         raise ValidationError(f"names: at most {MAX_NAMES} metric names per request", field="names")
@@ -36,5 +38,7 @@ def job_metrics(
     if start_time is not None and end_time is not None and end_time < start_time:
         raise ValidationError("end_time: must not be before start_time", field="end_time")
     job = store.get(name)
+    if not may_see(principal, job):
+        raise job_not_found(name)
     points = store.read_metrics(job.id, list(names or []), host=host, start_time=start_time, end_time=end_time)
     return {"points": [{"name": p.name, "value": p.value, "timestamp": p.timestamp, "host": p.host} for p in points]}

@@ -5,16 +5,31 @@ from __future__ import annotations
 from trainforge.store.engine import make_engine
 from trainforge.store.jobs import JobStore, ListQuery, NewJob
 from trainforge.store.migrate import upgrade
-from trainforge.store.records import JobRecord, LogRecord, MetricRecord, TransitionRecord
+from trainforge.store.records import (
+    AuditRecord,
+    JobRecord,
+    LogRecord,
+    MetricRecord,
+    TokenRecord,
+    TransitionRecord,
+    UserRecord,
+)
+from trainforge.store.users import AuditQuery, TokenCheck, UserStore
 
 __all__ = [
+    "AuditQuery",
+    "AuditRecord",
     "JobRecord",
     "JobStore",
     "ListQuery",
     "LogRecord",
     "MetricRecord",
     "NewJob",
+    "TokenCheck",
+    "TokenRecord",
     "TransitionRecord",
+    "UserRecord",
+    "UserStore",
     "make_engine",
     "open_job_store",
     "upgrade",

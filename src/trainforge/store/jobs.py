@@ -44,6 +44,8 @@ class NewJob:
     instance_count: int
     model_artifacts: str
     message: str = "Starting the training job"
+    created_by: str | None = None
+    role_json: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,12 @@ class ListQuery:
     sort_order: str = "Ascending"
     max_results: int = 10
     next_token: str | None = None
+    created_by: str | None = None  # only this owner's jobs (None: everyone's)
+
+
+def job_not_found(name: str) -> NotFoundError:
+    """The error for a job that does not exist, or that the caller may not see (the two must look the same)."""
+    return NotFoundError(f"Requested resource not found: training job {name!r} does not exist")
 
 
 def _encode_token(offset: int) -> str:
@@ -101,14 +109,16 @@ class JobStore:
     def create(self, new: NewJob, *, now: float | None = None) -> tuple[JobRecord, bool]:
         """Insert a job as ``InProgress/Starting``; return it and whether it was created.
 
-        Resubmitting an identical spec under the same name returns the existing job (``created=False``);
-        a different spec under a taken name raises :class:`ConflictError` (SageMaker's ``ResourceInUse``).
+        Resubmitting an identical spec under the same name by the same owner returns the existing job
+        (``created=False``); a different spec or another owner under a taken name raises :class:`ConflictError`
+        (SageMaker's ``ResourceInUse``).
         """
         t = time.time() if now is None else now
         with self.engine.begin() as conn:
             existing = conn.execute(select(jobs).where(jobs.c.name == new.name)).first()
             if existing is not None:
-                if json.loads(existing.spec) == json.loads(new.spec_json):
+                same_owner = existing.created_by == new.created_by
+                if same_owner and json.loads(existing.spec) == json.loads(new.spec_json):
                     return self._record(conn, existing), False
                 raise ConflictError(
                     "Training job names must be unique within an AWS account and region, and a training job "
@@ -128,6 +138,8 @@ class JobStore:
                     model_artifacts=new.model_artifacts,
                     creation_time=t,
                     last_modified_time=t,
+                    created_by=new.created_by,
+                    role_json=new.role_json,
                 )
             ).inserted_primary_key
             assert inserted is not None
@@ -145,7 +157,7 @@ class JobStore:
         with self.engine.connect() as conn:
             row = conn.execute(select(jobs).where(jobs.c.name == name)).first()
             if row is None:
-                raise NotFoundError(f"Requested resource not found: training job {name!r} does not exist")
+                raise job_not_found(name)
             return self._record(conn, row)
 
     def transition(
@@ -189,7 +201,7 @@ class JobStore:
         with self.engine.begin() as conn:
             job_id = conn.execute(select(jobs.c.id).where(jobs.c.name == name)).scalar()
             if job_id is None:
-                raise NotFoundError(f"Requested resource not found: training job {name!r} does not exist")
+                raise job_not_found(name)
             stmt = update(jobs).where(
                 jobs.c.id == job_id, jobs.c.secondary_status.in_(sorted(s.value for s in allowed))
             )
@@ -243,6 +255,8 @@ class JobStore:
             conds.append(func.lower(jobs.c.name).contains(query.name_contains.lower(), autoescape=True))
         if query.status_equals:
             conds.append(jobs.c.status == query.status_equals)
+        if query.created_by is not None:
+            conds.append(jobs.c.created_by == query.created_by)
         if query.creation_time_after is not None:
             conds.append(jobs.c.creation_time > query.creation_time_after)
         if query.creation_time_before is not None:
@@ -485,4 +499,6 @@ class JobStore:
             agent_token_hash=row.agent_token_hash,
             heartbeat_time=row.heartbeat_time,
             transitions=trans,
+            created_by=row.created_by,
+            role_json=row.role_json,
         )

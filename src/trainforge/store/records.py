@@ -68,6 +68,8 @@ class JobRecord:
     agent_token_hash: str | None
     heartbeat_time: float | None
     transitions: tuple[TransitionRecord, ...] = field(default=())
+    created_by: str | None = None  # the owner's user name; None for jobs made before users existed
+    role_json: str | None = None  # the role resolved at submit, as JSON ({"name", "read", "write"})
 
     @cached_property
     def spec(self) -> dict[str, Any]:
@@ -98,3 +100,50 @@ class HostRecord:
     message: str | None
     failure_reason: str | None
     updated_time: float
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A user of the server."""
+
+    id: int
+    name: str
+    admin: bool
+    disabled: bool
+    default_role: str | None
+    created_time: float
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token as stored: never the token itself, only its public id and bookkeeping."""
+
+    token_id: str
+    user: str
+    description: str | None
+    created_time: float
+    expires_time: float | None
+    revoked_time: float | None
+    last_used_time: float | None
+
+    def state(self, now: float) -> str:
+        """``Active``, ``Expired`` or ``Revoked`` at time ``now``."""
+        if self.revoked_time is not None:
+            return "Revoked"
+        if self.expires_time is not None and self.expires_time <= now:
+            return "Expired"
+        return "Active"
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit event: who did what to which target, from where, and how it ended."""
+
+    id: int
+    time: float
+    user: str | None
+    action: str
+    target: str | None
+    source: str | None
+    outcome: str
+    detail: str | None

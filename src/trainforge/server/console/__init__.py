@@ -20,11 +20,11 @@ __all__ = ["console_login_url", "install"]
 def install(app: FastAPI) -> None:
     """Serve the console on ``app``: its state, static files, pages and JSON for its scripts.
 
-    Needs ``app.state.settings``, ``.token``, ``.store``, ``.jobs`` and ``.objects`` (the object store, local or
-    S3; set by the app factory first). Requests without a session are sent to the login page (pages) or
-    answered 401 (``/console/api``).
+    Needs ``app.state.settings``, ``.console_secret``, ``.users``, ``.store``, ``.jobs`` and ``.objects`` (the
+    object store, local or S3; set by the app factory first). Requests without a session are sent to the login
+    page (pages) or answered 401 (``/console/api``).
     """
-    app.state.console = build_console(token=app.state.token, objects=app.state.objects)
+    app.state.console = build_console(secret=app.state.console_secret, objects=app.state.objects)
 
     async def _login_required(request: Request, _exc: Exception) -> Response:
         return login_redirect(request)

@@ -1,6 +1,7 @@
 """JSON the console's scripts poll (signed-in session, no bearer token): list rows, job status, log, metrics.
 
-Errors use the API's JSON body (an unknown job is a 404 ``ResourceNotFound``); without a session, 401.
+Errors use the API's JSON body (an unknown job, or another user's for a user who is not an admin, is the same
+404 ``ResourceNotFound``); without a session, 401.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from trainforge.server.console import detail, views
 from trainforge.server.console.listing import ListParams, list_json, list_page
-from trainforge.server.console.render import require_session
+from trainforge.server.console.render import principal_of, require_session
+from trainforge.server.console.session import ConsoleSession
 from trainforge.service.jobs import JobService
 from trainforge.store.jobs import JobStore
 
@@ -24,16 +26,22 @@ def _store(request: Request) -> JobStore:
     return store
 
 
+def _svc(request: Request) -> JobService:
+    svc: JobService = request.app.state.jobs
+    return svc
+
+
 @router.get("/jobs")
-def jobs(request: Request) -> dict[str, Any]:
+def jobs(request: Request, session: ConsoleSession = Depends(require_session)) -> dict[str, Any]:
     """One page of the jobs list for the list page's query parameters."""
-    return list_json(list_page(_store(request), ListParams.parse(request.query_params)))
+    params = ListParams.parse(request.query_params)
+    return list_json(list_page(_store(request), params, viewer=principal_of(session)))
 
 
 @router.get("/jobs/{name}")
-def job_status(name: str, request: Request) -> dict[str, Any]:
+def job_status(name: str, request: Request, session: ConsoleSession = Depends(require_session)) -> dict[str, Any]:
     """Status, message, failure reason and timeline of one job."""
-    return detail.status_json(_store(request).get(name), time.time())
+    return detail.status_json(_svc(request).owned(name, principal_of(session)), time.time())
 
 
 @router.get("/jobs/{name}/logs")
@@ -43,10 +51,10 @@ def job_logs(
     cursor: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 2000,
     host: Annotated[str | None, Query(max_length=64)] = None,
+    session: ConsoleSession = Depends(require_session),
 ) -> dict[str, Any]:
     """Log lines stored after ``cursor`` (of one host with ``host``), oldest first, and where to resume."""
-    svc: JobService = request.app.state.jobs
-    job, lines = svc.logs(name, cursor=cursor, limit=limit, host=host or None)
+    job, lines = _svc(request).logs(name, principal_of(session), cursor=cursor, limit=limit, host=host or None)
     return {
         "lines": [{"cursor": r.cursor, "host": r.host, "stream": r.stream, "message": r.message} for r in lines],
         "next_cursor": lines[-1].cursor if lines else cursor,
@@ -57,11 +65,14 @@ def job_logs(
 
 @router.get("/jobs/{name}/metrics")
 def job_metrics(
-    name: str, request: Request, metric: Annotated[list[str] | None, Query(max_length=40)] = None
+    name: str,
+    request: Request,
+    metric: Annotated[list[str] | None, Query(max_length=40)] = None,
+    session: ConsoleSession = Depends(require_session),
 ) -> dict[str, Any]:
     """Metric points as ``{metric: {host: [[seconds since training start, value], ...]}}`` (``?metric=`` filters)."""
     store = _store(request)
-    job = store.get(name)
+    job = _svc(request).owned(name, principal_of(session))
     start = job.training_start_time or job.creation_time
     return {
         "start": start,

@@ -9,6 +9,7 @@ from typing import Any
 from trainforge.errors import NotFoundError
 from trainforge.server.console import views
 from trainforge.service.describe import describe
+from trainforge.service.principal import Principal, may_see
 from trainforge.spec.contract import host_name
 from trainforge.storage import ObjectStore
 from trainforge.store.jobs import JobStore
@@ -41,7 +42,7 @@ def status_json(job: JobRecord, now: float) -> dict[str, Any]:
 def job_page(store: JobStore, objects: ObjectStore, job: JobRecord, now: float) -> dict[str, Any]:
     """The context of ``job.html``: the DescribeTrainingJob record (secrets masked) and what is derived from it."""
     points = store.read_metrics(job.id)
-    record = views.masked_record(describe(job, points))
+    record = describe(job, points)  # secrets masked
     metric_names, system_names = views.split_metric_names([p.name for p in points])
     spec = job.spec
     env = spec.get("Environment") or {}
@@ -55,6 +56,7 @@ def job_page(store: JobStore, objects: ObjectStore, job: JobRecord, now: float) 
         or spec.get("AlgorithmSpecification", {}).get("AlgorithmName", ""),
         "channels": views.channels(spec),
         "environment": [(k, v, views.looks_secret(k)) for k, v in views.masked_environment(env).items()],
+        "owner": record["CreatedBy"]["UserProfileName"],
         "artifacts": views.artifacts(job, objects),
         "final_metrics": [m for m in record["FinalMetricDataList"] if not m["MetricName"].startswith("system/")],
         "metric_names": metric_names,
@@ -72,10 +74,11 @@ def job_page(store: JobStore, objects: ObjectStore, job: JobRecord, now: float) 
     }
 
 
-def compare_page(store: JobStore, names: Sequence[str]) -> dict[str, Any]:
-    """Hyperparameters and final metrics of up to :data:`MAX_COMPARE` jobs side by side.
+def compare_page(store: JobStore, names: Sequence[str], *, viewer: Principal) -> dict[str, Any]:
+    """Hyperparameters (secrets masked) and final metrics of up to :data:`MAX_COMPARE` jobs side by side.
 
-    Rows whose values differ between the jobs are marked ``differs``; unknown names are listed in ``missing``.
+    Rows whose values differ between the jobs are marked ``differs``; unknown names, and jobs ``viewer`` may not
+    see, are listed in ``missing``.
     """
     found: list[JobRecord] = []
     missing: list[str] = []
@@ -83,14 +86,19 @@ def compare_page(store: JobStore, names: Sequence[str]) -> dict[str, Any]:
         if len(found) >= MAX_COMPARE:
             break
         try:
-            found.append(store.get(name))
+            job = store.get(name)
         except NotFoundError:
+            missing.append(name)
+            continue
+        if may_see(viewer, job):
+            found.append(job)
+        else:
             missing.append(name)
     hp_rows: dict[str, list[str | None]] = {}
     metric_rows: dict[str, list[str | None]] = {}
     all_names: set[str] = set()
     for i, job in enumerate(found):
-        for key, value in sorted((job.spec.get("HyperParameters") or {}).items()):
+        for key, value in sorted(views.masked_environment(job.spec.get("HyperParameters")).items()):
             hp_rows.setdefault(key, [None] * len(found))[i] = value
         points = store.read_metrics(job.id)
         all_names.update(p.name for p in points)

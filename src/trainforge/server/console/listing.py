@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from trainforge.server.console import queries, views
+from trainforge.service.principal import Principal
 from trainforge.spec.status import TrainingJobStatus
 from trainforge.store.jobs import JobStore, ListQuery
 from trainforge.store.jobs import _encode_token as page_token
@@ -75,13 +76,17 @@ class ListParams:
         return self.query_string(sort=column, order=order, page=1)
 
 
-def list_page(store: JobStore, params: ListParams, *, now: float | None = None) -> dict[str, Any]:
-    """One page of rows and the numbers around it (``total``, ``pages``, ``first``/``last`` row index).
+def list_page(store: JobStore, params: ListParams, *, viewer: Principal, now: float | None = None) -> dict[str, Any]:
+    """One page of ``viewer``'s rows (everyone's for an admin) and the numbers around it (``total``, ``pages``,
+    ``first``/``last`` row index).
 
     A page past the end shows the last page. Costs three statements whatever the number of jobs.
     """
     t = time.time() if now is None else now
-    total = queries.count_jobs(store, name_contains=params.q or None, status_equals=params.status or None)
+    owner = None if viewer.admin else viewer.user
+    total = queries.count_jobs(
+        store, name_contains=params.q or None, status_equals=params.status or None, created_by=owner
+    )
     pages = max(1, math.ceil(total / params.size))
     params = replace(params, page=min(params.page, pages))
     offset = (params.page - 1) * params.size
@@ -92,6 +97,7 @@ def list_page(store: JobStore, params: ListParams, *, now: float | None = None) 
         sort_order=params.order,
         max_results=params.size,
         next_token=page_token(offset) if offset else None,
+        created_by=owner,
     )
     jobs, _ = store.list_jobs(query)
     metrics = queries.final_metrics_by_job(store, [j.id for j in jobs])

@@ -1,7 +1,8 @@
 """The console's HTML pages: login, jobs list, job page (with Stop, Clone, artifacts, full log), compare, 404.
 
 Every page but the login page needs a session (else a redirect to the login page). Every form POST needs the
-session's CSRF token. Unknown jobs and routes answer a 404 HTML page.
+session's CSRF token. Unknown jobs, and other users' jobs for a user who is not an admin, answer the same 404
+HTML page; the list and compare pages show the signed-in user's jobs only (an admin's: everyone's).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
-from trainforge.errors import NotFoundError, StorageError, TrainforgeError, ValidationError
+from trainforge.errors import AuthError, NotFoundError, StorageError, TrainforgeError, ValidationError
 from trainforge.server.console import detail, views
 from trainforge.server.console.listing import PAGE_SIZES, SORTS, STATUSES, ListParams, list_page
 from trainforge.server.console.render import (
@@ -26,6 +27,7 @@ from trainforge.server.console.render import (
     current_session,
     error_page,
     page,
+    principal_of,
     read_form,
     redirect,
     require_session,
@@ -33,6 +35,8 @@ from trainforge.server.console.render import (
 )
 from trainforge.server.console.session import ConsoleSession, clear_session_cookie, set_session_cookie
 from trainforge.service.jobs import JobService
+from trainforge.service.principal import Principal
+from trainforge.service.users import UserService
 from trainforge.spec.job import parse_create_request
 from trainforge.spec.names import base_from_name, name_from_base
 from trainforge.store.jobs import JobStore
@@ -41,7 +45,6 @@ from trainforge.store.records import JobRecord
 router = APIRouter(include_in_schema=False)
 
 NOTICES = {"stop-requested": "Stop requested: the job's code gets SIGTERM, then its artifacts are saved."}
-BAD_TOKEN = "That token is not valid for this server. It is in $TRAINFORGE_HOME/token on the server's machine."
 BAD_TICKET = (
     "This sign-in link has expired or was already used. Run 'trainforge console' for a new one, or paste the API token."
 )
@@ -56,6 +59,16 @@ def _store(request: Request) -> JobStore:
 def _svc(request: Request) -> JobService:
     svc: JobService = request.app.state.jobs
     return svc
+
+
+def _users(request: Request) -> UserService:
+    users: UserService = request.app.state.users
+    return users
+
+
+def _owned(request: Request, session: ConsoleSession, name: str) -> JobRecord:
+    """The job if the session's user may see it; ``NotFoundError`` (as for an unknown job) otherwise."""
+    return _svc(request).owned(name, principal_of(session))
 
 
 def _job_url(name: str) -> str:
@@ -87,32 +100,41 @@ def login_form(request: Request, next: str | None = None, ticket: str | None = N
     console = console_of(request)
     target = safe_next(next)
     if ticket is not None:
-        if not console.sessions.redeem_ticket(ticket):
-            return page(request, "login.html", {"error": BAD_TICKET, "next": target}, session=None, status_code=401)
+        redeemed = console.sessions.redeem_ticket(ticket)
+        try:
+            if redeemed is None:
+                raise AuthError(BAD_TICKET)
+            user, token_id = redeemed
+            _users(request).recheck(user, token_id)
+        except AuthError as exc:
+            return page(request, "login.html", {"error": exc.message, "next": target}, session=None, status_code=401)
         # A page of our own, not a redirect: the next navigation is same-site, so the SameSite=Strict cookie
         # is sent even when the link was opened from another application.
         response = page(request, "signed_in.html", {"next": target}, session=None)
-        set_session_cookie(response, request, console.sessions.issue())
+        set_session_cookie(response, request, console.sessions.issue(user, token_id))
         return response
     if current_session(request) is not None:
         return redirect(target)
     return page(request, "login.html", {"error": None, "next": target}, session=None)
 
 
-@router.post("/console/login")
+@router.post("/console/login", name="ConsoleSignIn")
 async def login(request: Request) -> Response:
-    """Check the pasted API token; on success set the session cookie and go on to ``next``."""
+    """Check the pasted API token (any user's); on success set the session cookie and go on to ``next``."""
     console = console_of(request)
     form = await read_form(request)
     target = safe_next(form.get("next"))
-    if not console.sessions.token_matches(form.get("token", "")):
-        return page(request, "login.html", {"error": BAD_TOKEN, "next": target}, session=None, status_code=401)
+    try:
+        who = await to_thread.run_sync(_users(request).authenticate, form.get("token", "").strip() or None)
+    except AuthError as exc:
+        return page(request, "login.html", {"error": exc.message, "next": target}, session=None, status_code=401)
+    request.state.principal = who.principal
     response = redirect(target)
-    set_session_cookie(response, request, console.sessions.issue())
+    set_session_cookie(response, request, console.sessions.issue(who.principal.user, who.token_id))
     return response
 
 
-@router.post("/console/logout")
+@router.post("/console/logout", name="ConsoleSignOut")
 async def logout(request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
     """Sign out: the session is revoked and its cookie dropped."""
     form = await read_form(request)
@@ -131,7 +153,7 @@ async def logout(request: Request, session: ConsoleSession = Depends(require_ses
 def jobs_list(request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
     """The jobs list: filter by status, search by name, sort, pages; its script refreshes it while jobs run."""
     params = ListParams.parse(request.query_params)
-    data = list_page(_store(request), params)
+    data = list_page(_store(request), params, viewer=principal_of(session))
     context = {
         **data,
         "statuses": STATUSES,
@@ -146,7 +168,7 @@ def jobs_list(request: Request, session: ConsoleSession = Depends(require_sessio
 def compare(request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
     """Selected jobs (``?job=a&job=b``) side by side, and one metric of all of them on one chart."""
     names = request.query_params.getlist("job")
-    data = detail.compare_page(_store(request), names)
+    data = detail.compare_page(_store(request), names, viewer=principal_of(session))
     return page(request, "compare.html", data, session=session)
 
 
@@ -172,21 +194,21 @@ def _job_response(
 def job_page(name: str, request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
     """Everything about one job: record, timeline, live log, metric charts, artifacts, Stop and Clone."""
     try:
-        job = _store(request).get(name)
+        job = _owned(request, session, name)
     except NotFoundError:
         return _no_job(request, name)
     notice = NOTICES.get(request.query_params.get("notice", ""))
     return _job_response(request, session, job, notice=notice)
 
 
-@router.post("/console/jobs/{name}/stop")
+@router.post("/console/jobs/{name}/stop", name="StopTrainingJob")
 async def stop_job(name: str, request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
     """StopTrainingJob from the Stop button; back to the job page."""
     form = await read_form(request)
     if not console_of(request).sessions.csrf_ok(session, form.get("csrf")):
         return error_page(request, status_code=403, title="Form expired", message=STALE_FORM)
     try:
-        await to_thread.run_sync(_svc(request).stop, name)
+        await to_thread.run_sync(_svc(request).stop, name, principal_of(session))
     except NotFoundError:
         return _no_job(request, name)
     except ValidationError as exc:
@@ -197,29 +219,30 @@ async def stop_job(name: str, request: Request, session: ConsoleSession = Depend
     return redirect(f"{_job_url(name)}?notice=stop-requested")
 
 
-def _clone(svc: JobService, job: JobRecord) -> str:
+def _clone(svc: JobService, job: JobRecord, principal: Principal) -> str:
     spec = dict(job.spec)
     spec["TrainingJobName"] = name_from_base(base_from_name(job.name))
-    svc.submit(parse_create_request(spec))
+    svc.submit(parse_create_request(spec), principal)
     return str(spec["TrainingJobName"])
 
 
-@router.post("/console/jobs/{name}/clone")
+@router.post("/console/jobs/{name}/clone", name="CloneTrainingJob")
 async def clone_job(name: str, request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
     """Submit the job's spec again under ``<base name>-<timestamp>``; on to the new job's page."""
     form = await read_form(request)
     if not console_of(request).sessions.csrf_ok(session, form.get("csrf")):
         return error_page(request, status_code=403, title="Form expired", message=STALE_FORM)
     try:
-        job = await to_thread.run_sync(_store(request).get, name)
+        job = await to_thread.run_sync(_owned, request, session, name)
     except NotFoundError:
         return _no_job(request, name)
     try:
-        new_name = await to_thread.run_sync(_clone, _svc(request), job)
+        new_name = await to_thread.run_sync(_clone, _svc(request), job, principal_of(session))
     except TrainforgeError as exc:
         return await to_thread.run_sync(
             partial(_job_response, request, session, job, error=f"Clone failed: {exc.message}", status_code=400)
         )
+    request.state.audit_detail = f"new job {new_name}"
     return redirect(f"{_job_url(new_name)}?cloned_from={quote(name, safe='')}")
 
 
@@ -227,7 +250,7 @@ async def clone_job(name: str, request: Request, session: ConsoleSession = Depen
 def artifact(name: str, kind: str, request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
     """Download the job's ``model.tar.gz``, ``output.tar.gz`` or ``sourcedir.tar.gz`` (nothing else)."""
     try:
-        job = _store(request).get(name)
+        job = _owned(request, session, name)
     except NotFoundError:
         return _no_job(request, name)
     file = views.ARTIFACT_FILES.get(kind)
@@ -270,7 +293,7 @@ def log_text(
     """The job's whole log as plain text (one host's with ``?host=``)."""
     store = _store(request)
     try:
-        job = store.get(name)
+        job = _owned(request, session, name)
     except NotFoundError:
         return _no_job(request, name)
     headers = {

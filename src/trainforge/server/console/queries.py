@@ -16,13 +16,17 @@ from trainforge.store.tables import jobs, metric_points
 SYSTEM_PREFIX = "system/"
 
 
-def count_jobs(store: JobStore, *, name_contains: str | None, status_equals: str | None) -> int:
+def count_jobs(
+    store: JobStore, *, name_contains: str | None, status_equals: str | None, created_by: str | None = None
+) -> int:
     """How many jobs match the list filters (the same conditions as ``JobStore.list_jobs``)."""
     conds = []
     if name_contains:
         conds.append(func.lower(jobs.c.name).contains(name_contains.lower(), autoescape=True))
     if status_equals:
         conds.append(jobs.c.status == status_equals)
+    if created_by is not None:
+        conds.append(jobs.c.created_by == created_by)
     stmt = select(func.count()).select_from(jobs).where(and_(True, *conds))
     with store.engine.connect() as conn:
         return int(conn.execute(stmt).scalar() or 0)

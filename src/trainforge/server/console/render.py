@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from trainforge.errors import AuthError, ValidationError
 from trainforge.server.console import views
 from trainforge.server.console.session import COOKIE, ConsoleSession, Sessions
+from trainforge.service.principal import Principal
+from trainforge.service.users import UserService
 from trainforge.storage import ObjectStore
 
 BASE = "/console"
@@ -59,8 +61,8 @@ def _static_version() -> str:
     return digest.hexdigest()[:12]
 
 
-def build_console(*, token: str, objects: ObjectStore) -> Console:
-    """The console state for a server with API token ``token`` whose artifacts are in ``objects``."""
+def build_console(*, secret: bytes, objects: ObjectStore) -> Console:
+    """The console state for a server whose console key is ``secret`` and whose artifacts are in ``objects``."""
     version = _static_version()
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(PACKAGE_DIR / "templates")),
@@ -77,7 +79,7 @@ def build_console(*, token: str, objects: ObjectStore) -> Console:
         q=lambda value: quote(str(value), safe=""),
     )
     return Console(
-        sessions=Sessions(token),
+        sessions=Sessions(secret),
         templates=env,
         objects=objects,
         static_version=version,
@@ -91,8 +93,31 @@ def console_of(request: Request) -> Console:
 
 
 def current_session(request: Request) -> ConsoleSession | None:
-    """The signed-in session of ``request``, if its cookie is valid."""
-    return console_of(request).sessions.verify(request.cookies.get(COOKIE))
+    """The signed-in session of ``request``: its cookie is valid, its token neither revoked nor expired and its
+    user enabled, checked now (nothing is cached). The session's ``principal`` is filled in and kept on
+    ``request.state.principal``."""
+    cached: ConsoleSession | None = getattr(request.state, "console_session", None)
+    if cached is not None:
+        return cached
+    session = console_of(request).sessions.verify(request.cookies.get(COOKIE))
+    if session is None:
+        return None
+    users: UserService = request.app.state.users
+    try:
+        principal = users.recheck(session.user, session.token_id)
+    except AuthError:
+        return None
+    session = replace(session, principal=principal)
+    request.state.principal = principal
+    request.state.console_session = session
+    return session
+
+
+def principal_of(session: ConsoleSession) -> Principal:
+    """The user a checked session acts for."""
+    if session.principal is None:
+        raise LoginRequired()
+    return session.principal
 
 
 def require_session(request: Request) -> ConsoleSession:

@@ -1,14 +1,18 @@
-"""Console sign-in: a signed session cookie and one-time login tickets, both keyed from the API token.
+"""Console sign-in: signed session cookies and one-time login tickets, each naming a user and a token id.
 
-The API token never leaves the server in a cookie or a link. A key is derived from it
-(``HMAC-SHA256(token, "trainforge-console-v1")``) and signs:
+Both are signed (HMAC-SHA256) with the console secret, a random key kept in ``$TRAINFORGE_HOME/console.secret``
+(mode 0600), not derived from anyone's API token:
 
-- **sessions** ``<issued>.<nonce>.<mac>``: the value of an ``HttpOnly``, ``SameSite=Strict`` cookie scoped to
-  ``/console`` (``Secure`` when the request came over https), valid for :data:`SESSION_MAX_AGE_S`;
-- **tickets** ``<expires>.<nonce>.<mac>``: what a login link carries; each is accepted once, until it expires
+- **sessions** ``<issued>.<user>.<token id>.<nonce>.<mac>``: the value of an ``HttpOnly``, ``SameSite=Strict``
+  cookie scoped to ``/console`` (``Secure`` when the request came over https), valid for :data:`SESSION_MAX_AGE_S`;
+- **tickets** ``<expires>.<user>.<token id>.<nonce>.<mac>``: what a login link carries, issued by the server to
+  the holder of a token (``POST /v1/console/ticket``); each is accepted once, until it expires
   (:data:`TICKET_MAX_AGE_S` after it was made).
 
-Changing the token invalidates every session and ticket. Signing out revokes the session in this process.
+A session names the token it was signed in with: every request re-checks that the token is neither revoked nor
+expired and that its user is still enabled (see ``render.current_session``), so disabling a user or revoking the
+token ends the session at the next page load. Replacing the secret file ends every session. Signing out revokes
+the session in this process.
 """
 
 from __future__ import annotations
@@ -16,23 +20,29 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import Request, Response
+
+from trainforge.service.principal import Principal
+from trainforge.service.remote_keys import ensure_secret
 
 COOKIE = "trainforge_console"
 COOKIE_PATH = "/console"
 SESSION_MAX_AGE_S = 7 * 86400
 TICKET_MAX_AGE_S = 300
-_KEY_LABEL = b"trainforge-console-v1"
+SECRET_FILE = "console.secret"
+_FIELD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-def console_key(token: str) -> bytes:
-    """The signing key of the console for a server whose API token is ``token``."""
-    return hmac.new(token.encode(), _KEY_LABEL, hashlib.sha256).digest()
+def ensure_console_secret(home: Path) -> bytes:
+    """The console's signing key, kept in ``home/console.secret`` (0600), created on first use."""
+    return ensure_secret(home / SECRET_FILE)
 
 
 def _mac(key: bytes, *parts: str) -> str:
@@ -40,82 +50,90 @@ def _mac(key: bytes, *parts: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def make_ticket(token: str, *, now: float | None = None) -> str:
-    """A one-time login ticket for the server whose API token is ``token``, valid for five minutes."""
-    expires = str(int((time.time() if now is None else now) + TICKET_MAX_AGE_S))
-    nonce = secrets.token_urlsafe(12)
-    return f"{expires}.{nonce}.{_mac(console_key(token), 'ticket', expires, nonce)}"
-
-
-def _split(value: str) -> tuple[int, str, str] | None:
-    parts = value.split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1] or not parts[2] or len(value) > 256:
+def _split(value: str) -> tuple[int, str, str, str, str] | None:
+    if len(value) > 512:
         return None
-    return int(parts[0]), parts[1], parts[2]
+    parts = value.split(".")
+    if len(parts) != 5 or not parts[0].isdigit() or not all(_FIELD.match(p) for p in parts[1:]):
+        return None
+    return int(parts[0]), parts[1], parts[2], parts[3], parts[4]
 
 
 @dataclass(frozen=True)
 class ConsoleSession:
-    """A signed-in browser: its session nonce and the CSRF token its forms must send back."""
+    """A signed-in browser: its user, the token it signed in with, its nonce and the CSRF token its forms send.
+
+    ``principal`` is filled in by the console once the user and token were re-checked for this request.
+    """
 
     nonce: str
     issued: int
     csrf: str
+    user: str
+    token_id: str
+    principal: Principal | None = None
 
 
 class Sessions:
     """Issues and checks the sessions and tickets of one server process (thread-safe)."""
 
-    def __init__(self, token: str) -> None:
-        self._token = token
-        self._key = console_key(token)
+    def __init__(self, secret: bytes) -> None:
+        self._key = hmac.new(secret, b"trainforge-console-v2", hashlib.sha256).digest()
         self._lock = threading.Lock()
         self._used_tickets: dict[str, float] = {}
         self._revoked: dict[str, float] = {}
 
-    def token_matches(self, given: str) -> bool:
-        """Whether ``given`` is this server's API token (constant-time comparison)."""
-        return hmac.compare_digest(given.strip().encode(), self._token.encode())
+    def make_ticket(self, user: str, token_id: str, *, now: float | None = None) -> tuple[str, float]:
+        """A one-time login ticket for ``user`` (signed in with ``token_id``) and when it expires."""
+        expires = int((time.time() if now is None else now) + TICKET_MAX_AGE_S)
+        nonce = secrets.token_urlsafe(12)
+        mac = _mac(self._key, "ticket", str(expires), user, token_id, nonce)
+        return f"{expires}.{user}.{token_id}.{nonce}.{mac}", float(expires)
 
-    def redeem_ticket(self, ticket: str, *, now: float | None = None) -> bool:
-        """Accept a login ticket once: ``True`` the first time a valid, unexpired ticket is shown, else ``False``."""
+    def redeem_ticket(self, ticket: str, *, now: float | None = None) -> tuple[str, str] | None:
+        """``(user, token id)`` the first time a valid, unexpired ticket is shown; ``None`` otherwise."""
         t = time.time() if now is None else now
         parts = _split(ticket)
         if parts is None:
-            return False
-        expires, nonce, mac = parts
-        if expires < t or not hmac.compare_digest(mac, _mac(self._key, "ticket", str(expires), nonce)):
-            return False
+            return None
+        expires, user, token_id, nonce, mac = parts
+        expected = _mac(self._key, "ticket", str(expires), user, token_id, nonce)
+        if expires < t or not hmac.compare_digest(mac, expected):
+            return None
         with self._lock:
             self._forget_expired(t)
             if nonce in self._used_tickets:
-                return False
+                return None
             self._used_tickets[nonce] = expires
-        return True
+        return user, token_id
 
-    def issue(self, *, now: float | None = None) -> str:
-        """A new session cookie value."""
+    def issue(self, user: str, token_id: str, *, now: float | None = None) -> str:
+        """A new session cookie value for ``user``, signed in with ``token_id``."""
         issued = str(int(time.time() if now is None else now))
         nonce = secrets.token_urlsafe(16)
-        return f"{issued}.{nonce}.{_mac(self._key, 'session', issued, nonce)}"
+        return f"{issued}.{user}.{token_id}.{nonce}.{_mac(self._key, 'session', issued, user, token_id, nonce)}"
 
     def verify(self, value: str | None, *, now: float | None = None) -> ConsoleSession | None:
-        """The session a cookie value stands for, or ``None`` if it is forged, expired or signed out."""
+        """The session a cookie value stands for, or ``None`` if it is forged, expired or signed out.
+
+        Only the signature and age are checked here; the caller re-checks the user and the token.
+        """
         if not value:
             return None
         parts = _split(value)
         if parts is None:
             return None
-        issued, nonce, mac = parts
+        issued, user, token_id, nonce, mac = parts
         t = time.time() if now is None else now
         if not issued - 60 <= t <= issued + SESSION_MAX_AGE_S:
             return None
-        if not hmac.compare_digest(mac, _mac(self._key, "session", str(issued), nonce)):
+        if not hmac.compare_digest(mac, _mac(self._key, "session", str(issued), user, token_id, nonce)):
             return None
         with self._lock:
             if nonce in self._revoked:
                 return None
-        return ConsoleSession(nonce=nonce, issued=issued, csrf=_mac(self._key, "csrf", nonce))
+        csrf = _mac(self._key, "csrf", nonce)
+        return ConsoleSession(nonce=nonce, issued=issued, csrf=csrf, user=user, token_id=token_id)
 
     def revoke(self, session: ConsoleSession, *, now: float | None = None) -> None:
         """Sign a session out: its cookie is refused from now on by this process."""

@@ -7,42 +7,30 @@ object store (local or S3) about an artifact.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from trainforge.errors import NotFoundError, StorageError, ValidationError
+from trainforge.service.masking import looks_secret as looks_secret
+from trainforge.service.masking import mask_record, masked
 from trainforge.spec.contract import MODEL_ARCHIVE, OUTPUT_ARCHIVE, SOURCE_ARCHIVE, model_artifacts_uri
 from trainforge.storage import ObjectInfo, ObjectStore, check_key, parse_s3_uri
 from trainforge.store.records import JobRecord, MetricRecord
 
-MASK = "••••••••"
-SECRET_KEY_RE = re.compile(
-    r"secret|passw|pwd|token|credential|auth|private|session|cookie|signature|apikey|accesskey|(^|_)key($|_)",
-    re.IGNORECASE,
-)
 ARTIFACT_FILES = {"model": MODEL_ARCHIVE, "output": OUTPUT_ARCHIVE, "source": SOURCE_ARCHIVE}
 SYSTEM_PREFIX = "system/"
 MAX_CHART_POINTS = 1000
 
 
-def looks_secret(key: str) -> bool:
-    """Whether an environment variable's name suggests its value is a secret (``*_TOKEN``, ``*PASSWORD``...)."""
-    return bool(SECRET_KEY_RE.search(key))
-
-
 def masked_environment(env: Mapping[str, str] | None) -> dict[str, str]:
-    """``env`` with the value of every secret-looking key replaced by :data:`MASK`."""
-    return {k: (MASK if looks_secret(k) else v) for k, v in (env or {}).items()}
+    """``env`` (or hyperparameters) with the value of every secret-looking key replaced by ``****``."""
+    return masked(env)
 
 
 def masked_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A DescribeTrainingJob dict that is safe to show: ``Environment`` values masked as in the table."""
-    out = dict(record)
-    if "Environment" in out:
-        out["Environment"] = masked_environment(out["Environment"])
-    return out
+    """A DescribeTrainingJob dict that is safe to show: ``Environment`` and ``HyperParameters`` secrets masked."""
+    return mask_record(record)
 
 
 def fmt_duration(seconds: float | None) -> str:
