@@ -14,6 +14,7 @@ import pydantic
 
 from trainforge import __version__
 from trainforge.cli import console, jobs, server
+from trainforge.cli import roles as roles_cli
 from trainforge.errors import NotFoundError, ServerUnavailableError, TrainforgeError, ValidationError
 from trainforge.settings import load_settings
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.register(groups, common)
     jobs.register(groups, common)
     console.register(groups, common)
+    roles_cli.register(groups, common)
     return parser
 
 
