@@ -13,7 +13,15 @@ from fastapi import Depends, FastAPI, Request
 from trainforge.backends import open_backend
 from trainforge.scheduler.instances import this_machine
 from trainforge.scheduler.loop import Scheduler
-from trainforge.server import console, routes_agent, routes_jobs, routes_metrics, routes_remote, routes_users
+from trainforge.server import (
+    console,
+    routes_agent,
+    routes_jobs,
+    routes_metrics,
+    routes_remote,
+    routes_roles,
+    routes_users,
+)
 from trainforge.server import errors as error_handlers
 from trainforge.server.audit import AuditMiddleware
 from trainforge.server.auth import current_user, ensure_token
@@ -21,6 +29,8 @@ from trainforge.server.console.session import ensure_console_secret
 from trainforge.service.agent import AgentService
 from trainforge.service.audit import AuditLog
 from trainforge.service.jobs import JobService
+from trainforge.service.keys import server_keyring
+from trainforge.service.principal import ADMIN_USER
 from trainforge.service.remote_keys import ensure_secret
 from trainforge.service.users import UserService
 from trainforge.settings import Settings
@@ -68,7 +78,7 @@ def create_app(
     home.mkdir(parents=True, exist_ok=True)
     # Startup check: the object store answers and holds the default bucket (ValidationError naming the setting).
     supervisor_storage = storage_config(settings, credentials=True)
-    objects = open_store(supervisor_storage)
+    objects = open_store(supervisor_storage, keyring=server_keyring(settings))  # local objects encrypted at rest
     objects.ensure_bucket(DEFAULT_BUCKET)
     token = settings.token or ensure_token(settings.token_path)
     remote_secret = ensure_secret(settings.resolved_home / "remote_function.secret")
@@ -86,9 +96,12 @@ def create_app(
             source="server",
             detail=f"token {registered.token_id}",
         )
+    roles = routes_roles.open_roles(store.engine, account_id=settings.account_id, admin_user=ADMIN_USER)
     machine = this_machine(cpus=settings.local_cpus, gpus=settings.local_gpus, memory_gib=settings.local_memory_gib)
     backend = open_backend(settings, machine)
-    jobs = JobService(store=store, settings=settings, machine=machine, backend=backend)
+    jobs = JobService(
+        store=store, settings=settings, machine=machine, backend=backend, resolve_role=roles.resolve_for_job
+    )
     scheduler = Scheduler(
         store=store,
         backend=backend,
@@ -157,5 +170,6 @@ def create_app(
     app.include_router(routes_metrics.router)
     app.include_router(routes_remote.router)
     app.include_router(routes_users.router)
+    routes_roles.install(app, roles=roles)
     console.install(app)
     return app
