@@ -419,7 +419,7 @@ class Supervisor:
             prefix = f"{CONTAINER_OPT_ML}/input/data/{name}"
             if value == prefix or value.startswith(prefix + "/"):
                 return str(directory) + value[len(prefix) :]
-        return value
+        return self.paths.map_container_path(value)
 
     def _oom_reason(self) -> str:
         limits = self._limits
