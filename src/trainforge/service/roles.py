@@ -95,7 +95,7 @@ class RoleService:
 
     def list_roles(self) -> dict[str, Any]:
         """Every role, by name: ``{"Roles": [...]}``."""
-        return {"Roles": [self.view(r) for r in self.store.list()]}
+        return {"Roles": [self.view(r) for r in self.store.all()]}
 
     def delete(self, name: str) -> None:
         """Delete a role and its grants. The built-in role cannot be deleted (``ValidationError``)."""

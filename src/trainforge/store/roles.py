@@ -86,7 +86,7 @@ class RoleStore:
         except NotFoundError:
             return None
 
-    def list(self) -> list[RoleRecord]:
+    def all(self) -> list[RoleRecord]:
         """Every role, by name."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(roles).order_by(roles.c.name)).all()
