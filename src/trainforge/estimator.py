@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
+from trainforge.admin_client import AdminClient
 from trainforge.analytics import TrainingJobAnalytics
 from trainforge.errors import ValidationError
 from trainforge.fw_utils import UploadedCode, git_clone_repo, tar_and_upload_dir, validate_source_code
@@ -499,7 +500,8 @@ class EstimatorBase:
             UnexpectedStatusError: The job ended Failed.
         """
         session = sagemaker_session if sagemaker_session is not None else Session()
-        details = session.client.describe_training_job(training_job_name)
+        # The owner's re-fit needs the real values of secret-looking variables (masked for anyone else).
+        details = AdminClient(session.client).describe_training_job(training_job_name, show_secrets=True)
         init_params = cls._prepare_init_params_from_job_description(details, model_channel_name)
         estimator = cls(sagemaker_session=session, **init_params)
         estimator.latest_training_job = TrainingJob(session, training_job_name)

@@ -1,4 +1,8 @@
-"""``trainforge jobs list|describe|logs|stop|wait``: inspect and control training jobs."""
+"""``trainforge jobs list|describe|logs|stop|wait``: inspect and control training jobs.
+
+A user sees their own jobs (an admin everyone's). Secret-looking environment values and hyperparameters are shown
+as ``****``; ``jobs describe NAME --show-secrets`` shows them to the job's owner.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import sys
 import time
 from typing import Any
 
+from trainforge.admin_client import AdminClient
 from trainforge.cli.output import fmt_time, print_fields, print_json, print_json_line, print_table
 from trainforge.client import TrainforgeClient
 from trainforge.local_server import connect
@@ -44,6 +49,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     rows = [
         (
             s.get("TrainingJobName"),
+            (s.get("CreatedBy") or {}).get("UserProfileName"),
             s.get("TrainingJobStatus"),
             s.get("SecondaryStatus"),
             fmt_time(s.get("CreationTime")),
@@ -51,7 +57,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         )
         for s in summaries
     ]
-    print_table(("NAME", "STATUS", "SECONDARY", "CREATED", "ENDED"), rows)
+    print_table(("NAME", "OWNER", "STATUS", "SECONDARY", "CREATED", "ENDED"), rows)
     if page.get("NextToken"):
         sys.stdout.write(f"(more: --next-token {page['NextToken']})\n")
     return EXIT_OK
@@ -72,6 +78,7 @@ def _print_description(desc: dict[str, Any]) -> None:
         [
             ("Name", desc.get("TrainingJobName")),
             ("Arn", desc.get("TrainingJobArn")),
+            ("Created by", (desc.get("CreatedBy") or {}).get("UserProfileName")),
             ("Status", f"{desc.get('TrainingJobStatus')} ({desc.get('SecondaryStatus')})"),
             ("Failure reason", desc.get("FailureReason")),
             ("Image", (desc.get("AlgorithmSpecification") or {}).get("TrainingImage")),
@@ -90,6 +97,11 @@ def _print_description(desc: dict[str, Any]) -> None:
         sys.stdout.write("Hyperparameters:\n")
         for key in sorted(hps):
             sys.stdout.write(f"  {key} = {hps[key]}\n")
+    env = desc.get("Environment") or {}
+    if env:
+        sys.stdout.write("Environment:\n")
+        for key in sorted(env):
+            sys.stdout.write(f"  {key} = {env[key]}\n")
     channels = desc.get("InputDataConfig") or []
     if channels:
         sys.stdout.write("Channels:\n")
@@ -106,9 +118,9 @@ def _print_description(desc: dict[str, Any]) -> None:
 
 
 def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
-    """Show one job (``--output json``: the full DescribeTrainingJob answer)."""
+    """Show one job (``--output json``: the full DescribeTrainingJob answer); ``--show-secrets`` for its owner."""
     with _client(settings) as client:
-        desc = client.describe_training_job(args.name)
+        desc = AdminClient(client).describe_training_job(args.name, show_secrets=args.show_secrets)
     if args.output == "json":
         print_json(desc)
     else:
@@ -228,6 +240,11 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser], common
 
     describe = commands.add_parser("describe", help="show one job", parents=[common])
     describe.add_argument("name")
+    describe.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help="show secret-looking environment values and hyperparameters (only for the job's owner)",
+    )
     describe.set_defaults(handler=cmd_describe)
 
     logs = commands.add_parser("logs", help="print a job's log lines", parents=[common])
