@@ -8,15 +8,20 @@ reached raises :class:`~trainforge.errors.ServerUnavailableError` with a message
 from __future__ import annotations
 
 import json
+import os
+import socket
+import ssl
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
-from trainforge.errors import ServerUnavailableError, TrainforgeError, error_from_body
+from trainforge.errors import AuthError, ServerUnavailableError, TrainforgeError, ValidationError, error_from_body
 
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_RECONNECT_FOR_S = 120.0
@@ -47,6 +52,140 @@ def unavailable_message(base_url: str, cause: object) -> str:
     )
 
 
+CA_BUNDLE_ENV = "TRAINFORGE_CA_BUNDLE"
+_contexts: dict[tuple[str, int, int], ssl.SSLContext] = {}
+_contexts_lock = threading.Lock()
+
+
+def verifying_context(*, cafile: str | Path | None = None, cadata: str | None = None) -> ssl.SSLContext:
+    """An SSL context that verifies servers (hostname included) against ``cafile``/``cadata`` (PEM) when given,
+    else against the system trust store.
+
+    A certificate in ``cafile``/``cadata`` is trusted as it is, even one that is not self-signed (so a server's
+    own certificate can be pinned). Contexts for files are cached by path and modification time.
+
+    Raises:
+        ValidationError: ``cafile`` is missing, unreadable or holds no certificate (names TRAINFORGE_CA_BUNDLE).
+    """
+    if cadata is not None:
+        context = ssl.create_default_context(cadata=cadata)
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        return context
+    key = ("", 0, 0)
+    if cafile is not None:
+        path = Path(cafile).expanduser()
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            raise ValidationError(
+                f"{CA_BUNDLE_ENV}={cafile}: {exc.strerror or exc}; point it at the server's CA certificate (PEM)",
+                field=CA_BUNDLE_ENV,
+            ) from None
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    with _contexts_lock:
+        cached = _contexts.get(key)
+        if cached is not None:
+            return cached
+        if cafile is None:
+            context = ssl.create_default_context()
+        else:
+            try:
+                context = ssl.create_default_context(cafile=key[0])
+            except (OSError, ssl.SSLError) as exc:
+                raise ValidationError(
+                    f"{CA_BUNDLE_ENV}={cafile} holds no usable PEM certificate ({exc})", field=CA_BUNDLE_ENV
+                ) from None
+            context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        _contexts[key] = context
+        return context
+
+
+def certificate_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate-verification error behind an ``httpx`` error, if that is what it is."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def certificate_message(url: str, failure: ssl.SSLCertVerificationError, *, server_cert: str | None = None) -> str:
+    """The one-line explanation given when the certificate of the server at ``url`` cannot be verified.
+
+    ``server_cert`` is where the server's own certificate is on this machine (from its ``server.json``), named as
+    the fix when known.
+    """
+    reason = failure.verify_message or failure.reason or str(failure)
+    if failure.verify_code == 62 or "hostname mismatch" in str(reason).lower():  # X509_V_ERR_HOSTNAME_MISMATCH
+        return (
+            f"cannot verify the TLS certificate of {url} ({reason}): reach the server by a name its certificate "
+            "holds (TRAINFORGE_ENDPOINT), or give it a certificate for this name"
+        )
+    where = (
+        f"for --tls self-signed: {server_cert}"
+        if server_cert
+        else "for --tls self-signed: <home>/tls/cert.pem on the server's machine"
+    )
+    return (
+        f"cannot verify the TLS certificate of {url} ({reason}): set {CA_BUNDLE_ENV} to the server's CA "
+        f"certificate ({where})"
+    )
+
+
+def _serves_tls(url: str, timeout: float = 2.0) -> bool:
+    """Whether the ``http://`` server at ``url`` completes a TLS handshake (it speaks https)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout) as sock,
+            context.wrap_socket(sock, server_hostname=parts.hostname),
+        ):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def tls_problem(base_url: str, exc: httpx.TransportError, *, server_cert: str | None = None) -> TrainforgeError | None:
+    """The error for a request to ``base_url`` that failed because of TLS, or None when TLS is not the cause.
+
+    A certificate that cannot be verified is an :class:`~trainforge.errors.AuthError` (retrying cannot help; the
+    message says which CA bundle to set). An ``http://`` URL of a server that speaks https, or an ``https://`` URL
+    of one that speaks plain http, is a :class:`~trainforge.errors.ServerUnavailableError` saying which scheme.
+    """
+    failure = certificate_failure(exc)
+    if failure is not None:
+        return AuthError(certificate_message(base_url, failure, server_cert=server_cert))
+    if base_url.startswith("http://"):
+        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)) and _serves_tls(base_url):
+            https = "https://" + base_url[len("http://") :]
+            return ServerUnavailableError(
+                f"cannot talk to the trainforge server at {base_url}: it serves https; use {https} "
+                f"(TRAINFORGE_ENDPOINT) with {CA_BUNDLE_ENV} set to its CA certificate"
+            )
+    elif isinstance(exc, httpx.ConnectError) and "WRONG_VERSION_NUMBER" in str(exc):
+        plain = "http://" + base_url[len("https://") :]
+        return ServerUnavailableError(
+            f"cannot talk to the trainforge server at {base_url}: it does not speak TLS; use {plain}, or start "
+            "the server with --tls-cert/--tls-key or --tls self-signed"
+        )
+    return None
+
+
+def transport_error(base_url: str, exc: httpx.TransportError, *, server_cert: str | None = None) -> TrainforgeError:
+    """The error to raise for a request to ``base_url`` that failed below HTTP: :func:`tls_problem`'s when TLS
+    is the cause, else a :class:`~trainforge.errors.ServerUnavailableError` saying how to start a server."""
+    problem = tls_problem(base_url, exc, server_cert=server_cert)
+    return problem or ServerUnavailableError(unavailable_message(base_url, exc))
+
+
 def _epoch(value: float | int | datetime | None) -> str | None:
     if value is None:
         return None
@@ -68,6 +207,13 @@ class TrainforgeClient:
         transport: An ``httpx`` transport to use instead of the network (in-process tests).
         timeout: Seconds allowed for each ordinary request.
         reconnect_for_s: How long :meth:`follow_logs` keeps trying to reconnect after losing the server.
+        ca_bundle: The CA certificate(s) (PEM file) an ``https`` server is verified with; None:
+            ``TRAINFORGE_CA_BUNDLE`` from the environment when set, else the system trust store.
+        server_cert: Where the server's own certificate is on this machine (from its ``server.json``); named in
+            the error when the server's certificate cannot be verified.
+
+    A server whose certificate cannot be verified makes every call raise :class:`~trainforge.errors.AuthError`
+    with a one-line message naming ``TRAINFORGE_CA_BUNDLE``.
     """
 
     def __init__(
@@ -78,13 +224,23 @@ class TrainforgeClient:
         transport: httpx.BaseTransport | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         reconnect_for_s: float = DEFAULT_RECONNECT_FOR_S,
+        ca_bundle: str | Path | None = None,
+        server_cert: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.reconnect_for_s = reconnect_for_s
+        self.server_cert = server_cert
         headers = {"Accept": "application/json", "User-Agent": "trainforge-sdk"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, transport=transport, timeout=timeout)
+        bundle = ca_bundle if ca_bundle is not None else (os.environ.get(CA_BUNDLE_ENV) or None)
+        # Only an https server needs the context (a bad bundle must not break a plain-http client).
+        verify: ssl.SSLContext | bool = (
+            verifying_context(cafile=bundle) if self.base_url.startswith("https://") and transport is None else True
+        )
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, transport=transport, timeout=timeout, verify=verify
+        )
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -116,7 +272,7 @@ class TrainforgeClient:
         try:
             response = self._http.request(method, path, params=params, json=json_body)
         except httpx.TransportError as exc:
-            raise ServerUnavailableError(unavailable_message(self.base_url, exc)) from None
+            raise transport_error(self.base_url, exc, server_cert=self.server_cert) from None
         if response.status_code >= 400:
             raise self._error(response)
         if not response.content:
@@ -325,6 +481,9 @@ class TrainforgeClient:
                 # Silence, not failure: reopen at once.
                 continue
             except httpx.TransportError as exc:
+                failure = certificate_failure(exc)
+                if failure is not None:
+                    raise AuthError(certificate_message(self.base_url, failure, server_cert=self.server_cert)) from None
                 last_problem = exc
             except _Retry:
                 pass

@@ -4,14 +4,20 @@ Resolution order: ``TRAINFORGE_ENDPOINT`` (+ ``TRAINFORGE_TOKEN``) when set; oth
 in ``$TRAINFORGE_HOME/server.json`` if its ``/health`` answers; otherwise a new one is started detached
 (``python -m trainforge.cli server run``, output in ``$TRAINFORGE_HOME/server.log``). The token of the
 embedded server is read from ``$TRAINFORGE_HOME/token``.
+
+An ``https`` server is verified with ``TRAINFORGE_CA_BUNDLE`` (else the system trust store); its ``server.json``
+names its certificate, so a client that cannot verify it is told which file to trust. Only probes that send no
+secret (``/health`` while starting or stopping this home's own server) trust that recorded certificate directly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -22,8 +28,8 @@ from typing import Any
 
 import httpx
 
-from trainforge.client import TrainforgeClient
-from trainforge.errors import ServerUnavailableError
+from trainforge.client import TrainforgeClient, tls_problem, verifying_context
+from trainforge.errors import ServerUnavailableError, TrainforgeError
 from trainforge.settings import Settings
 
 START_TIMEOUT_S = 20.0
@@ -45,6 +51,8 @@ class ServerInfo:
         home: The ``TRAINFORGE_HOME`` of an embedded server; ``None`` for a configured endpoint.
         version: The server's version string.
         started: Whether this call started the server.
+        cert: The certificate an https embedded server serves (from ``server.json``); None otherwise.
+        self_signed: Whether ``cert`` is the home's own ``--tls self-signed`` certificate.
     """
 
     url: str
@@ -53,6 +61,8 @@ class ServerInfo:
     home: str | None
     version: str | None = None
     started: bool = False
+    cert: str | None = None
+    self_signed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--output json`` (the token is left out)."""
@@ -89,11 +99,33 @@ def read_token(settings: Settings) -> str | None:
     return token or None
 
 
-def probe_health(url: str, *, timeout: float = HEALTH_TIMEOUT_S) -> dict[str, Any] | None:
-    """``GET <url>/health``; the answer if the server says ``status: ok``, else ``None``. Never raises."""
+def probe_health(
+    url: str,
+    *,
+    timeout: float = HEALTH_TIMEOUT_S,
+    verify: ssl.SSLContext | None = None,
+    server_cert: str | None = None,
+) -> dict[str, Any] | None:
+    """``GET <url>/health``; the answer if the server says ``status: ok``, else ``None``.
+
+    ``verify`` checks an https server's certificate (default: ``TRAINFORGE_CA_BUNDLE`` from the environment, else
+    the system trust store); ``server_cert`` is named in the error when it fails.
+
+    Raises:
+        AuthError: The server's certificate cannot be verified (the message names the CA bundle to set).
+        ServerUnavailableError: The server answers in the other scheme (https on an http URL, or the reverse).
+    """
+    base = url.rstrip("/")
+    if verify is None and base.startswith("https://"):
+        verify = verifying_context(cafile=os.environ.get("TRAINFORGE_CA_BUNDLE") or None)
     try:
-        response = httpx.get(f"{url.rstrip('/')}/health", timeout=timeout)
+        response = httpx.get(f"{base}/health", timeout=timeout, verify=verify if verify is not None else True)
         body = response.json()
+    except httpx.TransportError as exc:
+        problem = tls_problem(base, exc, server_cert=server_cert)
+        if problem is not None:
+            raise problem from None
+        return None
     except (httpx.HTTPError, ValueError):
         return None
     if response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "ok":
@@ -101,31 +133,78 @@ def probe_health(url: str, *, timeout: float = HEALTH_TIMEOUT_S) -> dict[str, An
     return body
 
 
-def find_server(settings: Settings) -> ServerInfo | None:
-    """The server this configuration points at, if it answers ``/health``; never starts one."""
+def _client_context(settings: Settings, url: str) -> ssl.SSLContext | None:
+    """How a client of these settings verifies ``url``: ``ca_bundle``, else the system store (None for http)."""
+    return verifying_context(cafile=settings.ca_bundle) if url.startswith("https://") else None
+
+
+def _recorded_cert(settings: Settings, url: str) -> tuple[str | None, bool]:
+    """The certificate (and whether self-signed) that this home's ``server.json`` records for ``url``."""
+    record = read_server_file(settings)
+    if record is None or str(record["url"]).rstrip("/") != url.rstrip("/"):
+        return None, False
+    cert = record.get("cert")
+    return (str(cert) if cert else None), bool(record.get("self_signed"))
+
+
+def _own_server_context(settings: Settings, cert: str | None) -> ssl.SSLContext | None:
+    """For ``/health`` probes of this home's own server (no secret is sent): the client's trust plus the
+    certificate the server says it serves, without a hostname check."""
+    if cert is None:
+        return None
+    context = (
+        ssl.create_default_context(cafile=str(settings.ca_bundle))
+        if settings.ca_bundle
+        else ssl.create_default_context()
+    )
+    context.check_hostname = False
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    with contextlib.suppress(OSError, ssl.SSLError):
+        context.load_verify_locations(cafile=cert)
+    return context
+
+
+def find_server(settings: Settings, *, trust_own_cert: bool = False) -> ServerInfo | None:
+    """The server this configuration points at, if it answers ``/health``; never starts one.
+
+    An https server is verified as a client of ``settings`` would verify it; with ``trust_own_cert`` (an embedded
+    server this process started or stops) the certificate its ``server.json`` names is trusted too.
+
+    Raises:
+        AuthError: The server answers but its certificate cannot be verified (the message says what to set).
+    """
     if settings.endpoint:
-        health = probe_health(settings.endpoint)
+        url = settings.endpoint.rstrip("/")
+        cert, self_signed = _recorded_cert(settings, url)
+        health = probe_health(url, verify=_client_context(settings, url), server_cert=cert)
         if health is None:
             return None
         return ServerInfo(
-            url=settings.endpoint.rstrip("/"),
+            url=url,
             token=settings.token,
             pid=health.get("pid"),
             home=None,
             version=health.get("version"),
+            cert=cert,
+            self_signed=self_signed,
         )
     record = read_server_file(settings)
     if record is None:
         return None
-    health = probe_health(str(record["url"]))
+    url = str(record["url"]).rstrip("/")
+    cert = str(record["cert"]) if record.get("cert") else None
+    verify = (_own_server_context(settings, cert) if trust_own_cert else None) or _client_context(settings, url)
+    health = probe_health(url, verify=verify, server_cert=cert)
     if health is None:
         return None
     return ServerInfo(
-        url=str(record["url"]).rstrip("/"),
+        url=url,
         token=read_token(settings),
         pid=health.get("pid", record.get("pid")),
         home=str(settings.resolved_home),
         version=health.get("version"),
+        cert=cert,
+        self_signed=bool(record.get("self_signed")),
     )
 
 
@@ -167,11 +246,15 @@ def start_server(settings: Settings, *, timeout_s: float = START_TIMEOUT_S) -> S
     """Start an embedded server detached and wait until it answers ``/health``.
 
     The server outlives the calling process (its own session); its output goes to
-    ``$TRAINFORGE_HOME/server.log``.
+    ``$TRAINFORGE_HOME/server.log``. Its TLS settings are checked first (:func:`trainforge.server.tls.prepare`).
 
     Raises:
+        ValidationError: A TLS setting cannot work, or the server would serve plain http to the network.
         ServerUnavailableError: It exited while starting, or did not answer within ``timeout_s``.
     """
+    from trainforge.server.tls import prepare
+
+    settings, _ = prepare(settings)
     home = settings.resolved_home
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_path = home / "server.log"
@@ -196,11 +279,9 @@ def start_server(settings: Settings, *, timeout_s: float = START_TIMEOUT_S) -> S
                 + (f": {last}" if last else "")
                 + f" (log: {log_path})"
             )
-        found = find_server(settings.model_copy(update={"endpoint": None}))
+        found = find_server(settings.model_copy(update={"endpoint": None}), trust_own_cert=True)
         if found is not None:
-            return ServerInfo(
-                url=found.url, token=found.token, pid=found.pid, home=found.home, version=found.version, started=True
-            )
+            return dataclasses.replace(found, started=True)
         if time.monotonic() >= deadline:
             proc.terminate()
             raise ServerUnavailableError(
@@ -241,7 +322,8 @@ def connect(settings: Settings, *, start: bool = True) -> TrainforgeClient:
         ServerUnavailableError: No server is running and ``start`` is false, or starting failed.
     """
     if settings.endpoint:
-        return TrainforgeClient(settings.endpoint, settings.token)
+        cert, _ = _recorded_cert(settings, settings.endpoint)
+        return TrainforgeClient(settings.endpoint, settings.token, ca_bundle=settings.ca_bundle, server_cert=cert)
     if start:
         info = ensure_server(settings)
     else:
@@ -252,7 +334,7 @@ def connect(settings: Settings, *, start: bool = True) -> TrainforgeClient:
                 "start one with `trainforge server start`"
             )
         info = found
-    return TrainforgeClient(info.url, info.token)
+    return TrainforgeClient(info.url, info.token, ca_bundle=settings.ca_bundle, server_cert=info.cert)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -305,7 +387,12 @@ def stop_server(settings: Settings, *, timeout_s: float = STOP_TIMEOUT_S) -> Sto
     if record is None:
         return StopResult(False, True, None, f"no trainforge server is running for {settings.resolved_home}")
     pid = record.get("pid")
-    health = probe_health(str(record["url"]))
+    url = str(record["url"])
+    cert = str(record["cert"]) if record.get("cert") else None
+    try:
+        health = probe_health(url, verify=_own_server_context(settings, cert) or _client_context(settings, url))
+    except TrainforgeError:
+        health = None  # a server we cannot verify is still ours to stop by its pid
     if health is not None and isinstance(health.get("pid"), int):
         pid = health["pid"]
     if not isinstance(pid, int) or not _pid_alive(pid) or (health is None and not _looks_like_trainforge(pid)):

@@ -6,15 +6,19 @@ import argparse
 import contextlib
 import sys
 from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
 from trainforge.cli.output import print_json
 from trainforge.local_server import (
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,
+    ServerInfo,
     ensure_server,
     find_server,
     stop_server,
 )
+from trainforge.server import tls
 from trainforge.settings import Settings
 
 EXIT_OK = 0
@@ -27,14 +31,58 @@ def _embedded(settings: Settings) -> Settings:
     return settings.model_copy(update={"endpoint": None}) if settings.endpoint else settings
 
 
+_SERVE_FLAGS = ("host", "port", "tls", "tls_cert", "tls_key", "insecure")
+
+
+def _serving(args: argparse.Namespace, settings: Settings) -> tuple[Settings, tls.CertificateFiles | None]:
+    """The embedded server's settings with ``--host/--port/--tls-cert/--tls-key/--insecure`` applied, checked, and
+    with ``--tls self-signed`` the home's certificate made or reused (:func:`trainforge.server.tls.prepare`).
+
+    Raises:
+        ValidationError: A flag cannot work (names it), or the server would serve plain http to the network.
+    """
+    update: dict[str, Any] = {}
+    if args.host is not None:
+        update["host"] = args.host
+    if args.port is not None:
+        update["port"] = args.port
+    if args.tls_cert is not None:
+        update["tls_cert"] = Path(args.tls_cert)
+    if args.tls_key is not None:
+        update["tls_key"] = Path(args.tls_key)
+    if args.insecure:
+        update["insecure"] = True
+    embedded = _embedded(settings)
+    return tls.prepare(embedded.model_copy(update=update) if update else embedded, self_signed=args.tls is not None)
+
+
+def _tls_lines(info: ServerInfo, generated: bool) -> str:
+    if info.cert is None:
+        return ""
+    if info.self_signed:
+        made = "made now" if generated else "reused"
+        return (
+            f"TLS: self-signed certificate {info.cert} ({made}). Clients on this machine trust it with\n"
+            f"  export TRAINFORGE_CA_BUNDLE={info.cert}\n"
+            "and on other machines with a copy of that file (it holds no secret; the key stays in the home).\n"
+        )
+    return f"TLS: serving {info.cert}; clients verify it with TRAINFORGE_CA_BUNDLE set to the CA that signed it\n"
+
+
 def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
-    """Start the embedded server detached, or report the one already running."""
-    info = ensure_server(_embedded(settings), timeout_s=args.timeout)
+    """Start the embedded server detached (https with ``--tls-cert``/``--tls self-signed``), or report the one
+    already running."""
+    serving, cert = _serving(args, settings)
+    info = ensure_server(serving, timeout_s=args.timeout)
+    generated = bool(cert and cert.generated)
     if args.output == "json":
-        print_json(info.to_dict())
-    else:
-        verb = "started" if info.started else "already running:"
-        sys.stdout.write(f"trainforge server {verb} {info.url} (pid {info.pid}, home {info.home})\n")
+        print_json({**info.to_dict(), "cert_generated": generated})
+        return EXIT_OK
+    verb = "started" if info.started else "already running:"
+    sys.stdout.write(f"trainforge server {verb} {info.url} (pid {info.pid}, home {info.home})\n")
+    sys.stdout.write(_tls_lines(info, generated))
+    if not info.started and any(getattr(args, flag) not in (None, False) for flag in _SERVE_FLAGS):
+        sys.stdout.write("note: the running server keeps its settings; `trainforge server stop` first to change them\n")
     return EXIT_OK
 
 
@@ -62,16 +110,37 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         sys.stdout.write(f"trainforge server: not running {where}\n")
     else:
         sys.stdout.write(f"trainforge server: running at {info.url} (pid {info.pid}, version {info.version})\n")
+        sys.stdout.write(_tls_lines(info, False))
     return EXIT_OK if info is not None else EXIT_UNAVAILABLE
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the server in the foreground until interrupted."""
+    """Run the server in the foreground until interrupted (flags as for ``start``)."""
     from trainforge.server.main import serve
 
+    serving, _ = _serving(args, settings)
     with contextlib.suppress(KeyboardInterrupt):
-        serve(_embedded(settings))
+        serve(serving)
     return EXIT_OK
+
+
+def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (TRAINFORGE_HOST; default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (TRAINFORGE_PORT; default: the previous one)")
+    parser.add_argument(
+        "--tls",
+        choices=(tls.SELF_SIGNED,),
+        help="serve https with a self-signed certificate made once in <home>/tls/ (clients: TRAINFORGE_CA_BUNDLE)",
+    )
+    parser.add_argument(
+        "--tls-cert", metavar="CERT", help="serve https with this certificate, PEM (TRAINFORGE_TLS_CERT)"
+    )
+    parser.add_argument("--tls-key", metavar="KEY", help="the private key of --tls-cert, PEM (TRAINFORGE_TLS_KEY)")
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain http on a non-loopback --host (TRAINFORGE_INSECURE): tokens and data travel in clear text",
+    )
 
 
 def register(groups: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -81,6 +150,7 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser], common
 
     start = commands.add_parser("start", help="start the server detached (no-op if running)", parents=[common])
     start.add_argument("--timeout", type=float, default=START_TIMEOUT_S, help="seconds to wait for it to answer")
+    _add_serve_flags(start)
     start.set_defaults(handler=cmd_start)
 
     stop = commands.add_parser("stop", help="stop the server (running jobs go on)", parents=[common])
@@ -91,4 +161,5 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser], common
     status.set_defaults(handler=cmd_status)
 
     run = commands.add_parser("run", help="run the server in the foreground", parents=[common])
+    _add_serve_flags(run)
     run.set_defaults(handler=cmd_run)

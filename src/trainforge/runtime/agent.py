@@ -6,12 +6,18 @@ Every request carries ``Authorization: Bearer <agent token>``. A reply is classi
 particular change; any other 4xx is a request the server will never accept. Whenever a request fails
 to reach the server, ``server_file`` (when configured) is re-read, so a server restarted on another
 port is found again.
+
+An ``https`` server is verified (hostname included) against ``ca_bundle_pem`` (the CA the scheduler hands the
+supervisor: the server's ``TRAINFORGE_CA_BUNDLE`` or the certificate it serves) or else the system trust store,
+plus the certificate that ``server_file`` names when it names one (this machine's server, same trust as its token).
+A certificate that cannot be verified is retried like a lost server, and each failure says so in the log.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
@@ -19,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from trainforge.client import certificate_failure, verifying_context
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +36,37 @@ BACKOFF_CAP = 2.0
 _RETRY_CODES = frozenset({408, 425, 429})
 
 
-class ServerLocator:
-    """The server's current base URL, refreshed from ``server_file`` on demand. Thread-safe."""
+def _context(ca_bundle_pem: str | None) -> ssl.SSLContext:
+    """A verifying context of its own (certificates are added to it later): ``ca_bundle_pem``, else the system's."""
+    if ca_bundle_pem:
+        try:
+            return verifying_context(cadata=ca_bundle_pem)
+        except (ssl.SSLError, ValueError) as exc:
+            log.error("the CA bundle handed to this supervisor is not usable PEM (%s); using the system's", exc)
+    context = ssl.create_default_context()
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
 
-    def __init__(self, url: str, server_file: str | Path | None = None) -> None:
+
+class ServerLocator:
+    """The server's current base URL, refreshed from ``server_file`` on demand, and the SSL context that verifies
+    it (:attr:`ssl_context`, shared by every client of this locator). Thread-safe.
+
+    Args:
+        url: The server's base URL as the scheduler gave it.
+        server_file: The server's ``server.json`` (or a node-local file with its ``url``), re-read on failures.
+        ca_bundle_pem: The CA certificate(s) an https server is verified with (None: the system trust store).
+    """
+
+    def __init__(self, url: str, server_file: str | Path | None = None, *, ca_bundle_pem: str | None = None) -> None:
         self._url = url.rstrip("/")
         self._file = Path(server_file) if server_file else None
         self._lock = threading.Lock()
+        self.ssl_context = _context(ca_bundle_pem)
+        self._trusted: set[str] = set()
+        data = self._read_file()
+        if data is not None:
+            self._trust(data.get("cert"))
 
     @property
     def url(self) -> str:
@@ -48,14 +80,10 @@ class ServerLocator:
         The file is the server's ``server.json``; its ``url`` key (or ``server_url``/``endpoint``) is used.
         A missing or unreadable file changes nothing.
         """
-        if self._file is None:
+        data = self._read_file()
+        if data is None:
             return False
-        try:
-            data = json.loads(self._file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        if not isinstance(data, dict):
-            return False
+        self._trust(data.get("cert"))
         url = next((data[k] for k in ("url", "server_url", "endpoint") if isinstance(data.get(k), str)), None)
         if not url:
             return False
@@ -66,6 +94,33 @@ class ServerLocator:
             log.info("server moved: %s -> %s", self._url, url)
             self._url = url
             return True
+
+    def _read_file(self) -> dict[str, Any] | None:
+        if self._file is None:
+            return None
+        try:
+            data = json.loads(self._file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _trust(self, cert: object) -> None:
+        """Add the certificate the server file names to :attr:`ssl_context` (again when the file changed)."""
+        if not isinstance(cert, str) or not cert:
+            return
+        try:
+            version = f"{cert}:{Path(cert).stat().st_mtime_ns}"
+        except OSError:
+            return
+        with self._lock:
+            if version in self._trusted:
+                return
+            try:
+                self.ssl_context.load_verify_locations(cafile=cert)
+            except (OSError, ssl.SSLError) as exc:
+                log.warning("cannot trust the server's certificate %s: %s", cert, exc)
+                return
+            self._trusted.add(version)
 
 
 class ReplyKind(StrEnum):
@@ -133,6 +188,7 @@ class AgentClient:
             timeout=timeout,
             headers={"Authorization": f"Bearer {token}", "User-Agent": "trainforge-supervisor"},
             transport=transport,
+            verify=locator.ssl_context,
         )
 
     def close(self) -> None:
@@ -151,6 +207,14 @@ class AgentClient:
                 response = self._http.post(self._url(route), json=body, timeout=timeout)
         except httpx.HTTPError as exc:
             self.locator.refresh()
+            failure = certificate_failure(exc)
+            if failure is not None:
+                problem = (
+                    f"cannot verify the TLS certificate of {self.locator.url} ({failure.verify_message or failure}): "
+                    "the supervisor's CA bundle (the server's TRAINFORGE_CA_BUNDLE, else the certificate it serves) "
+                    "does not hold its CA"
+                )
+                return AgentReply(ReplyKind.RETRY, None, None, problem)
             return AgentReply(ReplyKind.RETRY, None, None, f"{type(exc).__name__}: {exc}")
         try:
             payload: Any = response.json()

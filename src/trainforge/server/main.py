@@ -1,4 +1,5 @@
-"""Run the server in the foreground: bind, serve, and keep ``server.json`` true while it runs."""
+"""Run the server in the foreground: bind, serve (http, or https with a certificate), and keep ``server.json``
+true while it runs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import uvicorn
 
 from trainforge.errors import TrainforgeError, ValidationError
+from trainforge.server import tls
 from trainforge.server.app import create_app
 from trainforge.settings import Settings
 
@@ -51,31 +53,67 @@ def bind_socket(host: str, port: int, previous: int | None = None) -> socket.soc
     raise OSError(f"could not bind {host}:{port}: {last_error}")
 
 
-def write_server_file(path: Path, *, url: str, host: str, port: int) -> None:
-    """Publish ``{url, pid, host, port, started_at}`` atomically."""
+def write_server_file(
+    path: Path, *, url: str, host: str, port: int, cert: Path | None = None, self_signed: bool = False
+) -> None:
+    """Publish ``{url, pid, host, port, started_at}`` atomically; an https server adds ``cert`` (the certificate it
+    serves) and ``self_signed`` (whether that is the home's ``--tls self-signed`` certificate), so clients on this
+    machine can say which file to trust."""
+    record: dict[str, object] = {"url": url, "pid": os.getpid(), "host": host, "port": port, "started_at": time.time()}
+    if cert is not None:
+        record.update(cert=str(cert), self_signed=self_signed)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "host": host, "port": port, "started_at": time.time()}))
+    tmp.write_text(json.dumps(record))
     os.replace(tmp, path)
 
 
-def serve(settings: Settings) -> None:
+def _refuse(exc: TrainforgeError) -> SystemExit:
+    """Print ``exc`` as one ``error: ...`` line on stderr; the ``SystemExit`` to raise (2 for a bad setting)."""
+    sys.stderr.write(f"error: {' '.join(exc.message.split())}\n")
+    sys.stderr.flush()
+    return SystemExit(EXIT_SETTINGS if isinstance(exc, ValidationError) else 1)
+
+
+def serve(settings: Settings, *, self_signed: bool = False) -> None:
     """Serve until SIGINT/SIGTERM. Jobs keep running when the server stops: their supervisors are detached.
 
-    A setting that keeps the app from starting (``create_app`` raising a ``TrainforgeError``, e.g. an S3 endpoint
+    With ``tls_cert``/``tls_key`` (or ``self_signed``: the home's own certificate, made once) it serves https and
+    its URL in ``server.json`` is ``https://...``. A wildcard bind (``0.0.0.0``) is recorded as the loopback URL.
+    A setting that keeps the server from starting (a certificate that cannot be served, plain http on a
+    non-loopback host without ``insecure``, or ``create_app`` raising a ``TrainforgeError``, e.g. an S3 endpoint
     that cannot be reached) is printed as one ``error: ...`` line on stderr, then ``SystemExit`` with code 2
     (``ValidationError``) or 1.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    log = logging.getLogger(__name__)
     home = settings.resolved_home
     home.mkdir(parents=True, exist_ok=True)
+    try:
+        settings, cert = tls.prepare(settings, self_signed=self_signed)
+    except TrainforgeError as exc:
+        raise _refuse(exc) from None
     sock = bind_socket(settings.host, settings.port, _previous_port(settings.server_file))
     port = sock.getsockname()[1]
-    url_host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    url = f"http://{url_host}:{port}"
+    scheme = "https" if cert is not None else "http"
+    url = f"{scheme}://{tls.loopback_url_host(settings.host)}:{port}"
+    if cert is not None:
+        log.info(
+            "serving https with %s certificate %s; clients verify it with TRAINFORGE_CA_BUNDLE=%s",
+            "the self-signed" if cert.self_signed else "the",
+            cert.cert,
+            cert.cert if cert.self_signed else "<the CA certificate that signed it>",
+        )
 
     def started() -> None:
-        write_server_file(settings.server_file, url=url, host=settings.host, port=port)
+        write_server_file(
+            settings.server_file,
+            url=url,
+            host=settings.host,
+            port=port,
+            cert=cert.cert if cert else None,
+            self_signed=bool(cert and cert.self_signed),
+        )
 
     def stopped() -> None:
         with contextlib.suppress(OSError, ValueError, KeyError):
@@ -88,8 +126,13 @@ def serve(settings: Settings) -> None:
         # A setting that cannot work (e.g. an unreachable S3 endpoint): one line saying which and how to fix it,
         # no traceback; ``trainforge server start`` shows this line. Exit 2 as the CLI does for bad settings.
         sock.close()
-        sys.stderr.write(f"error: {' '.join(exc.message.split())}\n")
-        sys.stderr.flush()
-        raise SystemExit(EXIT_SETTINGS if isinstance(exc, ValidationError) else 1) from None
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
+        raise _refuse(exc) from None
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+        ssl_certfile=str(cert.cert) if cert else None,
+        ssl_keyfile=str(cert.key) if cert else None,
+    )
     uvicorn.Server(config).run(sockets=[sock])

@@ -326,12 +326,11 @@ def validate_pair(cert: Path, key: Path) -> None:
             unreadable file, not PEM, an expired certificate, an encrypted key, a key of another certificate.
     """
     from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
-    cert_bytes = _read(cert, CERT_FLAG, "server's certificate")
-    key_bytes = _read(key, KEY_FLAG, "certificate's private key")
     try:
-        certificate = x509.load_pem_x509_certificates(cert_bytes)[0]
+        certificate = x509.load_pem_x509_certificates(_read(cert, CERT_FLAG, "server's certificate"))[0]
     except ValueError:
         raise ValidationError(f"{CERT_FLAG}: {cert} is not a PEM certificate", field="--tls-cert") from None
     if certificate.not_valid_after_utc < _now():
@@ -340,13 +339,14 @@ def validate_pair(cert: Path, key: Path) -> None:
             f"(for --tls self-signed: delete it and start again)",
             field="--tls-cert",
         )
+    key_bytes = _read(key, KEY_FLAG, "certificate's private key")
     try:
         private = serialization.load_pem_private_key(key_bytes, password=None)
     except TypeError:
         raise ValidationError(
             f"{KEY_FLAG}: {key} is encrypted; give the key without a passphrase (file mode 0600)", field="--tls-key"
         ) from None
-    except (ValueError, Exception) as exc:  # cryptography raises ValueError or UnsupportedAlgorithm
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise ValidationError(f"{KEY_FLAG}: {key} is not a PEM private key ({exc})", field="--tls-key") from None
     if _public_der(certificate.public_key()) != _public_der(private.public_key()):
         raise ValidationError(f"{KEY_FLAG}: {key} is not the key of the certificate {cert}", field="--tls-key")
