@@ -93,7 +93,7 @@ def test_two_hosts_each_get_their_own_tree_resolve_each_other_and_merge_their_mo
 FAIL_SCRIPT = """
 import os, sys, time
 host = os.environ["SM_CURRENT_HOST"]
-open(os.path.join(os.environ["PID_DIR"], host), "w").write(str(os.getpid()))
+print(f"{host} running", flush=True)
 if host == os.environ["FAILING_HOST"]:
     time.sleep(1)
     raise SystemExit(f"{host} gives up")
@@ -106,7 +106,7 @@ def test_one_failing_host_fails_the_job_naming_it_and_the_other_host_is_stopped(
     server: ServerProcess, session: trainforge.Session, make_source, tmp_path: Path, failing: str, survivor: str
 ) -> None:
     src = make_source({"train.py": FAIL_SCRIPT})
-    est = script_estimator(session, src, environment={"PID_DIR": str(tmp_path), "FAILING_HOST": failing})
+    est = script_estimator(session, src, environment={"RUN_MARK": str(tmp_path), "FAILING_HOST": failing})
     est.instance_count = 2
     with pytest.raises(UnexpectedStatusError) as failed:
         est.fit(logs=False)
@@ -114,17 +114,26 @@ def test_one_failing_host_fails_the_job_naming_it_and_the_other_host_is_stopped(
     assert reason.startswith(f"AlgorithmError: host {failing}: "), reason
     assert f"{failing} gives up" in reason
     assert failing in str(failed.value)
-    survivor_pid = int((tmp_path / survivor).read_text())
-    # The other host got SIGTERM (grace 5 s in tests), not left running.
-    wait_for(lambda: not _alive(survivor_pid), timeout=20, what=f"{survivor}'s user code to be stopped")
+    # The other host got SIGTERM (grace 5 s in tests), not left running (its code runs sandboxed, in a PID
+    # namespace of its own: it is found from here by its environment).
+    wait_for(lambda: not _running(str(tmp_path), survivor), timeout=20, what=f"{survivor}'s user code to be stopped")
+    with server.client() as http:
+        logs = http.get(f"/v1/training-jobs/{est.latest_training_job.name}/logs", params={"host": survivor}).json()
+    assert any(f"{survivor} running" in event["message"] for event in logs["events"])  # it did run
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+def _running(mark: str, host: str) -> bool:
+    """Whether a live process has ``RUN_MARK=<mark>`` and ``SM_CURRENT_HOST=<host>`` in its environment."""
+    wanted = {f"RUN_MARK={mark}".encode(), f"SM_CURRENT_HOST={host}".encode()}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and wanted <= set((entry / "environ").read_bytes().split(b"\0")):
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state not in ("Z", "X"):
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 STOP_SCRIPT = """

@@ -32,6 +32,7 @@ from trainforge.backends.ray_resources import refuse_never_fitting
 from trainforge.errors import ValidationError
 from trainforge.estimator import Estimator
 from trainforge.pytorch import PyTorch
+from trainforge.runtime.sandbox import probe
 from trainforge.scheduler.instances import lookup, this_machine
 from trainforge.settings import Settings
 from trainforge.storage import LocalObjectStore
@@ -162,9 +163,14 @@ def test_a_one_host_job_completes_on_ray_with_its_log_and_model(
     out = capsys.readouterr().out
     name = est.latest_training_job.name
     root = ray_cluster.job_root(ray_ns, name, "algo-1")
-    assert f"hello from algo-1 model dir {root}/" in out  # it ran in the job root the host's Ray actor made
+    model_dir = "/opt/ml/model" if probe().available else f"{root}/opt/ml/model"
+    assert f"hello from algo-1 model dir {model_dir}" in out
+    assert (root / "opt/ml/model/model.txt").is_file()  # it ran in the job root the host's Ray actor made
     assert "Completed - Training job completed" in out
-    assert any(line.startswith("hello from algo-1") for line in log_lines(ray_session, name))
+    lines = log_lines(ray_session, name)
+    assert any(line.startswith("hello from algo-1") for line in lines)
+    sandbox = "bubblewrap (mount, pid, ipc namespaces; network: host)" if probe().available else "not available"
+    assert lines[0].startswith(f"[trainforge] sandbox: {sandbox}"), lines[0]  # on Ray as on the local backend
     assert model_files(ray_server, str(est.model_data)) == {"model.txt": b"trained on ray"}
     assert not (ray_server.home / "jobs" / name).exists()
 
