@@ -53,6 +53,7 @@ def unavailable_message(base_url: str, cause: object) -> str:
 
 
 CA_BUNDLE_ENV = "TRAINFORGE_CA_BUNDLE"
+_NAME_MISMATCH = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 _contexts: dict[tuple[str, int, int], ssl.SSLContext] = {}
 _contexts_lock = threading.Lock()
 
@@ -119,7 +120,7 @@ def certificate_message(url: str, failure: ssl.SSLCertVerificationError, *, serv
     the fix when known.
     """
     reason = failure.verify_message or failure.reason or str(failure)
-    if failure.verify_code == 62 or "hostname mismatch" in str(reason).lower():  # X509_V_ERR_HOSTNAME_MISMATCH
+    if failure.verify_code in _NAME_MISMATCH:
         return (
             f"cannot verify the TLS certificate of {url} ({reason}): reach the server by a name its certificate "
             "holds (TRAINFORGE_ENDPOINT), or give it a certificate for this name"
