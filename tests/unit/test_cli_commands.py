@@ -84,7 +84,7 @@ def test_status_describe_list_logs_wait(
     assert names == [bad, ok]
     assert main(["jobs", "list", "--sort-order", "Ascending", "--max-results", "1"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["NAME", "STATUS", "SECONDARY", "CREATED", "ENDED"]
+    assert table[0].split() == ["NAME", "STATUS", "SECONDARY", "CREATED", "ENDED", "OWNER"]
     assert table[1].split()[:3] == [ok, "Completed", "Completed"]
     assert table[2].startswith("(more: --next-token ")
 

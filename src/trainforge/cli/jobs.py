@@ -49,15 +49,15 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     rows = [
         (
             s.get("TrainingJobName"),
-            (s.get("CreatedBy") or {}).get("UserProfileName"),
             s.get("TrainingJobStatus"),
             s.get("SecondaryStatus"),
             fmt_time(s.get("CreationTime")),
             fmt_time(s.get("TrainingEndTime")),
+            (s.get("CreatedBy") or {}).get("UserProfileName"),
         )
         for s in summaries
     ]
-    print_table(("NAME", "OWNER", "STATUS", "SECONDARY", "CREATED", "ENDED"), rows)
+    print_table(("NAME", "STATUS", "SECONDARY", "CREATED", "ENDED", "OWNER"), rows)
     if page.get("NextToken"):
         sys.stdout.write(f"(more: --next-token {page['NextToken']})\n")
     return EXIT_OK
