@@ -147,20 +147,18 @@ def _recorded_cert(settings: Settings, url: str) -> tuple[str | None, bool]:
     return (str(cert) if cert else None), bool(record.get("self_signed"))
 
 
-def _own_server_context(settings: Settings, cert: str | None) -> ssl.SSLContext | None:
-    """For ``/health`` probes of this home's own server (no secret is sent): the client's trust plus the
-    certificate the server says it serves, without a hostname check."""
+def _own_server_context(cert: str | None) -> ssl.SSLContext | None:
+    """For ``/health`` probes of this home's own server (no secret is sent): trust the certificate the server says
+    it serves, without a hostname check; None when it names none."""
     if cert is None:
         return None
-    context = (
-        ssl.create_default_context(cafile=str(settings.ca_bundle))
-        if settings.ca_bundle
-        else ssl.create_default_context()
-    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-    with contextlib.suppress(OSError, ssl.SSLError):
+    try:
         context.load_verify_locations(cafile=cert)
+    except (OSError, ssl.SSLError):
+        return None
     return context
 
 
@@ -193,7 +191,7 @@ def find_server(settings: Settings, *, trust_own_cert: bool = False) -> ServerIn
         return None
     url = str(record["url"]).rstrip("/")
     cert = str(record["cert"]) if record.get("cert") else None
-    verify = (_own_server_context(settings, cert) if trust_own_cert else None) or _client_context(settings, url)
+    verify = (_own_server_context(cert) if trust_own_cert else None) or _client_context(settings, url)
     health = probe_health(url, verify=verify, server_cert=cert)
     if health is None:
         return None
@@ -390,7 +388,7 @@ def stop_server(settings: Settings, *, timeout_s: float = STOP_TIMEOUT_S) -> Sto
     url = str(record["url"])
     cert = str(record["cert"]) if record.get("cert") else None
     try:
-        health = probe_health(url, verify=_own_server_context(settings, cert) or _client_context(settings, url))
+        health = probe_health(url, verify=_own_server_context(cert) or _client_context(settings, url))
     except TrainforgeError:
         health = None  # a server we cannot verify is still ours to stop by its pid
     if health is not None and isinstance(health.get("pid"), int):

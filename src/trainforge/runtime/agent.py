@@ -36,16 +36,17 @@ BACKOFF_CAP = 2.0
 _RETRY_CODES = frozenset({408, 425, 429})
 
 
-def _context(ca_bundle_pem: str | None) -> ssl.SSLContext:
-    """A verifying context of its own (certificates are added to it later): ``ca_bundle_pem``, else the system's."""
+def _context(ca_bundle_pem: str | None) -> tuple[ssl.SSLContext, bool]:
+    """A verifying context of its own (certificates are added to it later) holding ``ca_bundle_pem``, and whether
+    the system's trust store must still be loaded into it (when no usable PEM was handed over)."""
     if ca_bundle_pem:
         try:
-            return verifying_context(cadata=ca_bundle_pem)
+            return verifying_context(cadata=ca_bundle_pem), False
         except (ssl.SSLError, ValueError) as exc:
             log.error("the CA bundle handed to this supervisor is not usable PEM (%s); using the system's", exc)
-    context = ssl.create_default_context()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, hostname included; CAs loaded when needed
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-    return context
+    return context, True
 
 
 class ServerLocator:
@@ -62,11 +63,12 @@ class ServerLocator:
         self._url = url.rstrip("/")
         self._file = Path(server_file) if server_file else None
         self._lock = threading.Lock()
-        self.ssl_context = _context(ca_bundle_pem)
+        self.ssl_context, self._system_pending = _context(ca_bundle_pem)
         self._trusted: set[str] = set()
         data = self._read_file()
         if data is not None:
             self._trust(data.get("cert"))
+        self._load_system_trust(self._url)
 
     @property
     def url(self) -> str:
@@ -88,12 +90,23 @@ class ServerLocator:
         if not url:
             return False
         url = url.rstrip("/")
+        self._load_system_trust(url)
         with self._lock:
             if url == self._url:
                 return False
             log.info("server moved: %s -> %s", self._url, url)
             self._url = url
             return True
+
+    def _load_system_trust(self, url: str) -> None:
+        """Load the system trust store into :attr:`ssl_context` once an https URL needs it (loading costs ~30 ms,
+        which a supervisor of a plain-http server need not pay)."""
+        if not url.startswith("https://"):
+            return
+        with self._lock:
+            if self._system_pending:
+                self.ssl_context.load_default_certs()
+                self._system_pending = False
 
     def _read_file(self) -> dict[str, Any] | None:
         if self._file is None:
