@@ -13,18 +13,25 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.support.server import ServerProcess, kill_supervisors
 from tests.support.wait import wait_for
+from trainforge.errors import AuthError
+from trainforge.service.principal import Principal
+from trainforge.service.users import UserService, token_id_of
 from trainforge.storage import LocalObjectStore
+from trainforge.store import UserStore, make_engine, open_job_store
 
 ROLE = "arn:aws:iam::000000000000:role/TrainforgeExecutionRole"
 HF_TOKEN = "hf-very-secret-value"
@@ -331,3 +338,48 @@ def test_writes_and_refusals_are_in_the_audit_log(team: Team) -> None:
         ["admin", "CreateUser", "alice", "127.0.0.1", "ok"]
     ]
     assert team.cli(team.bob, "audit", code=1).stderr.startswith("error: user 'bob' is not an admin")
+
+
+# -- the store on both databases ------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each kind the server supports."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'users.db'}"
+        return
+    base: str = request.getfixturevalue("postgres_url")
+    name = f"u_{abs(hash(request.node.nodeid)) % 10**10}"
+    admin = make_engine(base).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    yield base.rsplit("/", 1)[0] + f"/{name}"
+
+
+def test_servers_starting_together_on_one_database_make_one_admin_owning_each_server_token(db_url: str) -> None:
+    open_job_store(db_url).engine.dispose()  # migrated once, as the first server would
+    server_tokens = [f"server-token-{i}-{'z' * 20}" for i in range(4)]
+    services = [UserService(store=UserStore(make_engine(db_url))) for _ in server_tokens]
+    start = threading.Barrier(len(services))
+
+    def boot(i: int) -> None:
+        start.wait()
+        services[i].register_server_token(server_tokens[i])
+        services[i].register_server_token(server_tokens[i])  # a restart changes nothing
+
+    with ThreadPoolExecutor(len(services)) as pool:
+        list(pool.map(boot, range(len(services))))
+    users = services[0].list_users()
+    assert [(u.name, u.admin) for u in users] == [("admin", True)]
+    for token in server_tokens:
+        assert services[0].authenticate(token).principal == Principal(user="admin", admin=True)
+    assert len(services[0].list_tokens("admin")) == len(server_tokens)
+    services[0].revoke_token(token_id_of(server_tokens[0]))
+    services[1].register_server_token(server_tokens[0])  # a revoked server token stays revoked after a restart
+    with pytest.raises(AuthError, match="was revoked"):
+        services[2].authenticate(server_tokens[0])
+    for svc in services:
+        svc.store.engine.dispose()
