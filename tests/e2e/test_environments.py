@@ -201,6 +201,7 @@ def test_gpu_jobs_get_their_own_gpus_and_wait_for_a_free_one(
     tf_home: Path, envs_dir: Path, make_source: Any, tmp_path: Path
 ) -> None:
     env = {"TRAINFORGE_LOCAL_GPUS": "2", "TRAINFORGE_ENVS_DIR": str(envs_dir), "TRAINFORGE_STOP_GRACE_SECONDS": "5"}
+    env["TRAINFORGE_SANDBOX"] = "off"  # the jobs wait for a file this test creates on the host (a sandbox hides it)
     server = ServerProcess(tf_home, extra_env=env).start()
     release = tmp_path / "release"
     try:
