@@ -18,6 +18,7 @@ import trainforge
 from tests.support.estimators import script_estimator
 from tests.support.server import ServerProcess, kill_supervisors
 from tests.support.wait import wait_for
+from trainforge.errors import ValidationError
 from trainforge.inputs import TrainingInput
 from trainforge.runtime.sandbox import probe
 from trainforge.settings import Settings
@@ -144,6 +145,12 @@ def test_network_isolation_leaves_the_code_without_network(
     assert "channel data 4,5,6" in log
     # staging and the upload still happened, outside the sandbox
     assert model_files(session, job["ModelArtifacts"]["S3ModelArtifacts"]) == {"x": b"written at a hard-coded path"}
+    # the hosts of an isolated multi-host job could never rendezvous: refused at submit
+    two_hosts = probe_estimator(session, server, tmp_path, enable_network_isolation=True)
+    two_hosts.instance_count = 2
+    with pytest.raises(ValidationError, match="EnableNetworkIsolation") as refused:
+        two_hosts.fit(wait=False)
+    assert "InstanceCount" in str(refused.value)
 
 
 HOG = """
