@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trainforge.runtime.channels import relative_key, stage_channel
+from trainforge.runtime.channels import bindable_channel, relative_key, stage_channel
 from trainforge.runtime.failure import JobFailed
 from trainforge.spec.job import ChannelSpec
 from trainforge.storage import LocalObjectStore
@@ -138,3 +138,27 @@ def test_job_writing_its_input_never_changes_the_stored_object(store: LocalObjec
     stage(store, channel(f"file://{src}"), tmp_path / "e")
     (tmp_path / "e" / "local.txt").write_text("changed")
     assert src.read_text() == "original"
+
+
+def test_a_store_directory_channel_is_bindable_without_copying(tmp_path: Path) -> None:
+    from trainforge.storage.encryption import MAGIC
+
+    store = LocalObjectStore(tmp_path / "storage")
+    storage = {"kind": "local", "root": str(store.root)}
+    store.put_bytes("s3://b/p/a.csv", b"1,2\n")
+    store.put_bytes("s3://b/p/sub/b.csv", b"3,4\n")
+    bound = bindable_channel(store, storage, channel("s3://b/p/"), host_count=1, input_mode="File")
+    assert bound is not None and bound.bound == store.root / "b" / "p"
+    assert (bound.files, bound.bytes) == (2, 8)
+    assert bindable_channel(store, storage, channel("s3://b/p"), host_count=1, input_mode="FastFile") is not None
+    # a copy is needed: Pipe mode, a shard of several hosts, S3 storage, a prefix that also names a sibling
+    assert bindable_channel(store, storage, channel("s3://b/p/"), host_count=1, input_mode="Pipe") is None
+    sharded = channel("s3://b/p/", sharded=True)
+    assert bindable_channel(store, storage, sharded, host_count=2, input_mode="File") is None
+    assert bindable_channel(store, {"kind": "s3"}, channel("s3://b/p/"), host_count=1, input_mode="File") is None
+    store.put_bytes("s3://b/p2/c.csv", b"5\n")
+    assert bindable_channel(store, storage, channel("s3://b/p"), host_count=1, input_mode="File") is None
+    assert bindable_channel(store, storage, channel("s3://b/none/"), host_count=1, input_mode="File") is None
+    # an object encrypted at rest is ciphertext on disk: never bound
+    (store.root / "b" / "p" / "enc.bin").write_bytes(MAGIC + b"rest")
+    assert bindable_channel(store, storage, channel("s3://b/p/"), host_count=1, input_mode="File") is None
