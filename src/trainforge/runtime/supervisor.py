@@ -142,7 +142,7 @@ class Supervisor:
         self._isolated = False
         self._limits: Limits | None = None
         self._bound: dict[str, Path] = {}  # channel -> store directory bound read-only in place of a copy
-        locator = ServerLocator(cfg.server_url, cfg.server_file)
+        locator = ServerLocator(cfg.server_url, cfg.server_file, ca_bundle_pem=cfg.ca_bundle_pem)
         self._client = AgentClient(locator=locator, token=cfg.agent_token, job_name=cfg.job_name, host=cfg.host)
         self._hb_client = AgentClient(locator=locator, token=cfg.agent_token, job_name=cfg.job_name, host=cfg.host)
         self.reporter = Reporter(
