@@ -31,7 +31,8 @@ def test_round_trip_and_sizes(size: int) -> None:
     assert header.plaintext_size(len(blob)) == size
     assert len(blob) == header.size + size + TAG * (size // CHUNK + 1)
     assert decrypt_bytes(blob, KEY) == data
-    assert data == b"" or data not in blob
+    # A plaintext too short to be told from chance (one random byte is in most ciphertexts) is not checked.
+    assert len(data) < 8 or data not in blob
 
 
 def test_same_content_encrypts_differently_each_time() -> None:
