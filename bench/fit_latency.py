@@ -9,7 +9,6 @@ Starts a private server (its own TRAINFORGE_HOME), runs the same trivial script 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
@@ -20,22 +19,7 @@ import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
-MARKER = "first-line-from-the-script"
-SCRIPT = f'print("{MARKER}", flush=True)\nprint("done")\n'
-
-
-class _Watch(io.TextIOBase):
-    """Collects what ``fit()`` prints and notes when the marker first appears."""
-
-    def __init__(self) -> None:
-        self.first_line_at: float | None = None
-        self.parts: list[str] = []
-
-    def write(self, s: str) -> int:
-        if self.first_line_at is None and MARKER in s:
-            self.first_line_at = time.perf_counter()
-        self.parts.append(s)
-        return len(s)
+from firstline import MARKER, SCRIPT, FirstLineWatch
 
 
 def run_direct(src: Path) -> tuple[float, float]:
@@ -80,7 +64,7 @@ def main() -> None:
                 instance_count=1,
                 sagemaker_session=session,
             )
-            watch = _Watch()
+            watch = FirstLineWatch()
             start = time.perf_counter()
             with redirect_stdout(watch):  # type: ignore[type-var]
                 est.fit()

@@ -21,7 +21,6 @@ Prints medians as JSON.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil
@@ -35,22 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-MARKER = "first-line-from-the-script"
-SCRIPT = f'print("{MARKER}", flush=True)\nprint("done")\n'
-
-
-class _Watch(io.TextIOBase):
-    """Collects what ``fit()`` prints and notes when the marker first appears."""
-
-    def __init__(self) -> None:
-        self.first_line_at: float | None = None
-        self.parts: list[str] = []
-
-    def write(self, s: str) -> int:
-        if self.first_line_at is None and MARKER in s:
-            self.first_line_at = time.perf_counter()
-        self.parts.append(s)
-        return len(s)
+from firstline import MARKER, SCRIPT, FirstLineWatch
 
 
 def fit_once(session: Any, src: Path, count: int = 1) -> tuple[float, float, str]:
@@ -67,7 +51,7 @@ def fit_once(session: Any, src: Path, count: int = 1) -> tuple[float, float, str
         instance_count=count,
         sagemaker_session=session,
     )
-    watch = _Watch()
+    watch = FirstLineWatch()
     start = time.perf_counter()
     with redirect_stdout(watch):  # type: ignore[type-var]
         est.fit()

@@ -14,7 +14,6 @@ Prints JSON: medians per mode and the differences (target: the sandbox adds <= 3
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
@@ -28,22 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-MARKER = "first-line-from-the-script"
-SCRIPT = f'print("{MARKER}", flush=True)\n'
-
-
-class _Watch(io.TextIOBase):
-    """Collects what ``fit()`` prints and notes when the marker first appears."""
-
-    def __init__(self) -> None:
-        self.first_line_at: float | None = None
-        self.parts: list[str] = []
-
-    def write(self, s: str) -> int:
-        if self.first_line_at is None and MARKER in s:
-            self.first_line_at = time.perf_counter()
-        self.parts.append(s)
-        return len(s)
+from firstline import MARKER, SCRIPT, FirstLineWatch
 
 
 def fit_once(session: Any, src: Path) -> float:
@@ -59,7 +43,7 @@ def fit_once(session: Any, src: Path) -> float:
         instance_count=1,
         sagemaker_session=session,
     )
-    watch = _Watch()
+    watch = FirstLineWatch()
     start = time.perf_counter()
     with redirect_stdout(watch):
         est.fit()

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
+from tests.support.postgres import fresh_database
 from trainforge.errors import ConflictError, NotFoundError, ValidationError
 from trainforge.spec.status import SecondaryStatus as S
 from trainforge.spec.status import TrainingJobStatus
-from trainforge.store import JobStore, ListQuery, NewJob, make_engine, open_job_store
+from trainforge.store import JobStore, ListQuery, NewJob, open_job_store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -24,14 +24,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
-    base: str = request.getfixturevalue("postgres_url")
-    name = f"t_{abs(hash(request.node.nodeid)) % 10**10}"
-    admin = make_engine(base).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    yield base.rsplit("/", 1)[0] + f"/{name}"
+    yield fresh_database(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture

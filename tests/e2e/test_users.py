@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
+from tests.support.postgres import fresh_database
 from tests.support.server import ServerProcess, kill_supervisors
 from tests.support.wait import wait_for
 from trainforge.errors import AuthError
@@ -349,14 +349,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'users.db'}"
         return
-    base: str = request.getfixturevalue("postgres_url")
-    name = f"u_{abs(hash(request.node.nodeid)) % 10**10}"
-    admin = make_engine(base).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    yield base.rsplit("/", 1)[0] + f"/{name}"
+    yield fresh_database(request.getfixturevalue("postgres_url"))
 
 
 def test_servers_starting_together_on_one_database_make_one_admin_owning_each_server_token(db_url: str) -> None:
