@@ -53,10 +53,12 @@ def test_two_hosts_each_get_their_own_tree_resolve_each_other_and_merge_their_mo
     server: ServerProcess, session: trainforge.Session, make_source, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src = make_source({"train.py": HOSTS_SCRIPT})
-    est = script_estimator(session, src)
+    est = script_estimator(session, src, encrypt_inter_container_traffic=True)
     est.instance_count = 2
     est.fit()
     out = capsys.readouterr().out
+    # Accepted and recorded, and the log says plainly that the hosts' own traffic is not encrypted here.
+    assert "EnableInterContainerTrafficEncryption is recorded, but the hosts of this job talk" in out
     for host in ("algo-1", "algo-2"):
         assert f"host={host} hosts=['algo-1', 'algo-2'] rc_current={host} rc_hosts=['algo-1', 'algo-2']" in out
         assert f"done on {host}" in out

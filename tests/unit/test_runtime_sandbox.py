@@ -16,12 +16,22 @@ BWRAP = probe()
 needs_bwrap = pytest.mark.skipif(not BWRAP.available, reason=f"bubblewrap does not work here: {BWRAP.reason}")
 
 
+# The test's own interpreter, re-exposed as the supervisor exposes a job's (a checkout on CI lives under /tmp).
+INTERPRETER = [Path(sys.prefix), Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()]
+
+
 def spec_in(tmp_path: Path, **kwargs: object) -> SandboxSpec:
     opt_ml = tmp_path / "home/jobs/j/algo-1/opt/ml"
     for sub in ("code", "model", "input/config", "input/data/train"):
         (opt_ml / sub).mkdir(parents=True, exist_ok=True)
     (tmp_path / "sbx-tmp").mkdir(exist_ok=True)
+    kwargs["expose"] = [*kwargs.get("expose", []), *INTERPRETER]  # type: ignore[misc]
     return SandboxSpec(opt_ml=opt_ml, tmp=tmp_path / "sbx-tmp", **kwargs)  # type: ignore[arg-type]
+
+
+def tmp_mount_points(paths: list[Path]) -> list[str]:
+    """The first components under ``/tmp`` of ``paths``: the empty mount points a private /tmp shows for them."""
+    return sorted({p.parts[2] for p in paths if p.parts[:2] == ("/", "tmp") and len(p.parts) > 2})
 
 
 def pairs(args: list[str], flag: str) -> list[tuple[str, ...]]:
@@ -97,7 +107,7 @@ def test_real_sandbox_hides_the_home_and_keeps_channels_read_only(tmp_path: Path
     out = subprocess.run(sandboxed(BWRAP.bwrap, spec, [sys.executable, "-c", script]), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     # /tmp is private: empty but for the mount points of paths re-exposed under the host's /tmp
-    mount_points = [exposed.parts[2]] if str(exposed).startswith("/tmp/") else []
+    mount_points = tmp_mount_points([exposed, *INTERPRETER])
     assert out.stdout.splitlines() == ["False library", f"1,2,3 /opt/ml/code {mount_points}", "ro 30", "usr 30"]
     assert (spec.opt_ml / "model" / "m").read_text() == "model"
     assert (spec.tmp / "t").read_text() == "t"

@@ -105,6 +105,10 @@ MSG_STOPPING = "Stopping the training job"
 MSG_STOPPED = "Training job stopped"
 MSG_MAX_RUNTIME_STOPPING = "Maximum runtime exceeded, stopping the training job"
 MSG_MAX_RUNTIME = "Training job runtime exceeded MaxRuntimeInSeconds provided"
+MSG_TRAFFIC_NOT_ENCRYPTED = (
+    "[trainforge] EnableInterContainerTrafficEncryption is recorded, but the hosts of this job talk over the node "
+    "network unencrypted (rendezvous, NCCL/gloo, XGBoost's tracker); keep multi-host jobs on a private network"
+)
 TERMINAL_PRIMARY = frozenset({"Completed", "Failed", "Stopped"})
 TERMINAL_SECONDARY = frozenset(s.value for s in TERMINAL)
 
@@ -279,6 +283,8 @@ class Supervisor:
         self.say(self._sandbox_line())
         if self.cfg.instance.notice:
             self.say(self.cfg.instance.notice)
+        if spec.EnableInterContainerTrafficEncryption and len(self.cfg.hosts) > 1:
+            self.say(MSG_TRAFFIC_NOT_ENCRYPTED)
         self._status(S.STARTING, MSG_STARTING)
         store: ObjectStore | None = None
         try:
