@@ -99,7 +99,7 @@ def test_real_sandbox_hides_the_home_and_keeps_channels_read_only(tmp_path: Path
     script = (
         "import os\n"
         f"print(os.path.exists({str(home / 'token')!r}), open({str(exposed / 'lib.txt')!r}).read())\n"
-        "print(open('/opt/ml/input/data/train/data.csv').read(), os.getcwd(), os.listdir('/tmp'))\n"
+        "print(open('/opt/ml/input/data/train/data.csv').read(), os.getcwd(), sorted(os.listdir('/tmp')))\n"
         "open('/opt/ml/model/m', 'w').write('model'); open('/tmp/t', 'w').write('t')\n"
         "try:\n    open('/opt/ml/input/data/train/new', 'w')\nexcept OSError as exc:\n    print('ro', exc.errno)\n"
         "try:\n    open('/usr/new', 'w')\nexcept OSError as exc:\n    print('usr', exc.errno)\n"
