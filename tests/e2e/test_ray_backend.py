@@ -283,15 +283,15 @@ def test_a_server_restart_reconciles_ray_jobs(
     ray_cluster: RayCluster,
     ray_ns: str,
     make_source: Any,
-    tmp_path: Path,
 ) -> None:
-    go = tmp_path / "go"
     waits = make_source(
         {
-            "train.py": f"""
+            # The go file is dropped into the job's own /opt/ml (the only host directory its sandbox shares).
+            "train.py": """
         import os, time
+        go = os.path.join(os.path.dirname(os.environ["SM_MODEL_DIR"]), "go")
         print("waiting for go", flush=True)
-        while not os.path.exists({str(go)!r}):
+        while not os.path.exists(go):
             time.sleep(0.1)
         print("went on after the restart", flush=True)
     """
@@ -316,7 +316,7 @@ def test_a_server_restart_reconciles_ray_jobs(
         taken.listen(1)
         ray_server.start(timeout=60)
     assert ray_server.url != old_url
-    go.touch()
+    (ray_cluster.job_root(ray_ns, a, "algo-1") / "opt" / "ml" / "go").touch()
     session = trainforge.Session(settings=Settings(home=ray_server.home))
 
     done = wait_for(lambda: status_of(session, a, "Completed"), timeout=60, what="job a to complete")
