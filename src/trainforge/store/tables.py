@@ -46,6 +46,7 @@ jobs = Table(
     Column("heartbeat_time", Float, nullable=True),
     Column("created_by", String(64), nullable=True),  # the owner's user name (NULL: made before users existed)
     Column("role_json", Text, nullable=True),  # the role resolved at submit: {"name", "read": [...], "write": [...]}
+    Column("attempt", Integer, nullable=False, server_default="1"),  # 1, then 2, 3, ... as RetryStrategy re-runs it
     Index("ix_training_jobs_status", "status"),
     Index("ix_training_jobs_created_by", "created_by"),
     Index("ix_training_jobs_creation_time", "creation_time"),
@@ -69,12 +70,13 @@ log_lines = Table(
     metadata,
     Column("id", _Id, primary_key=True, autoincrement=True),
     Column("job_id", _Id, ForeignKey("training_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False, server_default="1"),
     Column("host", String(64), nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("timestamp", Float, nullable=False),
     Column("stream", String(8), nullable=False),
     Column("message", Text, nullable=False),
-    UniqueConstraint("job_id", "host", "seq", name="uq_log_lines_job_host_seq"),
+    UniqueConstraint("job_id", "attempt", "host", "seq", name="uq_log_lines_job_attempt_host_seq"),
     Index("ix_log_lines_job_id", "job_id", "id"),
 )
 
@@ -90,8 +92,9 @@ metric_points = Table(
     # The sender's key for points posted by a supervisor (a resent batch is stored once); NULL for points
     # extracted from log lines, which are made once per stored line.
     Column("seq", BigInteger, nullable=True),
+    Column("attempt", Integer, nullable=False, server_default="1"),
     Index("ix_metric_points_job_name", "job_id", "name", "timestamp"),
-    Index("uq_metric_points_job_host_name_seq", "job_id", "host", "name", "seq", unique=True),
+    Index("uq_metric_points_job_attempt_host_name_seq", "job_id", "attempt", "host", "name", "seq", unique=True),
 )
 
 job_hosts = Table(
@@ -162,4 +165,13 @@ audit_events = Table(
     Column("outcome", String(16), nullable=False),  # "ok" or the HTTP status of a refusal
     Column("detail", Text, nullable=True),
     Index("ix_audit_events_time", "time"),
+)
+
+console_nonces = Table(
+    "console_nonces",
+    metadata,
+    Column("nonce", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # "ticket" (a used one-time sign-in link) or "signout"
+    Column("expires_time", Float, nullable=False),  # after this the nonce is refused anyway and may be forgotten
+    Index("ix_console_nonces_expires", "expires_time"),
 )
