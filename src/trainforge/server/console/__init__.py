@@ -13,6 +13,7 @@ from starlette.staticfiles import StaticFiles
 from trainforge.server.console import api, pages
 from trainforge.server.console.links import console_login_url
 from trainforge.server.console.render import STATIC_DIR, LoginRequired, build_console, login_redirect
+from trainforge.store.console import ConsoleNonceStore
 
 __all__ = ["console_login_url", "install"]
 
@@ -24,7 +25,11 @@ def install(app: FastAPI) -> None:
     object store, local or S3; set by the app factory first). Requests without a session are sent to the login
     page (pages) or answered 401 (``/console/api``).
     """
-    app.state.console = build_console(secret=app.state.console_secret, objects=app.state.objects)
+    app.state.console = build_console(
+        secret=app.state.console_secret,
+        objects=app.state.objects,
+        nonces=ConsoleNonceStore(app.state.store.engine),  # sign-outs and used tickets outlive the process
+    )
 
     async def _login_required(request: Request, _exc: Exception) -> Response:
         return login_redirect(request)

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from trainforge.errors import AuthError, ValidationError
 from trainforge.server.console import views
-from trainforge.server.console.session import COOKIE, ConsoleSession, Sessions
+from trainforge.server.console.session import COOKIE, ConsoleSession, NonceStore, Sessions
 from trainforge.service.principal import Principal
 from trainforge.service.users import UserService
 from trainforge.storage import ObjectStore
@@ -61,8 +61,9 @@ def _static_version() -> str:
     return digest.hexdigest()[:12]
 
 
-def build_console(*, secret: bytes, objects: ObjectStore) -> Console:
-    """The console state for a server whose console key is ``secret`` and whose artifacts are in ``objects``."""
+def build_console(*, secret: bytes, objects: ObjectStore, nonces: NonceStore | None = None) -> Console:
+    """The console state for a server whose console key is ``secret``, whose artifacts are in ``objects`` and
+    whose used tickets and sign-outs are kept in ``nonces`` (the database; this process's memory if not given)."""
     version = _static_version()
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(PACKAGE_DIR / "templates")),
@@ -79,7 +80,7 @@ def build_console(*, secret: bytes, objects: ObjectStore) -> Console:
         q=lambda value: quote(str(value), safe=""),
     )
     return Console(
-        sessions=Sessions(secret),
+        sessions=Sessions(secret, nonces),
         templates=env,
         objects=objects,
         static_version=version,

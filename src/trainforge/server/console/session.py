@@ -11,8 +11,11 @@ Both are signed (HMAC-SHA256) with the console secret, a random key kept in ``$T
 
 A session names the token it was signed in with: every request re-checks that the token is neither revoked nor
 expired and that its user is still enabled (see ``render.current_session``), so disabling a user or revoking the
-token ends the session at the next page load. Replacing the secret file ends every session. Signing out revokes
-the session in this process.
+token ends the session at the next page load. Replacing the secret file ends every session.
+
+Signed-out session nonces and used ticket nonces are kept in the job store's ``console_nonces`` table
+(:class:`~trainforge.store.console.ConsoleNonceStore`), so a restarted server, or another server on the same
+database, still refuses them; redeeming a ticket is one insert-if-absent, so two servers cannot both accept it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Protocol
 
 from fastapi import Request, Response
 
@@ -74,14 +78,54 @@ class ConsoleSession:
     principal: Principal | None = None
 
 
-class Sessions:
-    """Issues and checks the sessions and tickets of one server process (thread-safe)."""
+class NonceStore(Protocol):
+    """Where used tickets and signed-out sessions are kept (:class:`trainforge.store.console.ConsoleNonceStore`)."""
 
-    def __init__(self, secret: bytes) -> None:
-        self._key = hmac.new(secret, b"trainforge-console-v2", hashlib.sha256).digest()
+    def add_once(
+        self, nonce: str, kind: Literal["ticket", "signout"], expires: float, *, now: float | None = None
+    ) -> bool:
+        """Record ``nonce``; ``True`` only for the call that stored it first."""
+        ...
+
+    def contains(self, nonce: str, kind: Literal["ticket", "signout"]) -> bool:
+        """Whether ``nonce`` was recorded as ``kind``."""
+        ...
+
+
+class MemoryNonces:
+    """A :class:`NonceStore` in this process's memory: forgotten at exit, for tools and tests without a database."""
+
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._used_tickets: dict[str, float] = {}
-        self._revoked: dict[str, float] = {}
+        self._rows: dict[str, tuple[str, float]] = {}
+
+    def add_once(
+        self, nonce: str, kind: Literal["ticket", "signout"], expires: float, *, now: float | None = None
+    ) -> bool:
+        """Record ``nonce``; ``True`` only the first time (expired entries are forgotten on the way)."""
+        t = time.time() if now is None else now
+        with self._lock:
+            for old in [n for n, (_, until) in self._rows.items() if until < t]:
+                del self._rows[old]
+            if nonce in self._rows:
+                return False
+            self._rows[nonce] = (kind, expires)
+            return True
+
+    def contains(self, nonce: str, kind: Literal["ticket", "signout"]) -> bool:
+        """Whether ``nonce`` was recorded as ``kind``."""
+        with self._lock:
+            row = self._rows.get(nonce)
+        return row is not None and row[0] == kind
+
+
+class Sessions:
+    """Issues and checks the console's sessions and tickets (thread-safe); used tickets and sign-outs are kept
+    in ``nonces`` (the database for a server, so they outlive it; this process's memory when not given)."""
+
+    def __init__(self, secret: bytes, nonces: NonceStore | None = None) -> None:
+        self._key = hmac.new(secret, b"trainforge-console-v2", hashlib.sha256).digest()
+        self._nonces: NonceStore = nonces if nonces is not None else MemoryNonces()
 
     def make_ticket(self, user: str, token_id: str, *, now: float | None = None) -> tuple[str, float]:
         """A one-time login ticket for ``user`` (signed in with ``token_id``) and when it expires."""
@@ -100,11 +144,8 @@ class Sessions:
         expected = _mac(self._key, "ticket", str(expires), user, token_id, nonce)
         if expires < t or not hmac.compare_digest(mac, expected):
             return None
-        with self._lock:
-            self._forget_expired(t)
-            if nonce in self._used_tickets:
-                return None
-            self._used_tickets[nonce] = expires
+        if not self._nonces.add_once(nonce, "ticket", float(expires), now=t):
+            return None
         return user, token_id
 
     def issue(self, user: str, token_id: str, *, now: float | None = None) -> str:
@@ -129,27 +170,19 @@ class Sessions:
             return None
         if not hmac.compare_digest(mac, _mac(self._key, "session", str(issued), user, token_id, nonce)):
             return None
-        with self._lock:
-            if nonce in self._revoked:
-                return None
+        if self._nonces.contains(nonce, "signout"):
+            return None
         csrf = _mac(self._key, "csrf", nonce)
         return ConsoleSession(nonce=nonce, issued=issued, csrf=csrf, user=user, token_id=token_id)
 
     def revoke(self, session: ConsoleSession, *, now: float | None = None) -> None:
-        """Sign a session out: its cookie is refused from now on by this process."""
-        with self._lock:
-            self._forget_expired(time.time() if now is None else now)
-            self._revoked[session.nonce] = session.issued + SESSION_MAX_AGE_S
+        """Sign a session out: its cookie is refused from now on (by every server sharing the nonce store)."""
+        self._nonces.add_once(session.nonce, "signout", float(session.issued + SESSION_MAX_AGE_S), now=now)
 
     @staticmethod
     def csrf_ok(session: ConsoleSession, given: str | None) -> bool:
         """Whether a form carried the session's CSRF token."""
         return bool(given) and hmac.compare_digest(str(given), session.csrf)
-
-    def _forget_expired(self, now: float) -> None:
-        for table in (self._used_tickets, self._revoked):
-            for nonce in [n for n, until in table.items() if until < now]:
-                del table[nonce]
 
 
 def is_https(request: Request) -> bool:
