@@ -1,18 +1,25 @@
-"""Ordered, lossless delivery of a host's log lines and status reports to the server.
+"""Ordered, lossless, durable delivery of a host's log lines, metric points and status reports to the server.
 
-Every line gets the next per-host sequence number (one 0-based counter for stdout and stderr together)
-and waits in an in-memory queue together with status reports, in the order they were produced. A
-background thread sends the queue's head: runs of lines as batches (at most ``max_lines`` lines or about
-``max_bytes`` bytes; a batch leaves at the latest ``flush_interval`` seconds after its first line was
-queued), and each status report on its own, so a report never overtakes lines queued before it. A
-request that does not reach the server, or gets a 5xx, is retried forever with backoff; since the server
-treats ``(job, host, seq)`` as a key, a resent batch is never stored twice. Nothing is dropped unless the
-server says the job is gone (404) or refuses that very item (409 or another 4xx).
+Every line gets the next per-host sequence number (one 0-based counter for stdout and stderr together) and is
+appended, like status reports and metric batches, to the host's spool on disk (:mod:`trainforge.runtime.spool`)
+in the order they were produced, before anything is sent. A background thread reads the spool's head into a
+bounded window (at most ``max_lines`` records, about ``max_bytes`` bytes) and sends it: runs of lines as batches
+(at most ``max_lines`` lines or about ``max_bytes`` bytes; a batch leaves at the latest ``flush_interval``
+seconds after its first line was written), each status report and metric batch on its own, so a report never
+overtakes lines written before it. A request that does not reach the server, or gets a 5xx, is retried forever
+with backoff while the job keeps writing to the spool, so memory stays bounded however long the server is away.
+Once answered, records are acknowledged in the spool. Since the server treats ``(job, host, seq)`` as a key, a
+resent batch is never stored twice; a supervisor restarted on the same spool resends from the acknowledged
+position. Nothing is dropped unless the server says the job is gone (404) or refuses that very item (409 or
+another 4xx).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
+import tempfile
 import threading
 import time
 from collections import deque
@@ -22,12 +29,19 @@ from pathlib import Path
 from typing import IO, Any
 
 from trainforge.runtime.agent import AgentClient, ReplyKind
+from trainforge.runtime.spool import Position, Record, Spool, open_for
 
 log = logging.getLogger(__name__)
 
 MAX_LINES = 500
 MAX_BYTES = 1 << 20
 FLUSH_INTERVAL = 0.2
+SYNC_INTERVAL = 1.0  # at most this long between two fsyncs of the spool while lines keep coming
+
+
+def spool_owner(agent_token: str) -> str:
+    """The owner a launch writes in its spool: a digest of its agent token (never the token itself)."""
+    return hashlib.sha256(agent_token.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -75,7 +89,14 @@ class StatusTicket:
         return self.outcome is ReplyKind.OK
 
 
-Item = LogLine | StatusTicket
+@dataclass(frozen=True)
+class MetricBatch:
+    """Metric points ``{"name", "value", "timestamp"[, "seq"]}`` to post together."""
+
+    points: list[dict[str, Any]]
+
+
+Item = LogLine | StatusTicket | MetricBatch
 
 
 class Outbox:
@@ -107,6 +128,10 @@ class Outbox:
         """Queue a status report behind everything queued so far."""
         self._items.append((ticket, now))
 
+    def push(self, item: Item, now: float) -> None:
+        """Queue an item as it is (a line keeps its sequence number)."""
+        self._items.append((item, now))
+
     def _head_run(self) -> tuple[list[LogLine], bool]:
         """The lines at the head that fit one batch, and whether the batch is full (or a report follows)."""
         lines: list[LogLine] = []
@@ -121,8 +146,8 @@ class Outbox:
             size += cost
         return lines, len(lines) >= self.max_lines or size >= self.max_bytes
 
-    def due(self, now: float, *, closing: bool = False) -> list[LogLine] | StatusTicket | None:
-        """What to send now: the head status report, or the head batch of lines once it is due.
+    def due(self, now: float, *, closing: bool = False) -> list[LogLine] | StatusTicket | MetricBatch | None:
+        """What to send now: the head status report or metric batch, or the head batch of lines once it is due.
 
         A batch is due when it is full, when a status report is queued behind it, when its first line has
         waited ``flush_interval`` seconds, or when ``closing``. Items stay queued until popped.
@@ -130,7 +155,7 @@ class Outbox:
         if not self._items:
             return None
         head, queued_at = self._items[0]
-        if isinstance(head, StatusTicket):
+        if not isinstance(head, LogLine):
             return head
         lines, full = self._head_run()
         if full or closing or now - queued_at >= self.flush_interval:
@@ -149,6 +174,10 @@ class Outbox:
         for _ in range(count):
             self._items.popleft()
 
+    def lines(self) -> int:
+        """How many lines are queued."""
+        return sum(1 for item, _ in self._items if isinstance(item, LogLine))
+
     def drop_all(self) -> list[StatusTicket]:
         """Empty the queue; return the status tickets that were in it."""
         tickets = [item for item, _ in self._items if isinstance(item, StatusTicket)]
@@ -157,26 +186,47 @@ class Outbox:
 
 
 class Reporter:
-    """Forwards a host's output lines and status reports through one ordered queue (see module doc).
+    """Forwards a host's output lines, metric points and status reports through its spool (see module doc).
 
-    ``on_reply`` gets the JSON body of every accepted status report (it holds ``stop_requested``);
-    ``on_gone`` is called once if the server answers 404 for the job. Lines are also appended to
-    ``mirror`` (one per line) when given, even after the job is gone.
+    ``spool_dir`` is the host's spool (None: a private temporary one, removed at :meth:`close`); an existing
+    spool of the same ``spool_owner`` is resumed: what it holds unacknowledged is sent first and numbering goes
+    on after its last line. ``on_reply`` gets the JSON body of every accepted status report (it holds
+    ``stop_requested``); ``on_gone`` is called once if the server answers 404 for the job. Lines are also
+    appended to ``mirror`` (one per line) when given, even after the job is gone.
     """
 
     def __init__(
         self,
         client: AgentClient,
         *,
+        spool_dir: Path | None = None,
+        spool_owner: str = "",
         mirror: Path | None = None,
         on_reply: Callable[[Any], None] | None = None,
         on_gone: Callable[[], None] | None = None,
         max_lines: int = MAX_LINES,
         max_bytes: int = MAX_BYTES,
         flush_interval: float = FLUSH_INTERVAL,
+        sync_interval: float = SYNC_INTERVAL,
     ) -> None:
         self._client = client
+        self._private_dir: Path | None = None
+        if spool_dir is None:
+            self._private_dir = spool_dir = Path(tempfile.mkdtemp(prefix="trainforge-spool-"))
+        self.spool_dir = spool_dir
+        self._spool: Spool = open_for(spool_dir, spool_owner)
+        self.max_lines = max_lines
+        self.max_bytes = max_bytes
+        self._sync_interval = sync_interval
         self._outbox = Outbox(max_lines=max_lines, max_bytes=max_bytes, flush_interval=flush_interval)
+        self._marks: deque[tuple[Position, int]] = deque()  # per window item: where it ends in the spool, its size
+        self._window_bytes = 0
+        self._read_pos = self._spool.acked  # where the next record to load into the window starts
+        self._written = self._spool.end  # records up to here were flushed and may be read
+        self._unread_since: float | None = time.monotonic() if self._spool.pending else None
+        self._tickets: dict[Position, StatusTicket] = {}  # status reports written, not yet loaded
+        self.resumed = self._spool.pending
+        self.peak_window = 0
         self._cond = threading.Condition()
         self._closing = False
         self._cancel = threading.Event()
@@ -189,6 +239,7 @@ class Reporter:
             self._mirror = open(mirror, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._thread = threading.Thread(target=self._run, name="trainforge-reporter", daemon=True)
         self.dropped_lines = 0
+        self.statuses_sent: list[tuple[str, ReplyKind]] = []
 
     def start(self) -> None:
         """Start the sender thread."""
@@ -201,40 +252,71 @@ class Reporter:
 
     @property
     def lines_queued(self) -> int:
-        """How many lines have been given a sequence number so far."""
+        """How many lines have been given a sequence number so far (a resumed spool's included)."""
         with self._cond:
-            return self._outbox.next_seq
+            return self._spool.next_seq
+
+    @property
+    def window(self) -> int:
+        """How many records are held in memory now (read from the spool, not yet answered)."""
+        with self._cond:
+            return len(self._outbox)
+
+    def _written_now(self) -> None:
+        """After appending: make the records readable, and sync the spool now and then (lock held)."""
+        self._spool.flush()
+        self._written = self._spool.end
+        if self._unread_since is None and self._read_pos < self._written:
+            self._unread_since = time.monotonic()
+        self._spool.sync_if_older(self._sync_interval)
+        self._cond.notify_all()
 
     def line(self, stream: str, message: str, timestamp: float | None = None) -> None:
         """Queue one output line of ``stream`` (``stdout``/``stderr``); a message with newlines is queued as
-        several lines. Never blocks on the network."""
+        several lines. It is in the spool (and the mirror) when this returns; never blocks on the network."""
         ts = time.time() if timestamp is None else timestamp
         parts = message.split("\n")
         with self._cond:
             for part in parts:
-                if self._mirror is not None:
-                    self._mirror.write(part + "\n")
                 if self._gone:
                     self.dropped_lines += 1
                     continue
-                self._outbox.add_line(stream, part, ts, time.monotonic())
+                seq = self._spool.next_seq
+                self._spool.append({"kind": "line", "seq": seq, "timestamp": ts, "stream": stream, "message": part})
+                self._spool.next_seq = seq + 1
+            self._written_now()
             if self._mirror is not None:
+                self._mirror.write("".join(part + "\n" for part in parts))
                 self._mirror.flush()
-            self._cond.notify_all()
+
+    def metrics(self, points: list[dict[str, Any]]) -> None:
+        """Queue metric points ``{"name", "value", "timestamp"[, "seq"]}`` to be posted in order with the rest."""
+        if not points:
+            return
+        with self._cond:
+            if self._gone:
+                return
+            self._spool.append({"kind": "metrics", "points": points})
+            self._written_now()
 
     def status(self, status: str, message: str, failure_reason: str | None = None) -> StatusTicket:
-        """Queue a status report behind every line queued so far and return its ticket."""
+        """Queue a status report behind every line queued so far (synced to disk) and return its ticket."""
         ticket = StatusTicket(status, message, failure_reason)
         with self._cond:
             if self._gone:
                 ticket.resolve(ReplyKind.GONE)
                 return ticket
-            self._outbox.add_status(ticket, time.monotonic())
-            self._cond.notify_all()
+            end = self._spool.append(
+                {"kind": "status", "status": status, "message": message, "failure_reason": failure_reason}
+            )
+            self._tickets[end] = ticket
+            self._spool.sync()
+            self._written_now()
         return ticket
 
     def close(self, timeout: float | None = None) -> bool:
-        """Send everything still queued, then stop the thread; return True if the queue was emptied.
+        """Send everything still queued, then stop the thread; return True if the spool was emptied (it is then
+        removed from disk).
 
         With ``timeout`` None this waits as long as delivery takes (the server may be down for a while).
         """
@@ -244,31 +326,97 @@ class Reporter:
         if self._thread.is_alive():
             self._thread.join(timeout)
         with self._cond:
-            drained = not self._thread.is_alive() and len(self._outbox) == 0
-        if not self._thread.is_alive() and self._mirror is not None:
+            alive = self._thread.is_alive()
+            drained = not alive and not self._spool.pending
+            if not alive:
+                self._spool.close()
+        if not alive and self._mirror is not None:
             self._mirror.close()
             self._mirror = None
+        if not alive and (drained or self._gone or self._private_dir is not None):
+            shutil.rmtree(self.spool_dir, ignore_errors=True)
         return drained
 
     def abort(self) -> None:
-        """Stop retrying and sending now; queued items are left undelivered."""
+        """Stop retrying and sending now; what is unsent stays in the spool (a resumed reporter sends it)."""
         self._cancel.set()
         with self._cond:
             self._closing = True
-            for ticket in self._outbox.drop_all():
-                ticket.resolve(None)
+            tickets = self._outbox.drop_all() + list(self._tickets.values())
+            self._tickets.clear()
+            self._marks.clear()
+            self._window_bytes = 0
             self._cond.notify_all()
+        for ticket in tickets:
+            ticket.resolve(None)
 
-    def _next(self) -> list[LogLine] | StatusTicket | None:
+    # ----------------------------------------------------------------------------------- sender
+
+    def _item(self, record: Record) -> Item | None:
+        data = record.data
+        if record.kind == "line":
+            return LogLine(int(data["seq"]), float(data["timestamp"]), str(data["stream"]), str(data["message"]))
+        if record.kind == "status":
+            ticket = self._tickets.pop(record.end, None)
+            if ticket is None:  # written by an earlier supervisor of this launch: nobody waits for it
+                ticket = StatusTicket(str(data["status"]), str(data.get("message") or ""), data.get("failure_reason"))
+            return ticket
+        if record.kind == "metrics":
+            return MetricBatch(list(data.get("points") or []))
+        log.error("spool: unknown record kind %r skipped", record.kind)
+        return None
+
+    def _load(self) -> None:
+        """Top up the window from the spool (lock held): at most ``max_lines`` records, about ``max_bytes``."""
+        while (
+            self._read_pos < self._written
+            and len(self._outbox) < self.max_lines
+            and self._window_bytes < self.max_bytes
+        ):
+            records = self._spool.read(
+                self._read_pos,
+                limit=self._written,
+                max_records=self.max_lines - len(self._outbox),
+                max_bytes=self.max_bytes - self._window_bytes,
+            )
+            if not records:
+                log.error("spool: cannot read records at %s; skipping to what was written last", self._read_pos)
+                self._read_pos = self._written
+                break
+            queued_at = self._unread_since if self._unread_since is not None else time.monotonic()
+            for record in records:
+                item = self._item(record)
+                if item is None:
+                    continue
+                self._outbox.push(item, queued_at)
+                self._marks.append((record.end, record.size))
+                self._window_bytes += record.size
+            self._read_pos = records[-1].end
+        if self._read_pos >= self._written:
+            self._unread_since = None
+        self.peak_window = max(self.peak_window, len(self._outbox))
+
+    def _answered(self, count: int) -> None:
+        """Drop the window's first ``count`` items and acknowledge them in the spool (lock held)."""
+        self._outbox.pop(count)
+        end: Position | None = None
+        for _ in range(count):
+            end, size = self._marks.popleft()
+            self._window_bytes -= size
+        if end is not None:
+            self._spool.ack(end)
+
+    def _next(self) -> list[LogLine] | StatusTicket | MetricBatch | None:
         with self._cond:
             while True:
                 if self._cancel.is_set():
                     return None
+                self._load()
                 now = time.monotonic()
                 item = self._outbox.due(now, closing=self._closing)
                 if item is not None:
                     return item
-                if self._closing and len(self._outbox) == 0:
+                if self._closing and len(self._outbox) == 0 and self._read_pos >= self._written:
                     return None
                 self._cond.wait(self._outbox.wake_in(now))
 
@@ -279,6 +427,8 @@ class Reporter:
                 return
             if isinstance(item, StatusTicket):
                 self._send_status(item)
+            elif isinstance(item, MetricBatch):
+                self._send_metrics(item)
             else:
                 self._send_lines(item)
 
@@ -293,7 +443,19 @@ class Reporter:
         if reply.kind is not ReplyKind.OK:
             log.error("server refused log lines %d-%d: %s", lines[0].seq, lines[-1].seq, reply.error)
         with self._cond:
-            self._outbox.pop(len(lines))
+            self._answered(len(lines))
+
+    def _send_metrics(self, batch: MetricBatch) -> None:
+        reply = self._client.post_metrics(batch.points, cancel=self._cancel)
+        if reply.kind is ReplyKind.RETRY:
+            return
+        if reply.kind is ReplyKind.GONE:
+            self._mark_gone()
+            return
+        if reply.kind is not ReplyKind.OK:
+            log.error("server refused %d metric point(s): %s", len(batch.points), reply.error)
+        with self._cond:
+            self._answered(1)
 
     def _send_status(self, ticket: StatusTicket) -> None:
         body = self._client.status_body(ticket.status, ticket.message, ticket.failure_reason)
@@ -309,14 +471,21 @@ class Reporter:
         else:
             log.warning("server refused status %s: %s", ticket.status, reply.error)
         with self._cond:
-            self._outbox.pop(1)
+            self._answered(1)
+            self.statuses_sent.append((ticket.status, reply.kind))
         ticket.resolve(reply.kind, reply.body)
 
     def _mark_gone(self) -> None:
         log.error("server says job %s does not exist; dropping queued reports", self._client.job_name)
         with self._cond:
             self._gone = True
-            tickets = self._outbox.drop_all()
+            tickets = self._outbox.drop_all() + list(self._tickets.values())
+            self._tickets.clear()
+            self._marks.clear()
+            self._window_bytes = 0
+            self._spool.ack_all()
+            self._read_pos = self._written = self._spool.end
+            self._unread_since = None
             self._cond.notify_all()
         for ticket in tickets:
             ticket.resolve(ReplyKind.GONE)
