@@ -1,4 +1,5 @@
-"""``trainforge server start|stop|status|run``: the embedded server of ``TRAINFORGE_HOME``."""
+"""``trainforge server start|stop|status|run|check``: the embedded server of ``TRAINFORGE_HOME``, and the
+integrity check of its store."""
 
 from __future__ import annotations
 
@@ -124,6 +125,63 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Check the store's integrity (:mod:`trainforge.service.integrity`) in the database and object store the
+    server of this home uses (``TRAINFORGE_DATABASE_URL``, ``TRAINFORGE_STORAGE``), running or not; exit 0
+    when clean, 1 when problems were found.
+
+    Raises:
+        ValidationError: The database cannot be opened or is not a trainforge store (names the setting).
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from trainforge.errors import ValidationError
+    from trainforge.service.integrity import check_store
+    from trainforge.store.engine import make_engine
+    from trainforge.store.integrity import IntegrityQueries
+
+    local = _embedded(settings)
+    url = local.effective_database_url
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).is_file():
+        raise ValidationError(
+            f"TRAINFORGE_DATABASE_URL: no job store at {parsed.database}; set TRAINFORGE_HOME or "
+            "TRAINFORGE_DATABASE_URL to the server's",
+            field="database_url",
+        )
+    objects = None if args.artifacts == "skip" else _check_objects(local)
+    engine = make_engine(url)
+    try:
+        report = check_store(IntegrityQueries(engine), objects, artifacts=args.artifacts)
+    except SQLAlchemyError as exc:
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ValidationError(
+            f"TRAINFORGE_DATABASE_URL: cannot read the job store ({cause}); is it a trainforge database whose "
+            "server has started once with this version?",
+            field="database_url",
+        ) from None
+    finally:
+        engine.dispose()
+    if args.output == "json":
+        print_json(report.to_dict())
+    else:
+        for problem in report.problems:
+            sys.stdout.write(problem.line() + "\n")
+        sys.stdout.write(f"trainforge server check: {report.summary()}\n")
+    return EXIT_OK if report.clean else EXIT_FAILED
+
+
+def _check_objects(settings: Settings) -> Any:
+    """The object store the server of ``settings`` keeps artifacts in (local objects decrypted with the home's
+    keys; S3 signed with this process's own ``AWS_*`` credentials)."""
+    from trainforge.server.app import storage_config
+    from trainforge.service.keys import server_keyring
+    from trainforge.storage import open_store
+
+    return open_store(storage_config(settings, credentials=False), keyring=server_keyring(settings))
+
+
 def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (TRAINFORGE_HOST; default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (TRAINFORGE_PORT; default: the previous one)")
@@ -146,7 +204,7 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
 def register(groups: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     """Add the ``server`` command group."""
     server = groups.add_parser("server", help="start, stop or inspect the embedded server", parents=[common])
-    commands = server.add_subparsers(dest="command", required=True, metavar="{start,stop,status,run}")
+    commands = server.add_subparsers(dest="command", required=True, metavar="{start,stop,status,run,check}")
 
     start = commands.add_parser("start", help="start the server detached (no-op if running)", parents=[common])
     start.add_argument("--timeout", type=float, default=START_TIMEOUT_S, help="seconds to wait for it to answer")
@@ -163,3 +221,16 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser], common
     run = commands.add_parser("run", help="run the server in the foreground", parents=[common])
     _add_serve_flags(run)
     run.set_defaults(handler=cmd_run)
+
+    check = commands.add_parser(
+        "check",
+        help="check the store's integrity (histories, logs, metrics, artifacts); exit 1 on problems",
+        parents=[common],
+    )
+    check.add_argument(
+        "--artifacts",
+        choices=("read", "exists", "skip"),
+        default="read",
+        help="model.tar.gz of completed jobs: read each to its end (default), only look for it, or skip",
+    )
+    check.set_defaults(handler=cmd_check)
