@@ -18,7 +18,9 @@ class LaunchRequest:
     """Everything a backend needs to start one supervisor per host of a job.
 
     ``gpu_ids`` are the machine's GPUs allocated to the job (None: a job without GPUs); a backend records them
-    in the handle it returns (``"gpu_ids"``) so the scheduler knows which GPUs are held.
+    in the handle it returns (``"gpu_ids"``) so the scheduler knows which GPUs are held. ``attempt`` is the run of
+    the job (1, then 2, ... after a lost host); each attempt's hosts get job roots of their own
+    (:func:`trainforge.runtime.launch.job_dir_name`).
     """
 
     job_name: str
@@ -40,6 +42,7 @@ class LaunchRequest:
     sandbox: str = "auto"
     memory_limit_gib: float | None = None
     ca_bundle_pem: str | None = None
+    attempt: int = 1
 
     def host_config(
         self,
@@ -75,6 +78,7 @@ class LaunchRequest:
             sandbox="off" if self.sandbox == "off" else "auto",
             memory_limit_gib=self.memory_limit_gib,
             ca_bundle_pem=self.ca_bundle_pem,
+            attempt=self.attempt,
             instance=InstanceInfo(
                 type=inst.name,
                 vcpus=inst.vcpus,
@@ -122,4 +126,10 @@ class Backend(Protocol):
     def cancel(self, handle: dict[str, Any], grace_s: float) -> None:
         """Ask the supervisors to stop (they SIGTERM the user code, wait ``grace_s``, then SIGKILL and upload);
         force-kill supervisors still alive well after that. Never raises for a job already gone."""
+        ...
+
+    def kill(self, handle: dict[str, Any]) -> None:
+        """SIGKILL whatever still runs of the job's hosts now (supervisors and the code they started, even code
+        whose supervisor is already gone) and free what they hold, so the job can be launched again (a retry).
+        Idempotent; never raises."""
         ...

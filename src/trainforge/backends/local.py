@@ -15,7 +15,7 @@ from typing import Any
 from trainforge.backends.base import LaunchRequest
 from trainforge.errors import BackendError, CapacityError, ValidationError
 from trainforge.runtime.distributed import LOOPBACK, free_port
-from trainforge.runtime.launch import start_supervisor, write_config
+from trainforge.runtime.launch import job_dir_name, start_supervisor, write_config
 from trainforge.runtime.warm import hand_off, keep_alive_seconds
 from trainforge.scheduler.instances import InstanceType, Machine, place
 from trainforge.spec.contract import host_name
@@ -96,7 +96,7 @@ class LocalBackend:
         master_port = free_port() if count > 1 else None
         started: list[dict[str, Any]] = []
         for index, host in enumerate(hosts):
-            root = self.jobs_root / request.job_name / host
+            root = self.jobs_root / job_dir_name(request.job_name, request.attempt) / host
             root.mkdir(parents=True, exist_ok=True)
             config = request.host_config(
                 host,
@@ -170,6 +170,19 @@ class LocalBackend:
             threading.Thread(
                 target=self._kill_later, args=(pid, start, grace_s + UPLOAD_ALLOWANCE_S), daemon=True
             ).start()
+
+    def kill(self, handle: dict[str, Any]) -> None:
+        """SIGKILL every process of each host's session: the supervisor if it still runs, and code it left behind
+        when it was killed itself (a session outlives its leader; Linux never hands a session's id to a new process
+        while the session has members). A pid now used by another process (a different start time) is left
+        alone."""
+        for h in handle.get("hosts", []):
+            pid, start = int(h["pid"]), h.get("start_time")
+            if h.get("warm") and process_alive(pid, start):
+                continue  # a live warm worker runs other jobs after this one: only its own job's stop reaches it
+            if process_start_time(pid) not in (None, start):
+                continue
+            self._kill_session(pid)
 
     def _kill_later(self, pid: int, start: int | None, after_s: float) -> None:
         deadline = time.monotonic() + after_s

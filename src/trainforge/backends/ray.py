@@ -423,6 +423,11 @@ class RayBackend:
             target=self._release_when_done, args=(handle, kill_after + 30.0), daemon=True, name="trainforge-ray-stop"
         ).start()
 
+    def kill(self, handle: dict[str, Any]) -> None:
+        """SIGKILL what still runs of the job's hosts and free its actors and placement group now (see
+        :meth:`release`); a later :meth:`launch` of the job starts afresh. Never raises."""
+        self.release(handle)
+
     def _release_when_done(self, handle: dict[str, Any], within_s: float) -> None:
         deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:

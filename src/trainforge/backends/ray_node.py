@@ -39,7 +39,7 @@ from typing import Any
 import psutil
 
 from trainforge.backends.local import process_alive, process_start_time, session_members
-from trainforge.runtime.launch import InstanceInfo, SupervisorConfig, start_supervisor, write_config
+from trainforge.runtime.launch import InstanceInfo, SupervisorConfig, job_dir_name, start_supervisor, write_config
 from trainforge.scheduler.instances import InstanceType, Machine, place
 from trainforge.settings import load_settings
 
@@ -66,9 +66,10 @@ def node_envs_root(requested: str | None) -> str:
     return str(node.resolved_home / "envs")
 
 
-def node_job_root(namespace: str, job_name: str, host: str) -> Path:
-    """``<node home>/ray-jobs/<namespace>/<job>/<host>``: this host's job root on this node."""
-    return load_settings().resolved_home / "ray-jobs" / namespace / job_name / host
+def node_job_root(namespace: str, job_name: str, host: str, attempt: int = 1) -> Path:
+    """``<node home>/ray-jobs/<namespace>/<job>/<host>``: this host's job root on this node (``<job>.attempt-<n>``
+    for a retried job's later attempts)."""
+    return load_settings().resolved_home / "ray-jobs" / namespace / job_dir_name(job_name, attempt) / host
 
 
 def node_instance(info: dict[str, Any]) -> InstanceInfo:
@@ -121,7 +122,7 @@ class SupervisorHost:
         ray = importlib.import_module("ray")
         instance = node_instance(config["instance"])
         gpu_ids = [int(g) for g in ray.get_gpu_ids()] if instance.gpus else None
-        root = node_job_root(namespace, str(config["job_name"]), str(config["host"]))
+        root = node_job_root(namespace, str(config["job_name"]), str(config["host"]), int(config.get("attempt") or 1))
         root.mkdir(parents=True, exist_ok=True)
         self._root = root
         self.point_to(str(config["server_url"]))

@@ -91,6 +91,9 @@ class SupervisorConfig(_Model):
     """The memory the job's code may use on this host (the instance type's, capped to the machine)."""
     ca_bundle_pem: str | None = None
     """The CA certificate(s) (PEM) the supervisor verifies an https ``server_url`` with (None: the system's)."""
+    attempt: int = Field(default=1, ge=1)
+    """Which run of the job this is: 1, then 2, 3, ... as ``RetryStrategy`` re-runs a job whose host was lost. Its
+    ``agent_token`` is valid for this attempt only."""
 
 
 class SupervisorResult(_Model):
@@ -105,6 +108,13 @@ class SupervisorResult(_Model):
     status: str
     failure_reason: str | None = None
     delivered: bool
+
+
+def job_dir_name(job_name: str, attempt: int = 1) -> str:
+    """The directory of one attempt of a job under a jobs root: ``<job>`` for the first, ``<job>.attempt-<n>``
+    after (job names have no dots, so it never names another job; a host's root stays two levels below the jobs
+    root, which the sandbox hides)."""
+    return job_name if attempt <= 1 else f"{job_name}.attempt-{attempt}"
 
 
 def config_path(root: Path) -> Path:

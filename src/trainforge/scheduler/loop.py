@@ -3,6 +3,12 @@
 It runs as one thread inside the server. Each pass reads the active jobs from the store and acts on each
 through the store's compare-and-set transition, so a pass racing a route or a supervisor never corrupts a
 record: the loser's transition fails and the next pass sees the new state.
+
+A job whose host is lost (its supervisor vanished without a final report) goes ``Interrupted``. With retries
+left (``RetryStrategy.MaximumRetryAttempts``, the number of re-runs) the attempt's other hosts are told to stop
+(their heartbeat says ``Interrupted``), whatever is left of them is killed, and the job goes ``Restarting`` as
+its next attempt (new agent token, no handle) and is launched again like a new job; without, it goes ``Failed``
+naming the host. Every step is a stored state, so a restarted server carries on where the last one was.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from trainforge.store.records import JobRecord
 
 log = logging.getLogger("trainforge.scheduler")
 S = SecondaryStatus
-_UNLAUNCHED = {S.STARTING, S.PENDING}
+_LAUNCHABLE = {S.STARTING, S.PENDING, S.RESTARTING}  # no handle: waiting for a (first or next) launch
+_HOST_LOSS_FROM = {S.STARTING, S.DOWNLOADING, S.TRAINING, S.UPLOADING}  # launched, running statuses
 RELEASE_ALLOWANCE_S = 60.0  # beyond the stop grace: how long an ended job's supervisors may take to exit
 CAPACITY_RETRY_S = 5.0  # how long a job the cluster had no room for waits before the next launch attempt
 
@@ -89,8 +96,11 @@ class Scheduler:
         for job in active:
             handle = job.handle
             if handle is None:
-                if job.secondary_status in _UNLAUNCHED:
+                if job.secondary_status in _LAUNCHABLE:
                     waiting.append(job)
+                elif job.secondary_status == S.STOPPING:
+                    # Stopped between two attempts (nothing runs): nothing will report the stop's end.
+                    self._end(job, S.STOPPED, "Training job stopped before it restarted")
                 continue
             if handle.get("hosts"):
                 self._launched[job.name] = handle
@@ -131,6 +141,8 @@ class Scheduler:
         if not handle.get("hosts"):
             self._fail(job, "InternalServerError: the server stopped while launching this job; it never started")
             return False
+        if job.secondary_status == S.INTERRUPTED:
+            return self._restart_when_clear(job, handle)
         alive = self.backend.hosts_alive(handle)
         if all(alive.values()):
             self._forward_stop(job, handle)
@@ -147,15 +159,81 @@ class Scheduler:
         ended = {h for h, r in self.store.host_states(current.id).items() if r.status in TERMINAL}
         vanished = [h for h, up in alive.items() if not up and h not in ended]
         if vanished:
-            self._fail(current, vanished_reason(handle, vanished, current.instance_count))
-            if running:
-                self._cancel(current, handle)
-            return False
+            return self._host_lost(current, handle, vanished, running)
         if running:
             # Hosts that are done exited after their final report; the others carry on (e.g. algo-1 merging).
             self._forward_stop(current, handle)
             return True
         self._fail(current, "InternalServerError: every host of the job ended, but the job reached no final status")
+        return False
+
+    def _host_lost(self, job: JobRecord, handle: dict[str, Any], vanished: list[str], running: bool) -> bool:
+        """``Interrupted``, then (retries left) wait for the attempt's hosts to clear, or ``Failed`` naming the
+        host. Returns whether the job still holds its resources."""
+        reason = vanished_reason(handle, vanished, job.instance_count)
+        left = job.max_retries - (job.attempt - 1)
+        lost = f"Host {', '.join(vanished)} was lost: its supervisor ended without a final report"
+        if left > 0:
+            note = f"{lost}; restarting the job (retry {job.attempt} of {job.max_retries})"
+        elif job.max_retries:
+            note = f"{lost}; no retry attempts left ({job.max_retries} used)"
+        else:
+            note = f"{lost}; the job has no RetryStrategy"
+        try:
+            job = self.store.transition(
+                job.name, S.INTERRUPTED, note, expected_from=_HOST_LOSS_FROM, conditions={"attempt": job.attempt}
+            )
+        except ConflictError:
+            return running  # the job moved meanwhile (ended, stopped): the next pass decides on what it is now
+        log.info("job %s attempt %d interrupted: %s", job.name, job.attempt, reason)
+        if left > 0:
+            return True  # its other hosts see Interrupted in their heartbeats and stop; then it restarts
+        self._fail(job, reason)
+        if running:
+            self._cancel(job, handle)
+        return False
+
+    def _restart_when_clear(self, job: JobRecord, handle: dict[str, Any]) -> bool:
+        """Once every host of an interrupted attempt has exited (or after the stop grace period plus
+        :data:`RELEASE_ALLOWANCE_S`), kill what is left of it and move the job to ``Restarting`` as its next
+        attempt, to be launched again by a later pass. Returns whether the job still holds its resources."""
+        alive = self.backend.hosts_alive(handle)
+        current = self.store.get(job.name)
+        if current.secondary_status != S.INTERRUPTED:
+            return not current.terminal
+        since = current.transitions[-1].start_time if current.transitions else current.last_modified_time
+        deadline = since + self.settings.stop_grace_seconds + RELEASE_ALLOWANCE_S
+        if any(alive.values()) and time.time() < deadline:
+            return True
+        try:
+            self.backend.kill(handle)
+        except Exception:
+            log.exception("killing what is left of %s attempt %d failed", job.name, current.attempt)
+        if current.max_retries - (current.attempt - 1) <= 0:
+            self._fail(current, vanished_reason(handle, [h for h, up in alive.items() if not up], job.instance_count))
+            return False
+        attempt = current.attempt + 1
+        try:
+            self.store.transition(
+                job.name,
+                S.RESTARTING,
+                f"Restarting the training job (attempt {attempt} of {current.max_retries + 1})",
+                expected_from={S.INTERRUPTED},
+                conditions={"attempt": current.attempt},
+                set_fields={
+                    "attempt": attempt,
+                    "backend_handle": None,
+                    "agent_token_hash": None,
+                    "heartbeat_time": None,
+                },
+                clear_hosts=True,
+            )
+        except ConflictError:
+            return False  # stopped meanwhile: the next pass sees it
+        self._launched.pop(job.name, None)
+        self._cancelled.discard(job.name)
+        self.wake.set()
+        log.info("job %s restarting as attempt %d", job.name, attempt)
         return False
 
     def _forward_stop(self, job: JobRecord, handle: dict[str, Any]) -> None:
@@ -213,7 +291,7 @@ class Scheduler:
                     job.name,
                     S.PENDING,
                     reason,
-                    expected_from=_UNLAUNCHED,
+                    expected_from=_LAUNCHABLE,
                     conditions={"backend_handle": None},
                 )
 
@@ -224,7 +302,7 @@ class Scheduler:
                 job.name,
                 S.STARTING,
                 "Launching requested ML instances",
-                expected_from=_UNLAUNCHED,
+                expected_from=_LAUNCHABLE,
                 conditions={"backend_handle": None},
                 set_fields={
                     "backend": self.backend.name,
@@ -256,6 +334,7 @@ class Scheduler:
             memory_limit_gib=memory_limit_gib(placement.instance, self.machine),
             ca_bundle_pem=supervisor_ca_pem(self.settings),
             role=json.loads(job.role_json) if job.role_json else None,
+            attempt=job.attempt,
         )
         try:
             handle = self.backend.launch(request)

@@ -39,6 +39,7 @@ def _event(rec: LogRecord) -> dict[str, Any]:
         "timestamp": rec.timestamp,
         "stream": rec.stream,
         "message": rec.message,
+        "attempt": rec.attempt,
     }
 
 
@@ -103,18 +104,27 @@ async def job_logs(
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     host: str | None = None,
     follow: bool = False,
+    attempt: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any] | StreamingResponse:
-    """Lines after ``cursor``; with ``follow=true`` an NDJSON stream of status and log events until the end."""
+    """Lines after ``cursor``; with ``follow=true`` an NDJSON stream of status and log events until the end.
+
+    Each line carries the ``attempt`` (run of the job) whose host wrote it; ``attempt=N`` keeps that attempt's
+    lines only (default: every attempt's, in the order they ran)."""
     svc = _svc(request)
-    job, lines = await to_thread.run_sync(partial(svc.logs, name, caller, cursor=cursor, limit=limit, host=host))
+    job, lines = await to_thread.run_sync(
+        partial(svc.logs, name, caller, cursor=cursor, limit=limit, host=host, attempt=attempt)
+    )
     if not follow:
         return {
             "events": [_event(r) for r in lines],
             "next_cursor": lines[-1].cursor if lines else cursor,
             "TrainingJobStatus": job.status.value,
             "SecondaryStatus": job.secondary_status.value,
+            "Attempt": job.attempt,
         }
-    return StreamingResponse(_follow(svc, caller, job, cursor, host, request), media_type="application/x-ndjson")
+    return StreamingResponse(
+        _follow(svc, caller, job, cursor, host, request, attempt), media_type="application/x-ndjson"
+    )
 
 
 def _status_event(job: JobRecord) -> dict[str, Any]:
@@ -129,7 +139,13 @@ def _status_event(job: JobRecord) -> dict[str, Any]:
 
 
 async def _follow(
-    svc: JobService, caller: Principal, job: JobRecord, cursor: int, host: str | None, request: Request
+    svc: JobService,
+    caller: Principal,
+    job: JobRecord,
+    cursor: int,
+    host: str | None,
+    request: Request,
+    attempt: int | None = None,
 ) -> AsyncIterator[bytes]:
     def line(obj: dict[str, Any]) -> bytes:
         return (json.dumps(obj) + "\n").encode()
@@ -138,7 +154,7 @@ async def _follow(
     yield line(_status_event(job))
     while True:
         current, lines = await to_thread.run_sync(
-            partial(svc.logs, job.name, caller, cursor=cursor, limit=1000, host=host)
+            partial(svc.logs, job.name, caller, cursor=cursor, limit=1000, host=host, attempt=attempt)
         )
         # A transition is placed after exactly the lines stored before it (its log_cursor): supervisors send
         # lines and status reports through one ordered queue, so this is where the status happened.
@@ -161,7 +177,7 @@ async def _follow(
         if current.terminal and not lines:
             # One last read: lines stored between our read and the terminal status.
             _, tail = await to_thread.run_sync(
-                partial(svc.logs, job.name, caller, cursor=cursor, limit=10000, host=host)
+                partial(svc.logs, job.name, caller, cursor=cursor, limit=10000, host=host, attempt=attempt)
             )
             for rec in tail:
                 yield line({"type": "log", **_event(rec)})

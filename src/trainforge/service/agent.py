@@ -19,6 +19,7 @@ from trainforge.store.records import JobRecord
 
 S = SecondaryStatus
 _STOP_ENDINGS = {S.STOPPED, S.MAX_RUNTIME_EXCEEDED, S.MAX_WAIT_TIME_EXCEEDED}
+_BETWEEN_ATTEMPTS = {S.INTERRUPTED, S.RESTARTING}  # a host was lost; the attempt's hosts are being cleared
 
 
 def hash_token(token: str) -> str:
@@ -28,7 +29,13 @@ def hash_token(token: str) -> str:
 
 @dataclass
 class AgentService:
-    """What supervisors may do, each call scoped to the one job their token was issued for."""
+    """What supervisors may do, each call scoped to the one job (and attempt) their token was issued for.
+
+    Each attempt of a job gets its own agent token, so a supervisor of an earlier attempt is refused (401) once its
+    job was relaunched; between attempts (``Interrupted``/``Restarting``) its status reports are refused (409) and
+    its heartbeats answered with that status, which tells it to stop. Its lines and metric points are stored under
+    the attempt its token belongs to, never under a later one.
+    """
 
     store: JobStore
     extractors: ExtractorCache = field(default_factory=ExtractorCache)
@@ -50,6 +57,7 @@ class AgentService:
             "TrainingJobStatus": job.status.value,
             "SecondaryStatus": job.secondary_status.value,
             "stop_requested": bool(job.stop_requested),
+            "attempt": job.attempt,
         }
         if job.instance_count > 1:
             reply["hosts"] = {h: r.status.value for h, r in self.store.host_states(job.id).items()}
@@ -71,12 +79,12 @@ class AgentService:
             raise ValidationError(f"status: {status!r} is not a SecondaryStatus", field="status") from None
         if failure_reason is not None:
             failure_reason = failure_reason[:FAILURE_REASON_MAX]
-        if job.terminal:
+        if job.terminal or job.secondary_status in _BETWEEN_ATTEMPTS:
             raise ConflictError(
                 f"training job {job.name!r} is {job.secondary_status.value}; it cannot move to {reported.value}",
-                details={"current": job.secondary_status.value, "requested": reported.value},
+                details={"current": job.secondary_status.value, "requested": reported.value, "attempt": job.attempt},
             )
-        hosts = self.store.record_host(job.id, host, reported, message, failure_reason)
+        hosts = self.store.record_host(job.id, host, reported, message, failure_reason, attempt=job.attempt)
         for _attempt in range(3):
             move = job_move(
                 host=host,
@@ -94,8 +102,9 @@ class AgentService:
             except ConflictError:
                 if job.instance_count <= 1:
                     raise
+                attempt = job.attempt
                 job = self.store.get(job.name)  # another host's report moved the job meanwhile: decide again
-                if job.terminal:
+                if job.terminal or job.attempt != attempt or job.secondary_status in _BETWEEN_ATTEMPTS:
                     raise
                 hosts = self.store.host_states(job.id)
         return self._reply(self.store.get(job.name))
@@ -105,19 +114,23 @@ class AgentService:
     ) -> dict[str, Any]:
         if job.secondary_status == S.STOPPING and target not in TERMINAL and target != S.STOPPING:
             return self._reply(job)
+        same_attempt = {"attempt": job.attempt}  # a retry that began meanwhile makes this report stale
         if target in _STOP_ENDINGS and job.secondary_status not in (S.STOPPING, S.STARTING, S.PENDING):
             try:
-                job = self.store.transition(job.name, S.STOPPING, message)
+                job = self.store.transition(job.name, S.STOPPING, message, conditions=same_attempt)
             except ConflictError:
                 job = self.store.get(job.name)
                 if job.secondary_status != S.STOPPING:
                     raise
         expected = None if single else {job.secondary_status}
-        job = self.store.transition(job.name, target, message, failure_reason=failure_reason, expected_from=expected)
+        job = self.store.transition(
+            job.name, target, message, failure_reason=failure_reason, expected_from=expected, conditions=same_attempt
+        )
         return self._reply(job)
 
     def append_logs(self, job: JobRecord, host: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
-        """Store lines idempotently by (host, seq); returns how many were new.
+        """Store lines idempotently by (attempt, host, seq), under the attempt the caller's token belongs to;
+        returns how many were new.
 
         The job's ``MetricDefinitions`` are applied to each line; the points of the lines that were new are
         stored with them in one transaction, so each stored line yields its points exactly once.
@@ -131,7 +144,7 @@ class AgentService:
                     raise ValidationError(f"lines[{i}].{key}: must be a number", field=f"lines[{i}].{key}")
         extractor = self.extractors.get(job)
         line_metrics = extractor.extract_lines(lines) if extractor else None
-        inserted = self.store.append_logs(job.id, host, lines, line_metrics=line_metrics)
+        inserted = self.store.append_logs(job.id, host, lines, line_metrics=line_metrics, attempt=job.attempt)
         return {"inserted": inserted}
 
     def heartbeat(self, job: JobRecord, host: str) -> dict[str, Any]:
@@ -160,4 +173,4 @@ class AgentService:
             seq = p.get("seq")
             if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
                 raise ValidationError(f"points[{i}].seq: must be an integer", field=f"points[{i}].seq")
-        return {"inserted": self.store.append_metrics(job.id, host, points)}
+        return {"inserted": self.store.append_metrics(job.id, host, points, attempt=job.attempt)}

@@ -142,8 +142,9 @@ class JobService:
         return out
 
     def stop(self, name: str, principal: Principal) -> dict[str, Any]:
-        """StopTrainingJob: a launched job goes ``Stopping`` (the scheduler signals it), one not yet launched
-        goes straight to ``Stopped``; stopping a Stopping job again is a no-op; a finished one is an error."""
+        """StopTrainingJob: a launched job goes ``Stopping`` (the scheduler signals it), one not yet launched (or
+        ``Restarting`` between two attempts) goes straight to ``Stopped``; stopping a Stopping job again is a no-op;
+        a finished one is an error."""
         job = self.owned(name, principal)
         if job.secondary_status == S.STOPPING:
             return {}
@@ -159,7 +160,7 @@ class JobService:
                     name,
                     S.STOPPED,
                     "Training job stopped before it started",
-                    expected_from={S.STARTING, S.PENDING},
+                    expected_from={S.STARTING, S.PENDING, S.RESTARTING},
                     conditions={"backend_handle": None},
                     set_fields={"stop_requested": "Stopped"},
                 )
@@ -178,12 +179,22 @@ class JobService:
         return {}
 
     def logs(
-        self, name: str, principal: Principal, *, cursor: int, limit: int, host: str | None
+        self,
+        name: str,
+        principal: Principal,
+        *,
+        cursor: int,
+        limit: int,
+        host: str | None,
+        attempt: int | None = None,
     ) -> tuple[JobRecord, list[LogRecord]]:
-        """The job and its lines after ``cursor`` (at most ``limit``); ``NotFoundError`` if not the caller's."""
+        """The job and its lines after ``cursor`` (at most ``limit``), of one ``attempt`` when given (None: every
+        attempt's, in the order they ran); ``NotFoundError`` if not the caller's."""
         if limit < 1 or limit > 10000:
             raise ValidationError("limit: must be between 1 and 10000", field="limit")
         if cursor < 0:
             raise ValidationError("cursor: must be >= 0", field="cursor")
+        if attempt is not None and attempt < 1:
+            raise ValidationError("attempt: must be 1 or more (the job's first run is attempt 1)", field="attempt")
         job = self.owned(name, principal)
-        return job, self.store.read_logs(job.id, cursor=cursor, limit=limit, host=host)
+        return job, self.store.read_logs(job.id, cursor=cursor, limit=limit, host=host, attempt=attempt)

@@ -62,15 +62,16 @@ TERMINAL: frozenset[SecondaryStatus] = frozenset(
 
 _ENDINGS = {S.FAILED, S.STOPPING, S.STOPPED}
 
-# from -> the statuses it may move to (self-transitions are listed explicitly).
+# from -> the statuses it may move to (self-transitions are listed explicitly). A launched job whose host is lost
+# goes ``Interrupted`` from any running status; a retry goes ``Restarting`` -> (``Pending`` ->) ``Starting``.
 ALLOWED: dict[SecondaryStatus, frozenset[SecondaryStatus]] = {
-    S.STARTING: frozenset({S.STARTING, S.PENDING, S.DOWNLOADING, S.TRAINING, *_ENDINGS}),
+    S.STARTING: frozenset({S.STARTING, S.PENDING, S.DOWNLOADING, S.TRAINING, S.INTERRUPTED, *_ENDINGS}),
     S.PENDING: frozenset({S.PENDING, S.STARTING, S.DOWNLOADING, S.TRAINING, *_ENDINGS}),
-    S.DOWNLOADING: frozenset({S.DOWNLOADING, S.TRAINING, S.UPLOADING, *_ENDINGS}),
+    S.DOWNLOADING: frozenset({S.DOWNLOADING, S.TRAINING, S.UPLOADING, S.INTERRUPTED, *_ENDINGS}),
     S.TRAINING: frozenset({S.TRAINING, S.UPLOADING, S.INTERRUPTED, *_ENDINGS}),
-    S.UPLOADING: frozenset({S.UPLOADING, S.COMPLETED, *_ENDINGS}),
+    S.UPLOADING: frozenset({S.UPLOADING, S.COMPLETED, S.INTERRUPTED, *_ENDINGS}),
     S.INTERRUPTED: frozenset({S.INTERRUPTED, S.RESTARTING, S.STARTING, *_ENDINGS}),
-    S.RESTARTING: frozenset({S.RESTARTING, S.STARTING, *_ENDINGS}),
+    S.RESTARTING: frozenset({S.RESTARTING, S.STARTING, S.PENDING, *_ENDINGS}),
     S.STOPPING: frozenset({S.STOPPING, S.STOPPED, S.MAX_RUNTIME_EXCEEDED, S.MAX_WAIT_TIME_EXCEEDED, S.FAILED}),
     S.COMPLETED: frozenset(),
     S.FAILED: frozenset(),

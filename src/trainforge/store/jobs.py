@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy import Engine, and_, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
@@ -84,10 +84,11 @@ def _decode_token(token: str) -> int:
     return offset
 
 
-def _metric_rows(job_id: int, host: str, points: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _metric_rows(job_id: int, host: str, points: Iterable[Mapping[str, Any]], attempt: int = 1) -> list[dict[str, Any]]:
     return [
         {
             "job_id": job_id,
+            "attempt": attempt,
             "host": host,
             "name": str(p["name"]),
             "value": float(p["value"]),
@@ -171,11 +172,14 @@ class JobStore:
         set_fields: Mapping[str, Any] | None = None,
         failure_reason: str | None = None,
         now: float | None = None,
+        clear_hosts: bool = False,
     ) -> JobRecord:
         """Move a job to secondary status ``to`` if the transition table (and ``expected_from``) allow it.
 
         ``conditions`` adds column equality checks to the compare-and-set; ``set_fields`` are written in
-        the same update. Sets ``TrainingStartTime`` on the first Downloading/Training and
+        the same update (a value may be a column expression, e.g. ``attempt + 1``); ``clear_hosts`` forgets every
+        host's own status in the same transaction (a retry's hosts start afresh). Sets ``TrainingStartTime`` on
+        the first Downloading/Training and
         ``TrainingEndTime`` on a terminal status. Raises :class:`NotFoundError` for an unknown job and
         :class:`ConflictError` when the job's current status (or a condition) does not allow the change.
         """
@@ -214,6 +218,8 @@ class JobStore:
                     f"training job {name!r} is {current}; it cannot move to {target.value}",
                     details={"current": current, "requested": target.value},
                 )
+            if clear_hosts:
+                conn.execute(delete(job_hosts).where(job_hosts.c.job_id == job_id))
             conn.execute(
                 update(transitions)
                 .where(transitions.c.job_id == job_id, transitions.c.end_time.is_(None))
@@ -295,12 +301,14 @@ class JobStore:
         failure_reason: str | None = None,
         *,
         now: float | None = None,
+        attempt: int | None = None,
     ) -> dict[str, HostRecord]:
         """Store ``host``'s own status and return every host's, as one serialized step per job.
 
         Reports of two hosts of one job never interleave here (the job's row is locked on PostgreSQL, writes
         are ``BEGIN IMMEDIATE`` on SQLite), so the last of several simultaneous reports sees all of them. A host
-        whose status is already terminal keeps it.
+        whose status is already terminal keeps it. With ``attempt``, a report of another attempt than the job's
+        current one raises :class:`ConflictError` and stores nothing (a retry began meanwhile).
         """
         t = time.time() if now is None else now
         values = {
@@ -315,6 +323,13 @@ class JobStore:
         with self.engine.begin() as conn:
             if dialect == "postgresql":
                 conn.execute(select(jobs.c.id).where(jobs.c.id == job_id).with_for_update())
+            if attempt is not None:
+                now_attempt = conn.execute(select(jobs.c.attempt).where(jobs.c.id == job_id)).scalar()
+                if now_attempt != attempt:
+                    raise ConflictError(
+                        f"this report is of attempt {attempt}; the job is now on attempt {now_attempt}",
+                        details={"attempt": attempt, "current_attempt": now_attempt},
+                    )
             current = conn.execute(
                 select(job_hosts.c.status).where(job_hosts.c.job_id == job_id, job_hosts.c.host == host)
             ).scalar()
@@ -359,8 +374,10 @@ class JobStore:
         lines: Sequence[Mapping[str, Any]],
         *,
         line_metrics: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
+        attempt: int = 1,
     ) -> int:
-        """Store lines ``{seq, timestamp, stream, message}``; a (host, seq) already stored is skipped.
+        """Store lines ``{seq, timestamp, stream, message}`` of ``attempt``; an (attempt, host, seq) already stored
+        is skipped (each attempt's supervisors number their lines from 0 again).
 
         ``line_metrics`` maps a line's ``seq`` to the metric points ``{name, value, timestamp}`` extracted from
         it: they are stored (for ``host``) in the same transaction, and only for lines that were new here, so a
@@ -372,6 +389,7 @@ class JobStore:
         rows = [
             {
                 "job_id": job_id,
+                "attempt": attempt,
                 "host": host,
                 "seq": int(line["seq"]),
                 "timestamp": float(line["timestamp"]),
@@ -386,17 +404,32 @@ class JobStore:
             if line_metrics:
                 points = [p for seq in new_seqs for p in line_metrics.get(seq, ())]
                 if points:
-                    conn.execute(insert(metric_points), _metric_rows(job_id, host, points))
+                    conn.execute(insert(metric_points), _metric_rows(job_id, host, points, attempt))
             return len(new_seqs)
 
-    def read_logs(self, job_id: int, *, cursor: int = 0, limit: int = 1000, host: str | None = None) -> list[LogRecord]:
-        """Lines stored after ``cursor`` in arrival order (per host that is sequence order), at most ``limit``."""
+    def read_logs(
+        self,
+        job_id: int,
+        *,
+        cursor: int = 0,
+        limit: int = 1000,
+        host: str | None = None,
+        attempt: int | None = None,
+    ) -> list[LogRecord]:
+        """Lines stored after ``cursor`` in arrival order (per host and attempt that is sequence order), at most
+        ``limit``; ``host`` and ``attempt`` keep one host's or one attempt's lines (None: all, attempts in the
+        order they ran, since a later attempt's lines arrive after the earlier one's)."""
         stmt = select(log_lines).where(log_lines.c.job_id == job_id, log_lines.c.id > cursor)
         if host:
             stmt = stmt.where(log_lines.c.host == host)
+        if attempt is not None:
+            stmt = stmt.where(log_lines.c.attempt == attempt)
         stmt = stmt.order_by(log_lines.c.id).limit(limit)
         with self.engine.connect() as conn:
-            return [LogRecord(r.id, r.host, r.seq, r.timestamp, r.stream, r.message) for r in conn.execute(stmt).all()]
+            return [
+                LogRecord(r.id, r.host, r.seq, r.timestamp, r.stream, r.message, r.attempt)
+                for r in conn.execute(stmt).all()
+            ]
 
     def log_hosts(self, job_id: int) -> list[str]:
         """The hosts that sent lines for a job, sorted."""
@@ -404,17 +437,18 @@ class JobStore:
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(stmt).all()]
 
-    def append_metrics(self, job_id: int, host: str, points: Sequence[Mapping[str, Any]]) -> int:
-        """Store metric points ``{name, value, timestamp[, seq]}`` of ``host``; returns how many were new.
+    def append_metrics(self, job_id: int, host: str, points: Sequence[Mapping[str, Any]], *, attempt: int = 1) -> int:
+        """Store metric points ``{name, value, timestamp[, seq]}`` of ``host`` in ``attempt``; returns how many
+        were new.
 
-        A point with a ``seq`` whose (host, name, seq) is already stored is skipped, so a batch resent after a
-        lost reply is stored once; points without ``seq`` are always stored.
+        A point with a ``seq`` whose (attempt, host, name, seq) is already stored is skipped, so a batch resent
+        after a lost reply is stored once; points without ``seq`` are always stored.
         """
         if not points:
             return 0
         stmt = self._insert_ignore(metric_points).returning(metric_points.c.id)
         with self.engine.begin() as conn:
-            return len(conn.execute(stmt, _metric_rows(job_id, host, points)).all())
+            return len(conn.execute(stmt, _metric_rows(job_id, host, points, attempt)).all())
 
     def read_metrics(
         self,
@@ -501,4 +535,5 @@ class JobStore:
             transitions=trans,
             created_by=row.created_by,
             role_json=row.role_json,
+            attempt=row.attempt,
         )

@@ -23,7 +23,8 @@ class TransitionRecord:
 
 @dataclass(frozen=True)
 class LogRecord:
-    """One stored log line; ``cursor`` orders lines by arrival and is what readers resume from."""
+    """One stored log line; ``cursor`` orders lines by arrival and is what readers resume from. ``attempt`` is
+    the run of the job (1, then 2, 3, ... as ``RetryStrategy`` re-runs it) whose host sent the line."""
 
     cursor: int
     host: str
@@ -31,6 +32,7 @@ class LogRecord:
     timestamp: float
     stream: str
     message: str
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -70,12 +72,23 @@ class JobRecord:
     transitions: tuple[TransitionRecord, ...] = field(default=())
     created_by: str | None = None  # the owner's user name; None for jobs made before users existed
     role_json: str | None = None  # the role resolved at submit, as JSON ({"name", "read", "write"})
+    attempt: int = 1  # the run now (or last) under way: 1, then 2, 3, ... as RetryStrategy re-runs the job
 
     @cached_property
     def spec(self) -> dict[str, Any]:
         """The CreateTrainingJob request as it was accepted."""
         value: dict[str, Any] = json.loads(self.spec_json)
         return value
+
+    @property
+    def max_retries(self) -> int:
+        """``RetryStrategy.MaximumRetryAttempts``: how many times a job whose host was lost may be re-run (0
+        without a RetryStrategy)."""
+        strategy = self.spec.get("RetryStrategy") or {}
+        try:
+            return max(0, int(strategy.get("MaximumRetryAttempts") or 0))
+        except (TypeError, ValueError):
+            return 0
 
     @property
     def terminal(self) -> bool:
