@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from trainforge.errors import TrainforgeError
-from trainforge.runtime.failure import JobFailed, client_error
+from trainforge.runtime.failure import DiskPhase, JobFailed, client_error, disk_full, is_disk_full
 from trainforge.spec.job import ChannelSpec
 from trainforge.storage import ObjectStore, parse_s3_uri
 
@@ -150,7 +150,8 @@ def stage_channel(
 
     Raises :class:`JobFailed` (``ClientError: channel '<name>': ...``) for Pipe mode, an unsupported data
     type, a source with no objects, a bucket that does not exist, keys rejected by the store (e.g. ``..``),
-    or an unreadable object.
+    or an unreadable object; ``ClientError: Data download failed:Insufficient disk space ...`` when the data
+    does not fit the disk (what was copied of the channel is removed then).
     Returns early, with what was copied so far, once ``should_stop()`` turns true.
     """
     name = channel.ChannelName
@@ -160,6 +161,7 @@ def stage_channel(
     uri = source.S3Uri
     if input_mode == "Pipe":
         raise client_error(f"channel '{name}': input mode Pipe is not supported yet; use File or FastFile")
+    objects: list[SourceObject] = []
     try:
         if source.S3DataType == "AugmentedManifestFile":
             raise client_error(f"channel '{name}': S3DataType AugmentedManifestFile is not supported")
@@ -192,11 +194,26 @@ def stage_channel(
             size += target.stat().st_size
     except JobFailed:
         raise
-    except TrainforgeError as exc:
-        raise client_error(f"channel '{name}': {exc.message}") from None
-    except OSError as exc:
+    except (TrainforgeError, OSError) as exc:
+        if is_disk_full(exc):
+            raise _disk_full(name, uri, dest, objects) from None
+        if isinstance(exc, TrainforgeError):
+            raise client_error(f"channel '{name}': {exc.message}") from None
         raise client_error(f"channel '{name}': could not stage {uri}: {exc}") from None
     return StagedChannel(name, files, size)
+
+
+def _disk_full(name: str, uri: str, dest: Path, objects: list[SourceObject]) -> JobFailed:
+    """The failure of a channel that does not fit this host's disk; what was copied is removed first, so the
+    space is free again for the job's log and for other jobs."""
+    for child in list(dest.iterdir()) if dest.is_dir() else []:
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+    total = sum(obj.size for obj in objects)
+    listed = f", {len(objects)} object(s), {total} bytes" if total else ""
+    return disk_full(DiskPhase.DOWNLOAD, f"staging channel '{name}' from {uri}{listed}", dest)
 
 
 def _encryption_magic() -> bytes | None:

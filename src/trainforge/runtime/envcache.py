@@ -36,7 +36,15 @@ from filelock import FileLock, Timeout
 from uv import find_uv_bin
 
 from trainforge.runtime.environment import JobEnvironment, run_uv, uv_environment, venv_python
-from trainforge.runtime.failure import internal_error
+from trainforge.runtime.failure import (
+    DiskPhase,
+    JobFailed,
+    disk_full,
+    internal_error,
+    is_disk_full,
+    is_disk_full_reason,
+    mentions_disk_full,
+)
 from trainforge.runtime.process import LineSink
 from trainforge.runtime.stopping import StopSignal
 from trainforge.spec.images import Image
@@ -314,8 +322,14 @@ class ImageEnvironments:
                 self._stop.check()
                 _write_meta(tmp, {**self._meta(label, final.name), "build_seconds": time.monotonic() - started})
                 os.rename(tmp, final)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+            except BaseException as exc:
+                shutil.rmtree(tmp, ignore_errors=True)  # a full disk gets its space back before the job fails
+                if isinstance(exc, OSError | JobFailed) and is_disk_full(exc):
+                    if isinstance(exc, JobFailed) and is_disk_full_reason(exc.reason):
+                        raise
+                    raise disk_full(
+                        DiskPhase.ENVIRONMENT, f"building the training environment {label}", self.root
+                    ) from None
                 raise
             self.say(f"Training environment {label} ready in {time.monotonic() - started:.1f}s")
         finally:
@@ -342,6 +356,8 @@ class ImageEnvironments:
         rc, stopped, tail = run_uv(cmd, cwd=cwd, env=self._env, sink=self._sink, should_stop=self._stop.is_set)
         self._stop.check()
         if rc != 0 and not stopped:
+            if mentions_disk_full(tail):
+                raise disk_full(DiskPhase.ENVIRONMENT, f"building {what} (uv: {tail[-300:]})", self.root)
             raise internal_error(f"cannot build {what}: {tail}")
 
     # ------------------------------------------------------------------------------------ builds

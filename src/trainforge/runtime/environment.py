@@ -31,7 +31,14 @@ from pathlib import Path
 
 from uv import find_uv_bin
 
-from trainforge.runtime.failure import algorithm_error, internal_error
+from trainforge.runtime.failure import (
+    DiskPhase,
+    algorithm_error,
+    disk_full,
+    internal_error,
+    is_disk_full,
+    mentions_disk_full,
+)
 from trainforge.runtime.process import LineSink, run_logged
 
 UV_ERROR_LINES = 15
@@ -154,7 +161,8 @@ class JobEnvironment:
     """Builds the per-job environment at ``venv`` on ``base_python``, logging uv's output to ``sink``.
 
     Each step raises :class:`~trainforge.runtime.failure.JobFailed` on failure: ``AlgorithmError:
-    InstallRequirementsError: ...`` / ``InstallModuleError: ...`` with uv's last lines of output.
+    InstallRequirementsError: ...`` / ``InstallModuleError: ...`` with uv's last lines of output, or
+    ``InternalServerError: Environment build failed:Insufficient disk space ...`` when the disk is full.
     """
 
     def __init__(
@@ -183,6 +191,9 @@ class JobEnvironment:
     def _run(self, cmd: list[str], cwd: Path, error_kind: str) -> None:
         rc, stopped, tail = run_uv(cmd, cwd=cwd, env=self._env, sink=self._sink, should_stop=self._should_stop)
         if not stopped and rc != 0:
+            if mentions_disk_full(tail):
+                what = f"installing the code's requirements into {self.venv} (uv: {tail[-300:]})"
+                raise disk_full(DiskPhase.ENVIRONMENT, what, self.venv.parent)
             raise algorithm_error(f"{error_kind}: {tail}")
 
     def create(self, cwd: Path) -> None:
@@ -192,7 +203,14 @@ class JobEnvironment:
             return
         if self.clone_from is not None:
             self._sink("stdout", f"Creating the job's Python environment at {self.venv} from {self.clone_from}")
-            clone_venv(self.clone_from, self.venv)
+            try:
+                clone_venv(self.clone_from, self.venv)
+            except (OSError, shutil.Error) as exc:
+                if not is_disk_full(exc) and not mentions_disk_full(str(exc)):
+                    raise
+                shutil.rmtree(self.venv, ignore_errors=True)
+                what = f"cloning the environment {self.clone_from} into {self.venv}"
+                raise disk_full(DiskPhase.ENVIRONMENT, what, self.venv.parent) from None
             return
         self._sink("stdout", f"Creating the job's Python environment at {self.venv}")
         cmd = [

@@ -3,16 +3,22 @@
 Prefixes follow SageMaker: ``AlgorithmError:`` for the user's code (non-zero exit, failure file, install
 errors), ``ClientError:`` for a bad request found on the node (missing data, bad source archive),
 ``InternalServerError:`` for trainforge's own faults, ``OutOfMemoryError:`` for code killed at its memory limit.
-Every reason is at most
+A full disk (``ENOSPC``) gets SageMaker's words for it, by phase (:func:`disk_full`): ``ClientError: Data download
+failed:Insufficient disk space ...`` when the job's data does not fit, ``ClientError: Artifact upload
+failed:Insufficient disk space ...`` when its model does not, ``InternalServerError: ...`` when trainforge's own
+space (environments, the object store) is full. Every reason is at most
 :data:`~trainforge.spec.contract.FAILURE_REASON_MAX` characters.
 """
 
 from __future__ import annotations
 
 import builtins
+import errno
 import re
+import shutil
 import signal
 from collections import deque
+from enum import Enum
 from pathlib import Path
 
 from trainforge.errors import TrainforgeError
@@ -64,6 +70,126 @@ def out_of_memory_reason(detail: str) -> str:
     """SageMaker's ``OutOfMemoryError: Please use an instance type with more memory, ...`` followed by
     ``detail`` (what the limit was and how it is enforced here)."""
     return truncate(f"{OUT_OF_MEMORY_ERROR}{OUT_OF_MEMORY_ADVICE} ({detail})")
+
+
+INSUFFICIENT_DISK = "Insufficient disk space"
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_DISK_FULL_TEXT = re.compile(r"No space left on device|Disk quota exceeded|os error 28\b|Errno 28\b", re.IGNORECASE)
+
+
+class DiskPhase(Enum):
+    """Where in a job a full disk was met, and so which words and prefix its FailureReason takes."""
+
+    SETUP = "setup"
+    DOWNLOAD = "download"
+    ENVIRONMENT = "environment"
+    UPLOAD = "upload"
+    STORE = "store"
+
+    @property
+    def words(self) -> str:
+        """SageMaker's words for the step that failed (``Data download failed``...)."""
+        return _PHASE_WORDS[self]
+
+    @property
+    def doing(self) -> str:
+        """What the job was doing in this phase, for a reason's ``while ...``."""
+        return _PHASE_DOING[self]
+
+    @property
+    def prefix(self) -> str:
+        """``ClientError: `` where the job's own data or model does not fit, else ``InternalServerError: ``."""
+        return CLIENT_ERROR if self in (DiskPhase.DOWNLOAD, DiskPhase.UPLOAD) else INTERNAL_ERROR
+
+
+_PHASE_WORDS = {
+    DiskPhase.SETUP: "Job setup failed",
+    DiskPhase.DOWNLOAD: "Data download failed",
+    DiskPhase.ENVIRONMENT: "Environment build failed",
+    DiskPhase.UPLOAD: "Artifact upload failed",
+    DiskPhase.STORE: "Artifact upload failed",
+}
+
+
+_PHASE_DOING = {
+    DiskPhase.SETUP: "preparing the job on this node",
+    DiskPhase.DOWNLOAD: "downloading the job's data",
+    DiskPhase.ENVIRONMENT: "building the training environment",
+    DiskPhase.UPLOAD: "packaging the job's artifacts",
+    DiskPhase.STORE: "storing the job's artifacts",
+}
+
+
+def mentions_disk_full(text: str) -> bool:
+    """Whether a message (an exception's, uv's output) says a disk or quota is full."""
+    return bool(_DISK_FULL_TEXT.search(text))
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it was raised from or while handling, is a full disk (``ENOSPC``,
+    ``EDQUOT``), or says so in its message (store errors carry the ``OSError``'s text)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
+            return True
+        if mentions_disk_full(str(exc)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def is_disk_full_reason(reason: str) -> bool:
+    """Whether a FailureReason is already one :func:`disk_full` wrote."""
+    return INSUFFICIENT_DISK in reason
+
+
+def free_space(path: Path | None) -> str:
+    """``"<n> MiB free of <m> MiB on <mount of path>"``, or ``""`` when it cannot be known."""
+    probe = path
+    while probe is not None and not probe.exists():
+        probe = probe.parent if probe.parent != probe else None
+    if probe is None:
+        return ""
+    try:
+        usage = shutil.disk_usage(probe)
+    except OSError:
+        return ""
+    return f"{usage.free // 2**20} MiB free of {usage.total // 2**20} MiB"
+
+
+def disk_full(phase: DiskPhase, what: str, where: Path | None, *, fix: str | None = None) -> JobFailed:
+    """The failure for a full disk met while doing ``what`` in ``phase``, writing under ``where``.
+
+    Shape: ``<prefix><phase>:Insufficient disk space. No space left on device while <what> (<where>: <free>);
+    <fix>``. The default fix depends on the phase: less data per host or more free space under
+    ``TRAINFORGE_HOME`` for the job's volume, ``TRAINFORGE_ENVS_DIR`` for environments, the store's volume for
+    the object store.
+    """
+    space = free_space(where)
+    place = f" ({where}{': ' + space if space else ''})" if where is not None else ""
+    if fix is None:
+        if phase is DiskPhase.DOWNLOAD:
+            fix = (
+                "Please make sure the local disk has enough space for the job's data: free space under "
+                "TRAINFORGE_HOME/jobs on this node, or give each host less data (ShardedByS3Key over more "
+                "instances); ResourceConfig.VolumeSizeInGB is recorded but reserves no space here"
+            )
+        elif phase is DiskPhase.UPLOAD:
+            fix = (
+                "Please make sure the local disk has enough space to package the model and output data next to "
+                "them (about their size again): free space under TRAINFORGE_HOME/jobs on this node, or write a "
+                "smaller model"
+            )
+        elif phase is DiskPhase.ENVIRONMENT:
+            fix = "free space where environments are built (TRAINFORGE_ENVS_DIR, default TRAINFORGE_HOME/envs)"
+        elif phase is DiskPhase.STORE:
+            fix = "the object store's volume is full: free space there (TRAINFORGE_HOME/storage) and run the job again"
+        else:
+            fix = "free space under TRAINFORGE_HOME/jobs on this node"
+    return JobFailed(
+        f"{phase.prefix}{phase.words}:{INSUFFICIENT_DISK}. No space left on device while {what}{place}; {fix}"
+    )
 
 
 def _exception_names() -> frozenset[str]:

@@ -4,7 +4,9 @@ Each host other than the first (``algo-2`` ...) stores the contents of its ``/op
 ``/opt/ml/output/data`` as plain tar parts under ``<S3OutputPath>/<job>/output/.hosts/<host>/``. The first host
 (``algo-1``, the leader) waits until every other host has ended, extracts their parts over its own directories in
 host order (so a file of ``algo-3`` replaces the same file of ``algo-2``, which replaced ``algo-1``'s), publishes
-``model.tar.gz`` and ``output.tar.gz`` once, and deletes the parts.
+``model.tar.gz`` and ``output.tar.gz`` once, and deletes the parts. A part that does not fit the disk (being
+written on its host, or downloaded and extracted on the leader) fails the job with ``Artifact upload
+failed:Insufficient disk space`` (:func:`~trainforge.runtime.failure.disk_full`); temporary files are removed.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from trainforge.runtime.failure import DiskPhase, disk_full, is_disk_full
 from trainforge.runtime.layout import host_sort_key
-from trainforge.runtime.packaging import output_prefix
+from trainforge.runtime.packaging import output_prefix, publish_file, tree_bytes
 from trainforge.runtime.sourcecode import extract_archive
 from trainforge.storage import ObjectStore, s3_join
 
@@ -59,9 +62,16 @@ def upload_parts(
         fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=".tar", dir=tmp_dir)
         os.close(fd)
         try:
-            _tar(directory, Path(tmp))
+            try:
+                _tar(directory, Path(tmp))
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+                Path(tmp).unlink(missing_ok=True)
+                what = f"packaging this host's {name} from {directory} ({tree_bytes(directory)} bytes)"
+                raise disk_full(DiskPhase.UPLOAD, what, tmp_dir) from None
             uri = s3_join(prefix, name)
-            store.put_file(uri, Path(tmp))
+            publish_file(store, uri, Path(tmp))
             stored.append(uri)
         finally:
             Path(tmp).unlink(missing_ok=True)
@@ -82,7 +92,7 @@ def merge_parts(
     hosts whose parts were found (a host that stored none, e.g. one that never ran its code, is skipped).
 
     Raises:
-        JobFailed: A part is not a safe archive (``ClientError``).
+        JobFailed: A part is not a safe archive (``ClientError``), or does not fit the disk.
     """
     merged = []
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -95,10 +105,15 @@ def merge_parts(
                 continue
             found = True
             local = tmp_dir / f"{host}-{name}"
-            store.download_file(uri, local)
             try:
+                store.download_file(uri, local)
                 directory.mkdir(parents=True, exist_ok=True)
                 extract_archive(local, directory, f"{host}/{name}")
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+                local.unlink(missing_ok=True)
+                raise disk_full(DiskPhase.UPLOAD, f"merging the {name} of {host}", tmp_dir) from None
             finally:
                 local.unlink(missing_ok=True)
             store.delete(uri)

@@ -6,6 +6,11 @@ Archives use gzip level 1 (tarfile's default, 9, is several times slower for lit
 are written to a temporary file first and then stored whole, so an artifact appears only when complete.
 With ``OutputDataConfig.CompressionType = NONE`` the files are stored one by one under
 ``<S3OutputPath>/<job>/output/model/`` and ``.../output/data/`` instead.
+
+A full disk fails the job with SageMaker's ``Artifact upload failed:Insufficient disk space`` words
+(:func:`~trainforge.runtime.failure.disk_full`): a ``ClientError`` when the archive does not fit next to the
+job's files (or in a ``file://`` output path), an ``InternalServerError`` when the object store's own volume is
+full. The temporary archive is removed either way, and no partial object is ever stored.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainforge.errors import TrainforgeError
+from trainforge.runtime.failure import DiskPhase, disk_full, is_disk_full
 from trainforge.spec import contract
 from trainforge.storage import ObjectStore, s3_join
 
@@ -37,7 +44,25 @@ def make_archive(src_dir: Path, dest: Path, *, compresslevel: int = GZIP_LEVEL) 
 
 
 def publish_file(store: ObjectStore, uri: str, path: Path) -> None:
-    """Store the file ``path`` at ``uri`` (``s3://`` via the object store, ``file://`` as an atomic copy)."""
+    """Store the file ``path`` at ``uri`` (``s3://`` via the object store, ``file://`` as an atomic copy).
+
+    Raises :class:`~trainforge.runtime.failure.JobFailed` when the destination's disk is full (``ClientError``
+    for a ``file://`` path, ``InternalServerError`` for the object store), else the store's errors or ``OSError``.
+    """
+    try:
+        _publish_file(store, uri, path)
+    except (TrainforgeError, OSError) as exc:
+        if not is_disk_full(exc):
+            raise
+        if uri.startswith("file://"):
+            target = Path(uri[len("file://") :])
+            raise disk_full(DiskPhase.UPLOAD, f"copying {path.stat().st_size} bytes to {uri}", target.parent) from None
+        raise disk_full(
+            DiskPhase.STORE, f"storing {uri} ({path.stat().st_size} bytes) in the object store", None
+        ) from None
+
+
+def _publish_file(store: ObjectStore, uri: str, path: Path) -> None:
     if uri.startswith("file://"):
         target = Path(uri[len("file://") :])
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -75,11 +100,31 @@ def publish_archive(store: ObjectStore, src_dir: Path, uri: str, tmp_dir: Path) 
     os.close(fd)
     archive = Path(tmp)
     try:
-        entries = make_archive(src_dir, archive)
+        try:
+            entries = make_archive(src_dir, archive)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            archive.unlink(missing_ok=True)
+            what = f"packaging {uri.rsplit('/', 1)[-1]} from {src_dir} ({tree_bytes(src_dir)} bytes)"
+            raise disk_full(DiskPhase.UPLOAD, what, tmp_dir) from None
         publish_file(store, uri, archive)
     finally:
         archive.unlink(missing_ok=True)
     return Artifact(uri, entries)
+
+
+def tree_bytes(root: Path) -> int:
+    """The total size of the regular files under ``root`` (0 when it is missing)."""
+    total = 0
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            total += st.st_size
+    return total
 
 
 def publish_tree(store: ObjectStore, src_dir: Path, prefix: str) -> Artifact:
@@ -108,7 +153,8 @@ def publish_artifacts(
 ) -> list[Artifact]:
     """Publish the model and the output data of a job; return what was stored (model first).
 
-    Raises the store's errors (``ValidationError`` for a bad output path, ``StorageError``) or ``OSError``.
+    Raises :class:`~trainforge.runtime.failure.JobFailed` for a full disk (see the module doc), else the store's
+    errors (``ValidationError`` for a bad output path, ``StorageError``) or ``OSError``.
     """
     prefix = output_prefix(output_path, job_name)
     if not compressed:

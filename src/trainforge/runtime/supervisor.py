@@ -49,12 +49,17 @@ from trainforge.runtime.channels import bindable_channel, stage_channel
 from trainforge.runtime.distributed import rendezvous_env, torchrun_enabled, torchrun_launch
 from trainforge.runtime.envcache import prepare_environment
 from trainforge.runtime.failure import (
+    DiskPhase,
     ErrorCapture,
     JobFailed,
     client_error,
+    disk_full,
     execute_error_reason,
     failure_file_reason,
     internal_error,
+    is_disk_full,
+    is_disk_full_reason,
+    mentions_disk_full,
     out_of_memory_reason,
     truncate,
 )
@@ -146,6 +151,8 @@ class Supervisor:
         self._isolated = False
         self._limits: Limits | None = None
         self._bound: dict[str, Path] = {}  # channel -> store directory bound read-only in place of a copy
+        self._checkpoint_sync: checkpoints.CheckpointSync | None = None  # uploads checkpoints while the code runs
+        self._disk_phase = DiskPhase.SETUP  # what a full disk met now fails (see _disk_full_reason)
         locator = ServerLocator(cfg.server_url, cfg.server_file, ca_bundle_pem=cfg.ca_bundle_pem)
         self._client = AgentClient(locator=locator, token=cfg.agent_token, job_name=cfg.job_name, host=cfg.host)
         self._hb_client = AgentClient(locator=locator, token=cfg.agent_token, job_name=cfg.job_name, host=cfg.host)
@@ -220,7 +227,11 @@ class Supervisor:
             outcome = self._execute()
         except Exception as exc:
             log.exception("supervisor error")
-            outcome = Outcome(S.FAILED, MSG_FAILED, truncate(f"InternalServerError: {type(exc).__name__}: {exc}"))
+            reason = truncate(f"InternalServerError: {type(exc).__name__}: {exc}")
+            if is_disk_full(exc):
+                reason = self._disk_full_reason(reason)
+            outcome = Outcome(S.FAILED, MSG_FAILED, reason)
+        self._close_checkpoint_sync()
         delivered = self._finish(outcome)
         write_result(
             self.paths.root,
@@ -306,12 +317,15 @@ class Supervisor:
             except TrainforgeError as exc:
                 raise internal_error(f"cannot open the object store: {exc.message}") from None
             self._status(S.DOWNLOADING, MSG_DOWNLOADING)
+            self._disk_phase = DiskPhase.DOWNLOAD
             self._stage_channels(store, spec)
             self._restore_checkpoints(store, spec)
             python = self._prepare_code(store, spec, plan)
             self.stop.check()
             cmd, env = self._command(spec, plan, python)
             self._status(S.TRAINING, MSG_TRAINING)
+            self._disk_phase = DiskPhase.SETUP
+            self._start_checkpoint_sync(store, spec)
             rc, stopped, oom = self._run_child(spec, cmd, env, python)
             if stopped or self.stop.is_set():
                 raise StopRequested(self.stop.reason or StopReason.USER)
@@ -327,7 +341,7 @@ class Supervisor:
         except StopRequested as stop:
             return self._stopped(stop.reason, store, spec)
         except JobFailed as failed:
-            return Outcome(S.FAILED, MSG_FAILED, failed.reason)
+            return Outcome(S.FAILED, MSG_FAILED, self._disk_full_reason(failed.reason))
 
     # ----------------------------------------------------------------------------------- sandbox
 
@@ -513,6 +527,7 @@ class Supervisor:
         except ValidationError as exc:
             raise client_error(exc.message) from None
         envs_root = Path(self.cfg.envs_root) if self.cfg.envs_root else self.paths.root / "envs"
+        self._disk_phase = DiskPhase.ENVIRONMENT
         python = prepare_environment(
             image,
             envs_root=envs_root,
@@ -696,21 +711,58 @@ class Supervisor:
         if spec.CheckpointConfig is None:
             return
         uri = spec.CheckpointConfig.S3Uri
+        local = checkpoint_local_path(spec, self.paths)
         try:
-            count = checkpoints.restore(store, uri, checkpoint_local_path(spec, self.paths))
+            count = checkpoints.restore(store, uri, local)
         except TrainforgeError as exc:
+            if is_disk_full(exc):
+                raise disk_full(DiskPhase.DOWNLOAD, f"restoring checkpoints from {uri}", local) from None
             raise client_error(f"CheckpointConfig.S3Uri {uri}: {exc.message}") from None
         self.say(f"Checkpoints: restored {count} file(s) from {uri}")
 
+    def _start_checkpoint_sync(self, store: ObjectStore, spec: CreateTrainingJobRequest) -> None:
+        """Upload new and changed checkpoints, and delete removed ones, while the code runs (reference §7.2)."""
+        if spec.CheckpointConfig is None:
+            return
+        sync = checkpoints.CheckpointSync(
+            store, checkpoint_local_path(spec, self.paths), spec.CheckpointConfig.S3Uri, say=self.say
+        )
+        self._checkpoint_sync = sync
+        sync.start()
+
     def _save_checkpoints(self, store: ObjectStore, spec: CreateTrainingJobRequest) -> None:
+        """The final checkpoint sync: every file that differs from the store uploaded, removed ones deleted."""
         if spec.CheckpointConfig is None:
             return
         uri = spec.CheckpointConfig.S3Uri
+        sync = self._checkpoint_sync
+        if sync is None or sync.finished:
+            sync = checkpoints.CheckpointSync(store, checkpoint_local_path(spec, self.paths), uri, say=self.say)
         try:
-            count = checkpoints.save(store, checkpoint_local_path(spec, self.paths), uri)
+            counts = sync.finish()
         except TrainforgeError as exc:
             raise internal_error(f"cannot save checkpoints to {uri}: {exc.message}") from None
-        self.say(f"Checkpoints: saved {count} file(s) to {uri}")
+        self.say(f"Checkpoints: synced to {uri} ({counts.uploaded} upload(s), {counts.deleted} deletion(s) in all)")
+
+    def _close_checkpoint_sync(self) -> None:
+        """At the very end: a final checkpoint sync, best effort, when no upload step did one (the server ended
+        the job, or the supervisor met an unexpected error)."""
+        sync = self._checkpoint_sync
+        if sync is None or sync.finished:
+            return
+        try:
+            counts = sync.finish()
+            totals = f"{counts.uploaded} upload(s), {counts.deleted} deletion(s) in all"
+            self.say(f"Checkpoints: synced to {sync.s3_uri} ({totals})")
+        except Exception as exc:  # best effort: the job's end is reported regardless
+            self.say(f"Checkpoints: the final sync to {sync.s3_uri} failed: {exc}", "stderr")
+
+    def _disk_full_reason(self, reason: str) -> str:
+        """``reason``, or when it says a disk is full, the clear full-disk reason of the phase the job was in."""
+        if is_disk_full_reason(reason) or not mentions_disk_full(reason):
+            return reason
+        detail = reason.split(": ", 1)[-1][:300]
+        return disk_full(self._disk_phase, f"{self._disk_phase.doing} ({detail})", self.paths.root).reason
 
     @property
     def _is_leader(self) -> bool:
@@ -720,6 +772,7 @@ class Supervisor:
         """Save checkpoints and publish the artifacts. In a multi-host job the hosts publish ``together`` (the
         leader merges the others' parts); a host whose code failed does not wait for the others: the leader then
         publishes its own directories, another host nothing."""
+        self._disk_phase = DiskPhase.UPLOAD
         self._save_checkpoints(store, spec)
         output = spec.OutputDataConfig
         if len(self.cfg.hosts) > 1:
@@ -739,6 +792,8 @@ class Supervisor:
                 tmp_dir=self.paths.tmp,
                 compressed=output.CompressionType != "NONE",
             )
+        except JobFailed:
+            raise  # a full disk, with its own reason
         except ValidationError as exc:
             raise client_error(f"cannot upload artifacts to {output.S3OutputPath}: {exc.message}") from None
         except TrainforgeError as exc:
@@ -766,6 +821,8 @@ class Supervisor:
                 output_data_dir=self.paths.output_data,
                 tmp_dir=self.paths.tmp,
             )
+        except JobFailed:
+            raise  # a full disk, with its own reason
         except TrainforgeError as exc:
             raise internal_error(f"cannot upload this host's artifacts to {output_path}: {exc.message}") from None
         except OSError as exc:
@@ -789,6 +846,8 @@ class Supervisor:
                 output_data_dir=self.paths.output_data,
                 tmp_dir=self.paths.tmp,
             )
+        except JobFailed:
+            raise  # an unsafe part or a full disk, with its own reason
         except TrainforgeError as exc:
             raise internal_error(f"cannot merge the hosts' artifacts: {exc.message}") from None
         self.say(f"Merged the model and output data of {', '.join([self.cfg.host, *merged])} (later hosts' files win)")
