@@ -391,14 +391,25 @@ class TrainforgeClient:
         result: dict[str, Any] = self._request("GET", f"/v1/remote-function-keys/{quote(name, safe='')}")
         return str(result["key"])
 
-    def logs(self, name: str, *, cursor: int = 0, limit: int = 1000, host: str | None = None) -> dict[str, Any]:
+    def logs(
+        self,
+        name: str,
+        *,
+        cursor: int = 0,
+        limit: int = 1000,
+        host: str | None = None,
+        attempt: int | None = None,
+    ) -> dict[str, Any]:
         """``GET .../logs``: up to ``limit`` events with a cursor greater than ``cursor``, oldest first.
 
-        Returns ``{"events": [...], "next_cursor", "TrainingJobStatus", "SecondaryStatus"}``.
+        Returns ``{"events": [...], "next_cursor", "TrainingJobStatus", "SecondaryStatus"}``; each event has the
+        ``attempt`` (run of the job) that wrote it. ``host`` keeps one host's lines, ``attempt`` one attempt's.
         """
         params: dict[str, Any] = {"cursor": cursor, "limit": limit}
         if host:
             params["host"] = host
+        if attempt is not None:
+            params["attempt"] = attempt
         result: dict[str, Any] = self._request("GET", self._job_path(name, "/logs"), params=params)
         return result
 
@@ -432,14 +443,17 @@ class TrainforgeClient:
         result: dict[str, Any] = self._request("GET", self._job_path(name, "/metrics"), params=params)
         return result
 
-    def follow_logs(self, name: str, cursor: int = 0, *, host: str | None = None) -> Iterator[dict[str, Any]]:
+    def follow_logs(
+        self, name: str, cursor: int = 0, *, host: str | None = None, attempt: int | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Follow a job's log stream until it ends, reconnecting transparently.
 
         Yields the stream's objects in order: ``{"type": "status", ...}`` (the current status on each
         connect, then each new transition), ``{"type": "log", "cursor", "host", "seq", "timestamp",
-        "stream", "message"}``, and last ``{"type": "end", "TrainingJobStatus", "SecondaryStatus"}``.
+        "stream", "message", "attempt"}``, and last ``{"type": "end", "TrainingJobStatus", "SecondaryStatus"}``.
         A dropped connection is reopened from the last log cursor seen, so every log line is yielded exactly
-        once; a status object may be yielded again after a reconnect. ``host`` keeps one host's lines only.
+        once; a status object may be yielded again after a reconnect. ``host`` keeps one host's lines only,
+        ``attempt`` one attempt's (a job retried after a lost host runs again as attempt 2, 3, ...).
 
         Raises:
             NotFoundError: No job has this name.
@@ -456,6 +470,8 @@ class TrainforgeClient:
                 params: dict[str, Any] = {"follow": "true", "cursor": cursor}
                 if host:
                     params["host"] = host
+                if attempt is not None:
+                    params["attempt"] = attempt
                 with self._http.stream("GET", path, params=params, timeout=timeout) as response:
                     if response.status_code in _RETRYABLE_HTTP:
                         last_problem = f"HTTP {response.status_code}"

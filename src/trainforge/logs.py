@@ -51,6 +51,7 @@ class LogPrinter:
         self._out = out
         self._seen: set[tuple[str, str, float | None]] = set()
         self._dots = False
+        self._attempt: int | None = None
 
     @property
     def out(self) -> TextIO:
@@ -81,9 +82,14 @@ class LogPrinter:
             printed |= self.status(str(item.get("Status", "")), item.get("StatusMessage"), item.get("StartTime"))
         return printed
 
-    def log(self, message: str, host: str | None = None) -> None:
+    def log(self, message: str, host: str | None = None, attempt: int | None = None) -> None:
         """Print one log line as it was written; a line of a host other than the first (``algo-1``) of a
-        multi-host job is prefixed with its host, ``[algo-2] ...``."""
+        multi-host job is prefixed with its host, ``[algo-2] ...``. When ``attempt`` (the run of a job retried
+        after a lost host) differs from the last line's, :func:`attempt_separator` is printed first."""
+        if attempt is not None and attempt != self._attempt:
+            if self._attempt is not None or attempt > 1:
+                self._write(attempt_separator(attempt))
+            self._attempt = attempt
         text = message[:-1] if message.endswith("\n") else message
         self._write(f"[{host}] {text}" if host and host != FIRST_HOST else text)
 
@@ -96,6 +102,11 @@ class LogPrinter:
     def line(self, text: str) -> None:
         """Print a line of the printer's own (summaries, warnings)."""
         self._write(text)
+
+
+def attempt_separator(attempt: int) -> str:
+    """The line printed before the first log line of a job's ``attempt`` (2, 3, ...: a retry after a lost host)."""
+    return f"-------- attempt {attempt} --------"
 
 
 def check_job_status(description: Mapping[str, Any], printer: LogPrinter | None = None) -> None:

@@ -334,14 +334,14 @@ class Session:
                     return
                 for event in events:
                     if show_lines:
-                        printer.log(str(event.get("message", "")), event.get("host"))
+                        printer.log(str(event.get("message", "")), event.get("host"), event.get("attempt"))
                 cursor = int(page.get("next_cursor", events[-1].get("cursor", cursor)))
         for event in self.client.follow_logs(job_name):
             kind = event.get("type")
             if kind == "status":
                 printer.status(str(event.get("SecondaryStatus", "")), event.get("StatusMessage"), event.get("Time"))
             elif kind == "log" and show_lines:
-                printer.log(str(event.get("message", "")), event.get("host"))
+                printer.log(str(event.get("message", "")), event.get("host"), event.get("attempt"))
             elif kind == "end":
                 break
         description = self._describe(job_name)

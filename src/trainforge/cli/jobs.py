@@ -134,17 +134,17 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
     as_json = args.output == "json"
     with _client(settings) as client:
         if args.follow:
-            for event in client.follow_logs(args.name, cursor=args.cursor, host=args.host):
+            for event in client.follow_logs(args.name, cursor=args.cursor, host=args.host, attempt=args.attempt):
                 if as_json:
                     print_json_line(event)
                 elif event.get("type") == "status":
                     printer.status(str(event.get("SecondaryStatus", "")), event.get("StatusMessage"), event.get("Time"))
                 elif event.get("type") == "log":
-                    printer.log(str(event.get("message", "")), event.get("host"))
+                    printer.log(str(event.get("message", "")), event.get("host"), event.get("attempt"))
             return EXIT_OK
         cursor = args.cursor
         while True:
-            page = client.logs(args.name, cursor=cursor, host=args.host)
+            page = client.logs(args.name, cursor=cursor, host=args.host, attempt=args.attempt)
             events = page.get("events") or []
             if not events:
                 return EXIT_OK
@@ -152,7 +152,7 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
                 if as_json:
                     print_json_line({"type": "log", **event})
                 else:
-                    printer.log(str(event.get("message", "")), event.get("host"))
+                    printer.log(str(event.get("message", "")), event.get("host"), event.get("attempt"))
             cursor = int(page.get("next_cursor", events[-1].get("cursor", cursor)))
 
 
@@ -202,7 +202,7 @@ def cmd_wait(args: argparse.Namespace, settings: Settings) -> int:
                 if event.get("type") == "status":
                     printer.status(str(event.get("SecondaryStatus", "")), event.get("StatusMessage"), event.get("Time"))
                 elif event.get("type") == "log":
-                    printer.log(str(event.get("message", "")), event.get("host"))
+                    printer.log(str(event.get("message", "")), event.get("host"), event.get("attempt"))
         while True:
             desc = client.describe_training_job(args.name)
             if desc.get("TrainingJobStatus") in TERMINAL_PRIMARY:
@@ -252,6 +252,11 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser], common
     logs.add_argument("--follow", "-f", action="store_true", help="stream until the job ends")
     logs.add_argument("--cursor", type=int, default=0, help="start after this log cursor")
     logs.add_argument("--host", help="only lines of this host (e.g. algo-1)")
+    logs.add_argument(
+        "--attempt",
+        type=int,
+        help="only lines of this attempt (1 = the first run; 2, 3, ... = retries after a lost host)",
+    )
     logs.set_defaults(handler=cmd_logs)
 
     stop = commands.add_parser("stop", help="stop a job", parents=[common])

@@ -226,7 +226,7 @@ class RemoteJob:
             for event in client.follow_logs(self.job_name):
                 kind = event.get("type")
                 if kind == "log":
-                    printer.log(str(event.get("message", "")), event.get("host"))
+                    printer.log(str(event.get("message", "")), event.get("host"), event.get("attempt"))
                 elif kind == "status":
                     printer.status(str(event.get("SecondaryStatus", "")), event.get("StatusMessage"), event.get("Time"))
                 elif kind == "end":
