@@ -155,7 +155,14 @@ class LocalBackend:
         }
 
     def release(self, handle: dict[str, Any]) -> None:
-        """Nothing to free: an ended job's supervisors exit by themselves and hold no reservation here."""
+        """Nothing is reserved here: an ended job's supervisors exit by themselves. What a supervisor that died
+        (SIGKILL) left running in its session is killed: user code run without the sandbox does not die with its
+        supervisor as sandboxed code does (``bwrap --die-with-parent``)."""
+        for h in handle.get("hosts", []):
+            pid, start = int(h["pid"]), h.get("start_time")
+            if h.get("warm") or process_alive(pid, start) or process_start_time(pid) not in (None, start):
+                continue  # a warm worker runs other jobs; a live supervisor exits by itself; a reused pid is not ours
+            self._kill_session(pid)
 
     def cancel(self, handle: dict[str, Any], grace_s: float) -> None:
         """SIGTERM each live supervisor; a watcher SIGKILLs its whole session if it outlives grace + upload."""

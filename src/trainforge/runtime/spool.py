@@ -30,6 +30,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -347,3 +348,41 @@ def open_for(directory: Path, owner: str, *, segment_bytes: int = SEGMENT_BYTES)
 def remove(directory: Path) -> None:
     """Delete a spool directory (everything in it was delivered)."""
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def drain(
+    directory: Path,
+    *,
+    on_lines: Callable[[list[dict[str, Any]]], object],
+    on_metrics: Callable[[list[dict[str, Any]]], object],
+    batch: int = 5000,
+) -> int:
+    """Hand what a dead supervisor's spool holds unacknowledged to ``on_lines`` (batches of ``{"seq", "timestamp",
+    "stream", "message"}``, in order) and ``on_metrics`` (its metric points), acknowledging each batch once its
+    handler returned; status records are skipped (whoever drains decides the host's fate). Returns how many lines
+    were handed over. A handler that raises leaves the rest unacknowledged for a later drain. Only for a spool
+    nobody writes any more."""
+    directory = Path(directory)
+    if read_ack(directory) is None:
+        return 0
+    spool = Spool(directory)
+    handed = 0
+    try:
+        while True:
+            records = spool.unacknowledged(max_records=batch, max_bytes=16 << 20)
+            if not records:
+                return handed
+            lines = [
+                {k: r.data.get(k) for k in ("seq", "timestamp", "stream", "message")}
+                for r in records
+                if r.kind == "line"
+            ]
+            points = [p for r in records if r.kind == "metrics" for p in (r.data.get("points") or [])]
+            if lines:
+                on_lines(lines)
+            if points:
+                on_metrics(points)
+            handed += len(lines)
+            spool.ack(records[-1].end)
+    finally:
+        spool.close()

@@ -65,7 +65,7 @@ from trainforge.runtime.failure import (
 )
 from trainforge.runtime.hostnames import HOSTNAMES_DIR
 from trainforge.runtime.hostparts import leader, merge_parts, upload_parts
-from trainforge.runtime.launch import SupervisorConfig, SupervisorResult, read_config, write_result
+from trainforge.runtime.launch import SupervisorConfig, SupervisorResult, read_config, read_result, write_result
 from trainforge.runtime.layout import (
     CONTAINER_OPT_ML,
     JobPaths,
@@ -81,9 +81,10 @@ from trainforge.runtime.objects import code_storage_environment, job_object_stor
 from trainforge.runtime.packaging import publish_artifacts
 from trainforge.runtime.process import ChildProcess
 from trainforge.runtime.publish import publish_tree
-from trainforge.runtime.reporter import Reporter
+from trainforge.runtime.reporter import Reporter, spool_owner
 from trainforge.runtime.sandbox import Probe, SandboxSpec, describe, nvidia_devices, probe, sandboxed
 from trainforge.runtime.sourcecode import fetch_source
+from trainforge.runtime.spool import SPOOL_DIR
 from trainforge.runtime.stopping import StopReason, StopRequested, StopSignal
 from trainforge.runtime.sysmetrics import SystemMetricsSampler, job_gpus
 from trainforge.spec import contract
@@ -158,6 +159,8 @@ class Supervisor:
         self._hb_client = AgentClient(locator=locator, token=cfg.agent_token, job_name=cfg.job_name, host=cfg.host)
         self.reporter = Reporter(
             self._client,
+            spool_dir=self.paths.root / SPOOL_DIR,
+            spool_owner=spool_owner(cfg.agent_token),
             mirror=self.paths.job_log,
             on_reply=self._server_state,
             on_gone=self._job_gone,
@@ -882,13 +885,61 @@ class Supervisor:
             self.say("The job ended on another host meanwhile; this host's artifacts are not published", "stderr")
 
 
+def resume(cfg: SupervisorConfig, root: Path) -> int:
+    """Take over from a supervisor of this launch that died (its user code died with it): deliver what its spool
+    still holds, in order, from the acknowledged position, then, unless it had ended (``result.json``) or the
+    server already has a final status for this host, report the host ``Failed`` naming it. Leaves
+    ``result.json``; returns 0."""
+    paths = JobPaths.at(root)
+    finished = read_result(paths.root)
+    locator = ServerLocator(cfg.server_url, cfg.server_file, ca_bundle_pem=cfg.ca_bundle_pem)
+    client = AgentClient(locator=locator, token=cfg.agent_token, job_name=cfg.job_name, host=cfg.host)
+    reporter = Reporter(
+        client, spool_dir=paths.root / SPOOL_DIR, spool_owner=spool_owner(cfg.agent_token), mirror=paths.job_log
+    )
+    log.info("resuming %s/%s: %s", cfg.job_name, cfg.host, "spool pending" if reporter.resumed else "spool empty")
+    reporter.start()
+    status, reason, delivered = "Unknown", None, False
+    if finished is not None:
+        status, reason, delivered = finished.status, finished.failure_reason, finished.delivered
+    try:
+        if finished is None and not reporter.gone:
+            reply = client.deliver("heartbeat", {"host": cfg.host})
+            host_state = (reply.field("hosts") or {}).get(cfg.host)
+            ended = reply.field("TrainingJobStatus") in TERMINAL_PRIMARY or host_state in TERMINAL_SECONDARY
+            final = [s for s, _ in reporter.statuses_sent if s in TERMINAL_SECONDARY]
+            if reply.ok and not ended and not final:
+                reason = truncate(
+                    f"InternalServerError: the supervisor of host {cfg.host} ended unexpectedly (killed, or its "
+                    "machine restarted); its user code ended with it"
+                )
+                ticket = reporter.status(S.FAILED.value, MSG_FAILED, reason)
+                ticket.wait()
+                status, delivered = S.FAILED.value, ticket.delivered
+            else:
+                status = final[-1] if final else str(host_state or reply.field("SecondaryStatus") or "Unknown")
+    finally:
+        reporter.close()
+        client.close()
+    result = SupervisorResult(
+        job_name=cfg.job_name, host=cfg.host, status=status, failure_reason=reason, delivered=delivered
+    )
+    write_result(paths.root, result)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m trainforge.runtime.supervisor <root>/supervisor.json``."""
+    """``python -m trainforge.runtime.supervisor [--resume] <root>/supervisor.json``.
+
+    With ``--resume`` it takes over from a dead supervisor of the same launch (:func:`resume`)."""
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is noise here
+    resuming = bool(args) and args[0] == "--resume"
+    if resuming:
+        args = args[1:]
     if len(args) != 1:
-        print("usage: python -m trainforge.runtime.supervisor <root>/supervisor.json", file=sys.stderr)
+        print("usage: python -m trainforge.runtime.supervisor [--resume] <root>/supervisor.json", file=sys.stderr)
         return 2
     path = Path(args[0])
     try:
@@ -896,6 +947,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         log.error("%s", exc.message)
         return 2
+    if resuming:
+        return resume(cfg, path.resolve().parent)
     rc = Supervisor(cfg, path.resolve().parent).run()
     if cfg.warm_dir and warm.keep_alive_seconds(cfg.spec) > 0:
         warm.serve(Path(cfg.warm_dir), cfg.spec, _run_handed_over)

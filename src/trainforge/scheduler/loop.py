@@ -26,6 +26,7 @@ from trainforge.backends.base import Backend, LaunchRequest
 from trainforge.errors import CapacityError, ConflictError, TrainforgeError
 from trainforge.scheduler.gpus import allocate, gpus_needed, held_gpus, image_accelerator
 from trainforge.scheduler.instances import Machine, Placement, lookup, memory_limit_gib, place
+from trainforge.scheduler.salvage import salvage_spools
 from trainforge.server.tls import supervisor_ca_pem
 from trainforge.service.agent import hash_token
 from trainforge.service.remote_keys import job_key
@@ -159,6 +160,7 @@ class Scheduler:
         ended = {h for h, r in self.store.host_states(current.id).items() if r.status in TERMINAL}
         vanished = [h for h, up in alive.items() if not up and h not in ended]
         if vanished:
+            salvage_spools(self.store, current, handle, vanished)  # lines only their spools hold, before any end
             return self._host_lost(current, handle, vanished, running)
         if running:
             # Hosts that are done exited after their final report; the others carry on (e.g. algo-1 merging).
