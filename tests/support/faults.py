@@ -1,0 +1,135 @@
+"""Helpers for fault-injection tests: script jobs submitted over HTTP, their supervisors found and SIGKILLed, their
+logs read whole, and numbered-line scripts whose output can be checked exactly."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from trainforge.backends.local import session_members
+from trainforge.storage import LocalObjectStore
+
+ROLE = "arn:aws:iam::000000000000:role/TrainforgeExecutionRole"
+BUCKET = "s3://trainforge-default"
+
+
+def numbered_script(lines: int, *, sleep_s: float, checkpoint_every: int = 0, fail: str | None = None) -> str:
+    """A ``train.py`` printing ``n=<i>`` for ``i`` in ``range(lines)`` (``sleep_s`` apart), writing
+    ``/opt/ml/checkpoints/step.txt`` (and a file per checkpoint, ``ckpt-<i>.txt``) every ``checkpoint_every`` lines,
+    then ``done``; with ``fail`` it prints ``fail`` to stderr after the last line and exits 1."""
+    parts = [
+        "import os, sys, time",
+        "ck = '/opt/ml/checkpoints'",
+        f"for i in range({lines}):",
+        "    print(f'n={i}', flush=True)",
+    ]
+    if checkpoint_every:
+        parts += [
+            f"    if i % {checkpoint_every} == 0:",
+            "        os.makedirs(ck, exist_ok=True)",
+            "        open(os.path.join(ck, f'ckpt-{i}.txt'), 'w').write(str(i))",
+            "        open(os.path.join(ck, 'step.txt'), 'w').write(str(i))",
+        ]
+    parts.append(f"    time.sleep({sleep_s})")
+    if fail is not None:
+        parts += [f"print({fail!r}, file=sys.stderr, flush=True)", "sys.exit(1)"]
+    else:
+        parts.append("print('done', flush=True)")
+    return "\n".join(parts) + "\n"
+
+
+def upload_source(home: Path, name: str, script: str) -> str:
+    """Store ``sourcedir.tar.gz`` holding ``train.py`` in the server's local object store; returns its URI."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        data = script.encode()
+        info = tarfile.TarInfo("train.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    uri = f"{BUCKET}/{name}/source/sourcedir.tar.gz"
+    LocalObjectStore(home / "storage").put_bytes(uri, buf.getvalue())
+    return uri
+
+
+def script_job(
+    name: str, source_uri: str, *, checkpoint: bool = False, retries: int | None = None, instances: int = 1
+) -> dict[str, Any]:
+    """A CreateTrainingJob body running ``train.py`` of ``source_uri`` on ``trainforge/python:current``; with
+    ``checkpoint`` a ``CheckpointConfig`` at ``<bucket>/<name>/checkpoints``; with ``retries`` a ``RetryStrategy``."""
+    body: dict[str, Any] = {
+        "TrainingJobName": name,
+        "RoleArn": ROLE,
+        "AlgorithmSpecification": {"TrainingImage": "trainforge/python:current", "TrainingInputMode": "File"},
+        "OutputDataConfig": {"S3OutputPath": f"{BUCKET}/"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": instances, "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+        "HyperParameters": {"sagemaker_program": '"train.py"', "sagemaker_submit_directory": json.dumps(source_uri)},
+    }
+    if checkpoint:
+        body["CheckpointConfig"] = {"S3Uri": f"{BUCKET}/{name}/checkpoints"}
+    if retries is not None:
+        body["RetryStrategy"] = {"MaximumRetryAttempts": retries}
+    return body
+
+
+def all_events(client: httpx.Client, name: str) -> list[dict[str, Any]]:
+    """Every stored log event of job ``name``, read page by page over the API."""
+    events: list[dict[str, Any]] = []
+    cursor = 0
+    while True:
+        r = client.get(f"/v1/training-jobs/{name}/logs", params={"cursor": cursor, "limit": 10000})
+        r.raise_for_status()
+        page = r.json()
+        if not page["events"]:
+            return events
+        events.extend(page["events"])
+        cursor = page["next_cursor"]
+
+
+@dataclass(frozen=True)
+class Supervisor:
+    """A live supervisor process of one host of one job."""
+
+    job: str
+    host: str
+    pid: int
+
+
+def supervisors(home: Path) -> list[Supervisor]:
+    """The live supervisor processes whose job root is under ``home`` (found by their ``supervisor.json`` argument)."""
+    configs = {str(cfg).encode(): cfg for cfg in home.glob("jobs/*/*/supervisor.json")}
+    found: list[Supervisor] = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for arg in cmd:
+            cfg = configs.get(arg)
+            if cfg is not None:
+                found.append(Supervisor(cfg.parent.parent.name, cfg.parent.name, int(proc.name)))
+                break
+    return found
+
+
+def lose_host(sup: Supervisor) -> None:
+    """SIGKILL the supervisor and every process of its session (its user code): the host is lost."""
+    try:
+        members = session_members(os.getsid(sup.pid))
+    except OSError:
+        return
+    for pid in members:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
