@@ -7,6 +7,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from trainforge.runtime.agent import AgentClient, ServerLocator
 from trainforge.runtime.reporter import Reporter, spool_owner
 from trainforge.runtime.spool import ACK_FILE, Spool, drain, open_for
@@ -118,10 +120,8 @@ def test_drain_leaves_what_a_failing_handler_did_not_take(tmp_path: Path) -> Non
     def refuse(batch: list[dict[str, Any]]) -> None:
         raise OSError("database away")
 
-    try:
+    with pytest.raises(OSError):
         drain(tmp_path / "spool", on_lines=refuse, on_metrics=refuse)
-    except OSError:
-        pass
     got: list[dict[str, Any]] = []
     assert drain(tmp_path / "spool", on_lines=got.extend, on_metrics=got.extend) == 6
 
