@@ -117,6 +117,7 @@ MSG_TRAFFIC_NOT_ENCRYPTED = (
 )
 TERMINAL_PRIMARY = frozenset({"Completed", "Failed", "Stopped"})
 TERMINAL_SECONDARY = frozenset(s.value for s in TERMINAL)
+BETWEEN_ATTEMPTS = frozenset({S.INTERRUPTED.value, S.RESTARTING.value})  # the attempt this supervisor runs is over
 
 
 @dataclass(frozen=True)
@@ -194,8 +195,8 @@ class Supervisor:
             if body.get("stop_reason") == S.MAX_RUNTIME_EXCEEDED.value:
                 reason = StopReason.MAX_RUNTIME
             self.stop.request(reason)
-        elif primary in TERMINAL_PRIMARY:
-            self.stop.request(StopReason.SERVER)
+        elif primary in TERMINAL_PRIMARY or body.get("SecondaryStatus") in BETWEEN_ATTEMPTS:
+            self.stop.request(StopReason.SERVER)  # ended, or a host was lost and the job restarts: this attempt is over
 
     def _job_gone(self) -> None:
         self.stop.request(StopReason.SERVER)
@@ -205,7 +206,8 @@ class Supervisor:
             reply = self._hb_client.heartbeat()
             if reply.ok:
                 self._server_state(reply.body)
-            elif reply.kind is ReplyKind.GONE:
+            elif reply.kind is ReplyKind.GONE or reply.status_code in (401, 409):
+                # 401/409: this supervisor's token is of an earlier attempt (the job was relaunched after a lost host)
                 self.stop.request(StopReason.SERVER)
             if self._hb_done.wait(HEARTBEAT_INTERVAL):
                 return
@@ -297,6 +299,8 @@ class Supervisor:
         self.say(self._sandbox_line())
         if self.cfg.instance.notice:
             self.say(self.cfg.instance.notice)
+        if self.cfg.attempt > 1:
+            self.say(f"[trainforge] attempt {self.cfg.attempt}: the job runs again after a host was lost")
         if spec.EnableInterContainerTrafficEncryption and len(self.cfg.hosts) > 1:
             self.say(MSG_TRAFFIC_NOT_ENCRYPTED)
         self._status(S.STARTING, MSG_STARTING)
