@@ -51,12 +51,19 @@ def job_logs(
     cursor: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 2000,
     host: Annotated[str | None, Query(max_length=64)] = None,
+    attempt: Annotated[int | None, Query(ge=1)] = None,
     session: ConsoleSession = Depends(require_session),
 ) -> dict[str, Any]:
-    """Log lines stored after ``cursor`` (of one host with ``host``), oldest first, and where to resume."""
-    job, lines = _svc(request).logs(name, principal_of(session), cursor=cursor, limit=limit, host=host or None)
+    """Log lines stored after ``cursor`` (of one host with ``host``, one attempt with ``attempt``), oldest first,
+    and where to resume."""
+    job, lines = _svc(request).logs(
+        name, principal_of(session), cursor=cursor, limit=limit, host=host or None, attempt=attempt
+    )
     return {
-        "lines": [{"cursor": r.cursor, "host": r.host, "stream": r.stream, "message": r.message} for r in lines],
+        "lines": [
+            {"cursor": r.cursor, "host": r.host, "stream": r.stream, "message": r.message, "attempt": r.attempt}
+            for r in lines
+        ],
         "next_cursor": lines[-1].cursor if lines else cursor,
         "more": len(lines) == limit,
         "terminal": job.terminal,

@@ -62,12 +62,14 @@ def job_page(store: JobStore, objects: ObjectStore, job: JobRecord, now: float) 
         "metric_names": metric_names,
         "system_names": system_names,
         "hosts": hosts,
+        "attempts": list(range(1, job.attempt + 1)),  # a job retried after a lost host ran more than once
         "raw": json.dumps(record, indent=2, sort_keys=True, default=str),
         "page_data": {
             "name": job.name,
             "terminal": job.terminal,
             "hosts": hosts,
             "multi_host": len(hosts) > 1,
+            "attempts": job.attempt,
             "metric_names": metric_names,
             "system_names": system_names,
         },

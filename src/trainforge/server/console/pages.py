@@ -11,10 +11,11 @@ import contextlib
 import time
 from collections.abc import Iterator
 from functools import partial
+from typing import Annotated
 from urllib.parse import quote
 
 from anyio import to_thread
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from trainforge.errors import AuthError, NotFoundError, StorageError, TrainforgeError, ValidationError
@@ -275,22 +276,33 @@ def artifact(name: str, kind: str, request: Request, session: ConsoleSession = D
     return StreamingResponse(chunks, media_type="application/gzip", headers=headers)
 
 
-def _log_text(store: JobStore, job: JobRecord, host: str | None) -> Iterator[bytes]:
+def _log_text(store: JobStore, job: JobRecord, host: str | None, attempt: int | None = None) -> Iterator[bytes]:
     cursor = 0
     prefix = job.instance_count > 1 and not host
+    last = 1
     while True:
-        lines = store.read_logs(job.id, cursor=cursor, limit=5000, host=host)
+        lines = store.read_logs(job.id, cursor=cursor, limit=5000, host=host, attempt=attempt)
         if not lines:
             return
-        yield "".join(f"[{r.host}] {r.message}\n" if prefix else f"{r.message}\n" for r in lines).encode()
+        out: list[str] = []
+        for r in lines:
+            if attempt is None and r.attempt != last:
+                out.append(f"-------- attempt {r.attempt} --------\n")  # a retry after a lost host starts here
+                last = r.attempt
+            out.append(f"[{r.host}] {r.message}\n" if prefix else f"{r.message}\n")
+        yield "".join(out).encode()
         cursor = lines[-1].cursor
 
 
 @router.get("/console/jobs/{name}/log.txt")
 def log_text(
-    name: str, request: Request, host: str | None = None, session: ConsoleSession = Depends(require_session)
+    name: str,
+    request: Request,
+    host: str | None = None,
+    attempt: Annotated[int | None, Query(ge=1)] = None,
+    session: ConsoleSession = Depends(require_session),
 ) -> Response:
-    """The job's whole log as plain text (one host's with ``?host=``)."""
+    """The job's whole log as plain text (one host's with ``?host=``, one attempt's with ``?attempt=``)."""
     store = _store(request)
     try:
         job = _owned(request, session, name)
@@ -301,7 +313,7 @@ def log_text(
         "Content-Disposition": f'inline; filename="{job.name}.log"',
     }
     return StreamingResponse(
-        _log_text(store, job, host or None), media_type="text/plain; charset=utf-8", headers=headers
+        _log_text(store, job, host or None, attempt), media_type="text/plain; charset=utf-8", headers=headers
     )
 
 

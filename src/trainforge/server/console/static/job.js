@@ -67,6 +67,7 @@
   const MAX_LINES = 20000;
   const logEl = document.getElementById("log");
   const hostSel = document.getElementById("log-host");
+  const attemptSel = document.getElementById("log-attempt");
   const follow = document.getElementById("log-follow");
   const state = document.getElementById("log-state");
   let generation = 0;
@@ -80,10 +81,17 @@
     logEl.textContent = "";
     const host = hostSel.value;
     const showHost = data.multi_host && !host;
+    const attempt = attemptSel.value;
+    let lastAttempt = null;
 
     function append(lines) {
       const frag = document.createDocumentFragment();
       for (const l of lines) {
+        if (!attempt && l.attempt !== lastAttempt && (lastAttempt !== null || l.attempt > 1)) {
+          frag.append(TF.el("div", { class: "line attempt", text: "-------- attempt " + l.attempt + " --------" }));
+          lineCount += 1;
+        }
+        lastAttempt = l.attempt;
         const div = document.createElement("div");
         div.className = l.stream === "stderr" ? "line stderr" : "line";
         if (showHost) div.append(TF.el("span", { class: "host", text: l.host }));
@@ -105,7 +113,8 @@
       let again = true;
       try {
         for (;;) {
-          const q = `${api}/logs?cursor=${cursor}&limit=2000` + (host ? "&host=" + encodeURIComponent(host) : "");
+          const q = `${api}/logs?cursor=${cursor}&limit=2000` + (host ? "&host=" + encodeURIComponent(host) : "") +
+            (attempt ? "&attempt=" + encodeURIComponent(attempt) : "");
           const r = await TF.getJSON(q);
           if (mine !== generation) return;
           append(r.lines);
@@ -126,6 +135,7 @@
     tick();
   }
   hostSel.addEventListener("change", startLog);
+  attemptSel.addEventListener("change", startLog);
   startLog();
 
   // -- metric charts ------------------------------------------------------------------------------------
