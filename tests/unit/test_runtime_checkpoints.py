@@ -4,6 +4,8 @@ file system (a tmpfs that fills up)."""
 from __future__ import annotations
 
 import os
+import platform
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,11 @@ from tests.support.disk import small_disk
 from tests.support.wait import wait_for
 from trainforge.runtime.channels import stage_channel
 from trainforge.runtime.checkpoints import CheckpointSync, restore, save
+from trainforge.runtime.envcache import prepare_environment
 from trainforge.runtime.failure import DiskPhase, JobFailed, disk_full, is_disk_full, is_disk_full_reason
 from trainforge.runtime.packaging import publish_artifacts
+from trainforge.runtime.stopping import StopSignal
+from trainforge.spec.images import Image
 from trainforge.spec.job import ChannelSpec
 from trainforge.storage import LocalObjectStore
 from trainforge.storage.encryption import MAGIC, KeyDirectory
@@ -236,3 +241,26 @@ def test_a_full_object_store_is_an_internal_error_and_stores_no_part(tmp_path: P
         assert "s3://bkt/out/j/output/model.tar.gz" in reason
         assert list(full.list("s3://bkt/")) == []
         assert not any(p.is_file() for p in (disk / "storage").rglob("*"))  # no temporary file left either
+
+
+def test_an_environment_build_on_a_full_disk_is_an_internal_error_and_leaves_no_half_environment(
+    tmp_path: Path,
+) -> None:
+    image = Image("test/empty:1", "test", "1", (), python=".".join(platform.python_version().split(".")[:2]))
+    with small_disk(tmp_path / "disk", 1) as disk:
+        with pytest.raises(OSError):
+            fill_random(disk / "filler", 2 * MiB)  # the disk is now full to the last block
+        with pytest.raises(JobFailed) as info:
+            prepare_environment(
+                image,
+                envs_root=disk / "envs",
+                server_python=sys.executable,
+                env={},
+                sink=lambda stream, line: None,
+                on_status=lambda message: None,
+                stop=StopSignal(),
+            )
+        reason = info.value.reason
+        assert reason.startswith("InternalServerError: Environment build failed:Insufficient disk space. ")
+        assert "building the training environment test/empty:1" in reason and "TRAINFORGE_ENVS_DIR" in reason
+        assert [p.name for p in (disk / "envs").iterdir() if not p.name.endswith(".lock")] == []

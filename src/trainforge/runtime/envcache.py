@@ -40,6 +40,7 @@ from trainforge.runtime.failure import (
     DiskPhase,
     JobFailed,
     disk_full,
+    disk_full_line,
     internal_error,
     is_disk_full,
     is_disk_full_reason,
@@ -357,7 +358,7 @@ class ImageEnvironments:
         self._stop.check()
         if rc != 0 and not stopped:
             if mentions_disk_full(tail):
-                raise disk_full(DiskPhase.ENVIRONMENT, f"building {what} (uv: {tail[-300:]})", self.root)
+                raise disk_full(DiskPhase.ENVIRONMENT, f"building {what} (uv: {disk_full_line(tail)})", self.root)
             raise internal_error(f"cannot build {what}: {tail}")
 
     # ------------------------------------------------------------------------------------ builds

@@ -35,6 +35,7 @@ from trainforge.runtime.failure import (
     DiskPhase,
     algorithm_error,
     disk_full,
+    disk_full_line,
     internal_error,
     is_disk_full,
     mentions_disk_full,
@@ -192,7 +193,7 @@ class JobEnvironment:
         rc, stopped, tail = run_uv(cmd, cwd=cwd, env=self._env, sink=self._sink, should_stop=self._should_stop)
         if not stopped and rc != 0:
             if mentions_disk_full(tail):
-                what = f"installing the code's requirements into {self.venv} (uv: {tail[-300:]})"
+                what = f"installing the code's requirements into {self.venv} (uv: {disk_full_line(tail)})"
                 raise disk_full(DiskPhase.ENVIRONMENT, what, self.venv.parent)
             raise algorithm_error(f"{error_kind}: {tail}")
 

@@ -125,6 +125,14 @@ def mentions_disk_full(text: str) -> bool:
     return bool(_DISK_FULL_TEXT.search(text))
 
 
+def disk_full_line(text: str) -> str:
+    """The last line of ``text`` that says a disk is full (stripped, at most 300 characters), else ``""``."""
+    for line in reversed(text.splitlines()):
+        if mentions_disk_full(line):
+            return line.strip()[-300:]
+    return ""
+
+
 def is_disk_full(exc: BaseException | None) -> bool:
     """Whether ``exc``, or an exception it was raised from or while handling, is a full disk (``ENOSPC``,
     ``EDQUOT``), or says so in its message (store errors carry the ``OSError``'s text)."""
@@ -145,7 +153,7 @@ def is_disk_full_reason(reason: str) -> bool:
 
 
 def free_space(path: Path | None) -> str:
-    """``"<n> MiB free of <m> MiB on <mount of path>"``, or ``""`` when it cannot be known."""
+    """``"<n> MiB of <m> MiB free now"`` for the file system of ``path``, or ``""`` when it cannot be known."""
     probe = path
     while probe is not None and not probe.exists():
         probe = probe.parent if probe.parent != probe else None
@@ -155,19 +163,19 @@ def free_space(path: Path | None) -> str:
         usage = shutil.disk_usage(probe)
     except OSError:
         return ""
-    return f"{usage.free // 2**20} MiB free of {usage.total // 2**20} MiB"
+    return f"{usage.free // 2**20} MiB of {usage.total // 2**20} MiB free now"
 
 
 def disk_full(phase: DiskPhase, what: str, where: Path | None, *, fix: str | None = None) -> JobFailed:
     """The failure for a full disk met while doing ``what`` in ``phase``, writing under ``where``.
 
-    Shape: ``<prefix><phase>:Insufficient disk space. No space left on device while <what> (<where>: <free>);
+    Shape: ``<prefix><phase>:Insufficient disk space. No space left on device while <what> (<where>, <free>);
     <fix>``. The default fix depends on the phase: less data per host or more free space under
     ``TRAINFORGE_HOME`` for the job's volume, ``TRAINFORGE_ENVS_DIR`` for environments, the store's volume for
     the object store.
     """
     space = free_space(where)
-    place = f" ({where}{': ' + space if space else ''})" if where is not None else ""
+    place = f" ({where}{', ' + space if space else ''})" if where is not None else ""
     if fix is None:
         if phase is DiskPhase.DOWNLOAD:
             fix = (
