@@ -96,28 +96,44 @@ def all_events(client: httpx.Client, name: str) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Supervisor:
-    """A live supervisor process of one host of one job."""
+    """A live supervisor process of one host of one job, and whether its session runs the job's ``train.py``."""
 
     job: str
     host: str
     pid: int
+    attempt: int = 1
+    code_running: bool = False
 
 
-def supervisors(home: Path) -> list[Supervisor]:
-    """The live supervisor processes whose job root is under ``home`` (found by their ``supervisor.json`` argument)."""
-    configs = {str(cfg).encode(): cfg for cfg in home.glob("jobs/*/*/supervisor.json")}
-    found: list[Supervisor] = []
+def _processes() -> list[tuple[int, int, list[bytes]]]:
+    """(pid, session id, argv) of every live process, from one pass over ``/proc``."""
+    found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            stat = (proc / "stat").read_bytes()
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        for arg in cmd:
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        found.append((int(proc.name), int(fields[3]), argv))
+    return found
+
+
+def supervisors(home: Path) -> list[Supervisor]:
+    """The live supervisor processes whose job root is under ``home`` (found by their ``supervisor.json`` argument),
+    each with whether its user code (``train.py``) runs in its session."""
+    configs = {str(cfg).encode(): cfg for cfg in home.glob("jobs/*/*/supervisor.json")}
+    procs = _processes()
+    code_sessions = {sid for _, sid, argv in procs if any(a.endswith(b"train.py") for a in argv)}
+    found: list[Supervisor] = []
+    for pid, sid, argv in procs:
+        for arg in argv:
             cfg = configs.get(arg)
             if cfg is not None:
-                found.append(Supervisor(cfg.parent.parent.name, cfg.parent.name, int(proc.name)))
+                job, _, attempt = cfg.parent.parent.name.partition(".attempt-")  # a retry's root: <job>.attempt-N
+                found.append(Supervisor(job, cfg.parent.name, pid, int(attempt or 1), sid in code_sessions))
                 break
     return found
 
