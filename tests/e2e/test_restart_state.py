@@ -91,7 +91,7 @@ def test_a_signed_out_cookie_and_a_used_ticket_stay_refused_after_a_restart(serv
 
 REMOTE = """
     import sys, time
-    from trainforge.remote_function import remote
+    from trainforge.remote_function import RemoteExecutor, remote
 
     @remote(instance_type="ml.m5.large", job_name_prefix="slowsq")
     def slow_square(x):
@@ -99,7 +99,17 @@ REMOTE = """
         time.sleep(6)
         return x * x
 
-    print("RESULT", slow_square(7), flush=True)
+    def slow_cube(x):
+        print("executor started", flush=True)
+        time.sleep(6)
+        return x ** 3
+
+    # A RemoteExecutor future waits without following the log (it polls describe): both ways of waiting
+    # must ride out the restart.
+    with RemoteExecutor(instance_type="ml.m5.large", job_name_prefix="slowcube") as executor:
+        future = executor.submit(slow_cube, 3)
+        print("RESULT", slow_square(7), flush=True)
+        print("FUTURE", future.result(), flush=True)
 """
 
 
@@ -112,23 +122,25 @@ def test_a_remote_call_in_flight_gets_its_result_across_a_server_restart(server:
     try:
         session = session_of(server)
 
-        def running() -> str | None:
-            jobs = session.client.list_training_jobs(name_contains="slowsq")["TrainingJobSummaries"]
+        def running(prefix: str, line: str) -> str | None:
+            jobs = session.client.list_training_jobs(name_contains=prefix)["TrainingJobSummaries"]
             for job in jobs:
                 events = session.client.logs(job["TrainingJobName"], limit=1000)["events"]
-                if any(e["message"] == "remote started" for e in events):
+                if any(e["message"] == line for e in events):
                     return str(job["TrainingJobName"])
             return None
 
-        name = wait_for(running, timeout=120, what="the remote function to run")
+        name = wait_for(lambda: running("slowsq", "remote started"), timeout=120, what="the @remote call to run")
+        cube = wait_for(lambda: running("slowcube", "executor started"), timeout=60, what="the executor call to run")
         session = restart(server)
         out, err = caller.communicate(timeout=120)
     finally:
         if caller.poll() is None:
             caller.kill()
     assert caller.returncode == 0, out.decode()[-2000:] + err.decode()[-3000:]
-    assert "RESULT 49" in out.decode()
+    assert "RESULT 49" in out.decode() and "FUTURE 27" in out.decode()
     assert session.describe_training_job(name)["TrainingJobStatus"] == "Completed"
+    assert session.describe_training_job(cube)["TrainingJobStatus"] == "Completed"
 
 
 # -- an environment build ---------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 import cloudpickle
 
-from trainforge.errors import NotFoundError, TrainforgeError, ValidationError
+from trainforge.errors import NotFoundError, ServerUnavailableError, TrainforgeError, ValidationError
 from trainforge.logs import LogPrinter
 from trainforge.remote_function import checkpoint_location as checkpoint_module
 from trainforge.remote_function import serialization as ser
@@ -231,8 +231,19 @@ class RemoteJob:
                     printer.status(str(event.get("SecondaryStatus", "")), event.get("StatusMessage"), event.get("Time"))
                 elif kind == "end":
                     break
+        unreachable_since: float | None = None
         while True:
-            description = client.describe_training_job(self.job_name)
+            try:
+                description = client.describe_training_job(self.job_name)
+                unreachable_since = None
+            except ServerUnavailableError:
+                # A server restart: the job carries on without it; keep asking as follow_logs does.
+                now = time.monotonic()
+                unreachable_since = now if unreachable_since is None else unreachable_since
+                if now - unreachable_since >= client.reconnect_for_s:
+                    raise
+                description = {"TrainingJobStatus": "InProgress"}
+                time.sleep(0.5)
             if description["TrainingJobStatus"] in TERMINAL:
                 return description
             if deadline is not None and time.monotonic() > deadline:
