@@ -1,8 +1,9 @@
-"""The reporter over real HTTP, and whole supervisor runs as real processes against a small agent server.
+"""The reporter and whole supervisor runs (real processes) against a real trainforge server behind a fault proxy.
 
-The agent server below is a stdlib HTTP server that follows the agent API of the runtime's contract
-(status transitions checked with the real status table, log lines keyed by (host, seq)); it lets these
-tests run without the trainforge server.
+The server is the real app (``create_app``, SQLite store, scheduler off) served by uvicorn in this process; the
+tests launch the supervisors themselves, so each job is registered as the scheduler would (an agent token hash
+and a backend handle). Supervisors and reporters reach the server only through a :class:`FaultProxy`, which
+refuses connections, answers 503, drops connections, delays requests or forwards a batch and loses the reply.
 """
 
 from __future__ import annotations
@@ -10,151 +11,124 @@ from __future__ import annotations
 import ast
 import io
 import json
+import socket
 import subprocess
 import sys
 import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 import pytest
+import uvicorn
 
 import trainforge
+from tests.support.faultproxy import FaultProxy
 from trainforge.runtime.agent import AgentClient, ReplyKind, ServerLocator
 from trainforge.runtime.launch import InstanceInfo, SupervisorConfig, read_result, write_config
 from trainforge.runtime.reporter import Reporter
 from trainforge.runtime.sandbox import probe
-from trainforge.spec.status import PRIMARY_OF, SecondaryStatus, can_transition, is_terminal
+from trainforge.server.app import create_app
+from trainforge.service.agent import hash_token
+from trainforge.settings import Settings
+from trainforge.spec.status import SecondaryStatus
 from trainforge.storage import LocalObjectStore
+from trainforge.store.jobs import JobStore
+from trainforge.store.records import JobRecord
 
 TOKEN = "agent-secret"
+ADMIN_TOKEN = "supervisor-tests-admin-token"
 
 
 @dataclass
-class JobState:
-    status: SecondaryStatus = SecondaryStatus.STARTING
-    stop_requested: bool = False
-    transitions: list[tuple[str, str, str | None]] = field(default_factory=list)
-    lines: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
-    line_posts: int = 0
-    max_seq_at_status: list[int] = field(default_factory=list)
+class JobView:
+    """What the server stored for one job: its transitions, failure reason and log lines by ``(host, seq)``."""
 
-
-class AgentServer:
-    """The agent routes, in memory. ``fail_next`` answers that many requests with 503 before handling
-    them; ``fail_after`` handles that many log posts and then answers 503 anyway (the client resends)."""
-
-    def __init__(self) -> None:
-        self.jobs: dict[str, JobState] = {}
-        self.lock = threading.Lock()
-        self.fail_next = 0
-        self.fail_after = 0
-        self.requests = 0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                return
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
-                code, reply = server.handle(self.path, self.headers.get("Authorization", ""), body)
-                data = json.dumps(reply).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+    record: JobRecord
+    lines: dict[tuple[str, int], dict[str, Any]]
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+    def transitions(self) -> list[tuple[str, str]]:
+        """``(status, message)`` of each secondary-status transition after the one the server made at submission
+        (``Starting``), oldest first: what the supervisor (or a stop request) did."""
+        return [(t.status, t.message or "") for t in self.record.transitions[1:]]
+
+    @property
+    def failure_reason(self) -> str | None:
+        return self.record.failure_reason
+
+
+class TrainforgeServer:
+    """The real server app in this process (scheduler off), on a loopback port."""
+
+    def __init__(self, home: Path) -> None:
+        settings = Settings(home=home, token=ADMIN_TOKEN, stop_grace_seconds=5)
+        self.app = create_app(settings, start_scheduler=False)
+        self.store: JobStore = self.app.state.store
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="on"))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        wait_for(lambda: self._server.started)
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.http.close()
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
 
-    def add_job(self, name: str) -> JobState:
-        with self.lock:
-            self.jobs[name] = JobState()
-            return self.jobs[name]
+    def register(self, spec: dict[str, Any]) -> None:
+        """Submit ``spec`` (CreateTrainingJob) and mark it launched with agent token ``TOKEN``, as the scheduler
+        would before starting its supervisor."""
+        reply = self.http.post("/v1/training-jobs", json=spec)
+        assert reply.status_code == 200, reply.text
+        handle = json.dumps({"backend": "test", "hosts": [], "gpu_ids": []})
+        self.store.set_fields(
+            spec["TrainingJobName"], agent_token_hash=hash_token(TOKEN), backend="test", backend_handle=handle
+        )
 
     def request_stop(self, name: str) -> None:
-        with self.lock:
-            job = self.jobs[name]
-            if not is_terminal(job.status):
-                job.stop_requested = True
-                job.status = SecondaryStatus.STOPPING
-                job.transitions.append(("Stopping", "Stopping the training job", None))
+        """StopTrainingJob through the API."""
+        reply = self.http.post(f"/v1/training-jobs/{name}/stop")
+        assert reply.status_code == 200, reply.text
 
-    def _state(self, job: JobState) -> dict[str, Any]:
-        return {
-            "TrainingJobStatus": PRIMARY_OF[job.status].value,
-            "SecondaryStatus": job.status.value,
-            "stop_requested": job.stop_requested,
+    def job(self, name: str) -> JobView:
+        record = self.store.get(name)
+        logs = self.store.read_logs(record.id, limit=100_000)
+        lines = {
+            (r.host, r.seq): {"seq": r.seq, "stream": r.stream, "message": r.message, "cursor": r.cursor} for r in logs
         }
-
-    def handle(self, path: str, auth: str, body: dict[str, Any]) -> tuple[int, Any]:
-        with self.lock:
-            self.requests += 1
-            if self.fail_next > 0:
-                self.fail_next -= 1
-                return 503, {"error": {"code": "ServerUnavailable", "message": "try later", "details": {}}}
-            if auth != f"Bearer {TOKEN}":
-                return 401, {"error": {"code": "AccessDenied", "message": "bad token", "details": {}}}
-            parts = path.strip("/").split("/")
-            name, route = parts[3], parts[4]
-            job = self.jobs.get(name)
-            if job is None:
-                return 404, {"error": {"code": "ResourceNotFound", "message": "no such job", "details": {}}}
-            if route == "heartbeat":
-                return 200, self._state(job)
-            if route == "logs":
-                inserted = 0
-                for line in body["lines"]:
-                    key = (body["host"], line["seq"])
-                    if key not in job.lines:
-                        job.lines[key] = line
-                        inserted += 1
-                job.line_posts += 1
-                if self.fail_after > 0:
-                    self.fail_after -= 1
-                    return 503, {"error": {"code": "ServerUnavailable", "message": "lost reply", "details": {}}}
-                return 200, {"inserted": inserted}
-            if route == "status":
-                new = SecondaryStatus(body["status"])
-                if not can_transition(job.status, new):
-                    msg = f"cannot go from {job.status} to {new}"
-                    return 409, {"error": {"code": "ResourceInUse", "message": msg, "details": {}}}
-                job.status = new
-                job.transitions.append((new.value, body["message"], body.get("failure_reason")))
-                job.max_seq_at_status.append(max((seq for _, seq in job.lines), default=-1))
-                return 200, self._state(job)
-            return 404, {"error": {"code": "ResourceNotFound", "message": "no route", "details": {}}}
+        return JobView(record, lines)
 
     def messages(self, name: str) -> list[str]:
-        with self.lock:
-            job = self.jobs[name]
-            return [job.lines[key]["message"] for key in sorted(job.lines)]
+        """The job's stored log lines in (host, seq) order."""
+        job = self.job(name)
+        return [job.lines[key]["message"] for key in sorted(job.lines)]
+
+
+@pytest.fixture(scope="module")
+def tf_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainforgeServer]:
+    server = TrainforgeServer(tmp_path_factory.mktemp("supervisor-server") / "home")
+    yield server
+    server.close()
 
 
 @pytest.fixture
-def agent_server() -> Iterator[AgentServer]:
-    srv = AgentServer()
-    yield srv
-    srv.close()
+def proxy(tf_server: TrainforgeServer) -> Iterator[FaultProxy]:
+    fault_proxy = FaultProxy(tf_server.url)
+    yield fault_proxy
+    fault_proxy.close()
 
 
-def client_for(url: str, name: str, server_file: Path | None = None) -> AgentClient:
-    return AgentClient(locator=ServerLocator(url, server_file), token=TOKEN, job_name=name, host="algo-1")
+def client_for(url: str, name: str, server_file: Path | None = None, *, timeout: float = 10.0) -> AgentClient:
+    locator = ServerLocator(url, server_file)
+    return AgentClient(locator=locator, token=TOKEN, job_name=name, host="algo-1", timeout=timeout)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -168,11 +142,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
 # ------------------------------------------------------------------------------------------- reporter
 
 
-def test_reporter_delivers_every_line_once_in_order_despite_failures(agent_server: AgentServer) -> None:
-    job = agent_server.add_job("rep")
-    agent_server.fail_next = 2
-    agent_server.fail_after = 2  # two batches are stored but their replies are lost: resent, never doubled
-    reporter = Reporter(client_for(agent_server.url, "rep"), max_lines=50)
+def test_reporter_delivers_every_line_once_in_order_despite_failures(
+    tf_server: TrainforgeServer, proxy: FaultProxy
+) -> None:
+    tf_server.register(make_spec("rep", {}))
+    proxy.fail(2)  # 503 before the server sees anything
+    proxy.drop(1, path="/logs")  # connection closed, nothing forwarded
+    proxy.lose_replies(2, path="/logs")  # two batches stored but their replies lost: resent, never doubled
+    proxy.delay(1.5, 1, path="/logs")  # slower than the client's timeout: stored late, resent meanwhile
+    reporter = Reporter(client_for(proxy.url, "rep", timeout=1.0), max_lines=50)
     reporter.start()
 
     def produce(stream: str) -> None:
@@ -188,6 +166,8 @@ def test_reporter_delivers_every_line_once_in_order_despite_failures(agent_serve
     reporter.line("stdout", "after status")
     assert reporter.close(timeout=60)
     assert ticket.delivered
+    assert proxy.pending() == 0  # every fault happened
+    job = tf_server.job("rep")
     seqs = sorted(seq for _, seq in job.lines)
     assert seqs == list(range(1001))
     assert job.lines[("algo-1", 1000)]["message"] == "after status"
@@ -196,47 +176,56 @@ def test_reporter_delivers_every_line_once_in_order_despite_failures(agent_serve
         got = [job.lines[k]["message"] for k in sorted(job.lines) if job.lines[k]["stream"] == stream]
         assert got[:500] == [f"{stream} {i}" for i in range(500)]
     # the status arrived after all 1000 lines queued before it, and before the line queued after it
-    assert job.max_seq_at_status == [999]
-    assert job.line_posts > 1000 // 50
+    downloading = next(t for t in job.record.transitions if t.status == "Downloading")
+    assert job.lines[("algo-1", 999)]["cursor"] <= downloading.log_cursor < job.lines[("algo-1", 1000)]["cursor"]
+    posts = [path for path, outcome in proxy.outcomes if path.endswith("/logs") and outcome != "drop"]
+    assert len(posts) > 1000 // 50
 
 
-def test_reporter_finds_a_moved_server(tmp_path: Path) -> None:
-    first = AgentServer()
-    first.add_job("mv")
-    url = first.url
+def test_reporter_finds_a_moved_server(tmp_path: Path, tf_server: TrainforgeServer) -> None:
+    tf_server.register(make_spec("mv", {}))
+    first = FaultProxy(tf_server.url)
     server_file = tmp_path / "server.json"
-    server_file.write_text(json.dumps({"url": url, "pid": 1}))
-    reporter = Reporter(client_for(url, "mv", server_file), flush_interval=0.01)
+    server_file.write_text(json.dumps({"url": first.url, "pid": 1}))
+    reporter = Reporter(client_for(first.url, "mv", server_file), flush_interval=0.01)
     reporter.start()
     reporter.line("stdout", "one")
-    wait_for(lambda: len(first.jobs["mv"].lines) == 1)
-    first.close()
+    wait_for(lambda: len(tf_server.job("mv").lines) == 1)
+    first.close()  # the server is gone from that address: connections refused
     reporter.line("stdout", "two")
     time.sleep(0.5)  # let a few attempts fail against the dead address
-    second = AgentServer()
+    second = FaultProxy(tf_server.url)  # the server is back on another port
     try:
-        job = second.add_job("mv")
         server_file.write_text(json.dumps({"url": second.url, "pid": 2}))
         assert reporter.close(timeout=30)
-        assert [line["message"] for line in job.lines.values()] == ["two"]
-        assert job.lines[("algo-1", 1)]["seq"] == 1
+        job = tf_server.job("mv")
+        assert [job.lines[k]["message"] for k in sorted(job.lines)] == ["one", "two"]
+        assert job.lines[("algo-1", 1)]["message"] == "two"
+        assert any(path.endswith("/logs") for path, _ in second.outcomes)
     finally:
         second.close()
 
 
-def test_reporter_conflict_and_gone(agent_server: AgentServer) -> None:
-    agent_server.add_job("c")
-    reporter = Reporter(client_for(agent_server.url, "c"))
+def test_reporter_conflict_and_gone(tf_server: TrainforgeServer, proxy: FaultProxy) -> None:
+    tf_server.register(make_spec("c", {}))
+    reporter = Reporter(client_for(proxy.url, "c"))
     reporter.start()
     bad = reporter.status("Completed", "skipping steps")  # Starting -> Completed is illegal: 409
     good = reporter.status("Downloading", "ok")
     assert good.wait(10) and bad.outcome is ReplyKind.CONFLICT and good.delivered
-    del agent_server.jobs["c"]
-    gone_ticket = reporter.status("Training", "x")
+    # the server ends the job (as its scheduler does when a host is lost): the supervisor's next report is a 409
+    tf_server.store.transition("c", SecondaryStatus.FAILED, "Training job failed", failure_reason="host lost")
+    ended = reporter.status("Training", "x")
+    assert ended.wait(10) and ended.outcome is ReplyKind.CONFLICT
+    assert statuses(tf_server.job("c"))[-1] == "Failed"
+    # a job the server no longer knows (a 404 from the agent routes) stops all sending
+    proxy.fail(1, status=404, path="/status")
+    gone_ticket = reporter.status("Uploading", "y")
     reporter.line("stdout", "dropped")
     assert reporter.close(timeout=10)
     assert gone_ticket.outcome is ReplyKind.GONE
     assert reporter.gone
+    assert "dropped" not in tf_server.messages("c")
 
 
 # ------------------------------------------------------------------------------------------- supervisor
@@ -271,9 +260,10 @@ def upload_source(store: LocalObjectStore, name: str, files: dict[str, str]) -> 
 
 
 class Launcher:
-    def __init__(self, tmp_path: Path, server: AgentServer) -> None:
+    def __init__(self, tmp_path: Path, server: TrainforgeServer, proxy: FaultProxy) -> None:
         self.tmp = tmp_path
         self.server = server
+        self.proxy = proxy
         self.store = LocalObjectStore(tmp_path / "storage")
 
     def root(self, name: str) -> Path:
@@ -289,13 +279,13 @@ class Launcher:
         memory_gib: float | None = None,
     ) -> subprocess.Popen[bytes]:
         name = spec["TrainingJobName"]
-        self.server.add_job(name)
+        self.server.register(spec)
         cfg = SupervisorConfig(
             job_name=name,
             host="algo-1",
             hosts=["algo-1"],
             spec=spec,
-            server_url=self.server.url,
+            server_url=self.proxy.url,
             agent_token=TOKEN,
             storage={"kind": "local", "root": str(self.store.root)},
             stop_grace_seconds=grace,
@@ -313,17 +303,17 @@ class Launcher:
             start_new_session=True,
         )
 
-    def run(self, spec: dict[str, Any], **kwargs: Any) -> JobState:
+    def run(self, spec: dict[str, Any], **kwargs: Any) -> JobView:
         proc = self.start(spec, **kwargs)
         rc = proc.wait(timeout=240)
         log = (self.root(spec["TrainingJobName"]) / "supervisor.log").read_text()
         assert rc == 0, log
-        return self.server.jobs[spec["TrainingJobName"]]
+        return self.server.job(spec["TrainingJobName"])
 
 
 @pytest.fixture
-def launcher(tmp_path: Path, agent_server: AgentServer) -> Launcher:
-    return Launcher(tmp_path, agent_server)
+def launcher(tmp_path: Path, tf_server: TrainforgeServer, proxy: FaultProxy) -> Launcher:
+    return Launcher(tmp_path, tf_server, proxy)
 
 
 TRAIN_PY = """
@@ -343,8 +333,8 @@ print("to stderr", file=sys.stderr)
 """
 
 
-def statuses(job: JobState) -> list[str]:
-    return [status for status, _, _ in job.transitions]
+def statuses(job: JobView) -> list[str]:
+    return [status for status, _ in job.transitions]
 
 
 def test_successful_job(launcher: Launcher, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -396,7 +386,7 @@ def test_failing_script_reports_algorithm_error(launcher: Launcher) -> None:
     hps = {"lr": "-1", "sagemaker_program": '"train.py"', "sagemaker_submit_directory": json.dumps(source)}
     job = launcher.run(make_spec("bad-job", hps))
     assert statuses(job) == ["Starting", "Downloading", "Training", "Failed"]
-    reason = job.transitions[-1][2]
+    reason = job.failure_reason
     assert reason is not None
     assert reason.startswith('AlgorithmError: ExecuteUserScriptError:\nExitCode 1\nErrorMessage "Traceback')
     assert "ValueError: bad value for lr" in reason
@@ -413,7 +403,8 @@ def test_failure_file_wins(launcher: Launcher) -> None:
     source = upload_source(launcher.store, "ff-job", {"train.py": script})
     hps = {"sagemaker_program": "train.py", "sagemaker_submit_directory": source}  # unencoded values work too
     job = launcher.run(make_spec("ff-job", hps))
-    assert job.transitions[-1] == ("Failed", "Training job failed", "AlgorithmError: custom failure text")
+    assert job.transitions[-1] == ("Failed", "Training job failed")
+    assert job.failure_reason == "AlgorithmError: custom failure text"
 
 
 def test_missing_channel_data_fails_before_training(launcher: Launcher) -> None:
@@ -421,7 +412,7 @@ def test_missing_channel_data_fails_before_training(launcher: Launcher) -> None:
     channels = [{"ChannelName": "train", "DataSource": {"S3DataSource": {"S3Uri": "s3://bkt/nothing/"}}}]
     job = launcher.run(make_spec("empty-ch", hps, InputDataConfig=channels))
     assert statuses(job) == ["Starting", "Downloading", "Failed"]
-    assert job.transitions[-1][2] == "ClientError: channel 'train': no objects found under s3://bkt/nothing/"
+    assert job.failure_reason == "ClientError: channel 'train': no objects found under s3://bkt/nothing/"
     assert not launcher.store.exists("s3://bkt/out/empty-ch/output/model.tar.gz")  # nothing ran, nothing to upload
 
 
@@ -429,7 +420,7 @@ def test_unsafe_source_archive_fails(launcher: Launcher) -> None:
     source = upload_source(launcher.store, "evil", {"train.py": "print(1)", "../evil.py": "x"})
     hps = {"sagemaker_program": '"train.py"', "sagemaker_submit_directory": json.dumps(source)}
     job = launcher.run(make_spec("evil", hps))
-    reason = job.transitions[-1][2]
+    reason = job.failure_reason
     assert reason == f"ClientError: source archive {source}: member '../evil.py' has a '..' path component"
     assert list((launcher.root("evil") / "opt/ml/code").iterdir()) == []
     assert not (launcher.root("evil") / "opt/ml/evil.py").exists()
@@ -438,7 +429,7 @@ def test_unsafe_source_archive_fails(launcher: Launcher) -> None:
 def test_no_entry_point(launcher: Launcher) -> None:
     job = launcher.run(make_spec("no-ep", {"num_round": "10"}))
     assert statuses(job) == ["Starting", "Failed"]
-    reason = job.transitions[-1][2] or ""
+    reason = job.failure_reason or ""
     assert reason.startswith("ClientError: no entry point to run: image 'trainforge/python:current' has no built-in")
     assert "entry_point" in reason
 
@@ -527,7 +518,7 @@ def test_sandboxed_stop_gives_the_code_its_grace_period(launcher: Launcher) -> N
     wait_for(lambda: "training" in launcher.server.messages("sbx-stop"))
     launcher.server.request_stop("sbx-stop")
     assert proc.wait(timeout=60) == 0
-    assert statuses(launcher.server.jobs["sbx-stop"])[-2:] == ["Stopping", "Stopped"]
+    assert statuses(launcher.server.job("sbx-stop"))[-2:] == ["Stopping", "Stopped"]
     assert "got SIGTERM, saving" in launcher.server.messages("sbx-stop")
     archive = launcher.tmp / "sbx-stop.tar.gz"
     launcher.store.download_file("s3://bkt/out/sbx-stop/output/model.tar.gz", archive)
@@ -555,7 +546,7 @@ def test_user_stop(launcher: Launcher) -> None:
     wait_for(lambda: "training" in launcher.server.messages("stop-job"))
     launcher.server.request_stop("stop-job")
     assert proc.wait(timeout=60) == 0
-    job = launcher.server.jobs["stop-job"]
+    job = launcher.server.job("stop-job")
     assert statuses(job)[-2:] == ["Stopping", "Stopped"]
     assert job.transitions[-1][1] == "Training job stopped"
     assert "got SIGTERM, saving" in launcher.server.messages("stop-job")
@@ -584,19 +575,32 @@ def test_sigterm_and_max_runtime(launcher: Launcher) -> None:
     wait_for(lambda: "training" in launcher.server.messages("term"))
     proc.terminate()
     assert proc.wait(timeout=60) == 0
-    assert statuses(launcher.server.jobs["term"])[-2:] == ["Stopping", "Stopped"]
+    assert statuses(launcher.server.job("term"))[-2:] == ["Stopping", "Stopped"]
 
 
-def test_unreachable_server_at_start_loses_nothing(launcher: Launcher) -> None:
+def test_server_faults_during_a_job_lose_and_double_nothing(launcher: Launcher) -> None:
     source = upload_source(launcher.store, "flaky", {"train.py": "for i in range(300):\n    print('line', i)\n"})
     hps = {"sagemaker_program": '"train.py"', "sagemaker_submit_directory": json.dumps(source)}
-    launcher.server.fail_next = 5
-    launcher.server.fail_after = 2
-    job = launcher.run(make_spec("flaky", hps))
+    proxy = launcher.proxy
+    job_log = launcher.root("flaky") / "job.log"
+    with proxy.down():  # the server unreachable while the job starts and its code runs to the end
+        proc = launcher.start(make_spec("flaky", hps))
+        wait_for(lambda: job_log.exists() and "line 299" in job_log.read_text(), timeout=120)
+        # and when it is back it misbehaves: 503s, dropped connections, lost replies, a slow reply
+        proxy.fail(5)
+        proxy.drop(2, path="/logs")
+        proxy.lose_replies(2, path="/logs")
+        proxy.lose_replies(1, path="/status")
+        proxy.delay(2.0, 1, path="/logs")
+    assert proc.wait(timeout=240) == 0, (launcher.root("flaky") / "supervisor.log").read_text()
+    assert proxy.pending() == 0
+    job = launcher.server.job("flaky")
     assert statuses(job)[-1] == "Completed"
+    assert statuses(job).count("Completed") == 1
     messages = launcher.server.messages("flaky")
     assert [m for m in messages if m.startswith("line ")] == [f"line {i}" for i in range(300)]
     assert sorted(seq for _, seq in job.lines) == list(range(len(job.lines)))
+    assert job_log.read_text().splitlines() == messages
 
 
 def test_requirements_install_into_job_venv(launcher: Launcher, tmp_path: Path) -> None:
@@ -628,6 +632,6 @@ def test_requirements_failure(launcher: Launcher, tmp_path: Path) -> None:
     job = launcher.run(make_spec("req-bad", hps))
     assert statuses(job) == ["Starting", "Downloading", "Downloading", "Failed"]
     assert job.transitions[2][1] == "Preparing the training environment trainforge/python:current (uv)"
-    reason = job.transitions[-1][2] or ""
+    reason = job.failure_reason or ""
     assert reason.startswith("AlgorithmError: InstallRequirementsError: ")
     assert "no-such-local-package-dir" in reason
