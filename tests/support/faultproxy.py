@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 FaultKind = Literal["fail", "drop", "lose_replies", "delay"]
@@ -56,7 +56,7 @@ class FaultProxy:
         self.served = 0
         self.outcomes: list[tuple[str, str]] = []
         self._port = port
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self.start()
 
@@ -172,26 +172,26 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        self._open: set[object] = set()
+        self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__(address, handler)
 
-    def process_request(self, request: object, client_address: object) -> None:  # type: ignore[override]
+    def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
             self._open.add(request)
-        super().process_request(request, client_address)  # type: ignore[arg-type]
+        super().process_request(request, client_address)
 
-    def shutdown_request(self, request: object) -> None:  # type: ignore[override]
+    def shutdown_request(self, request: Any) -> None:
         with self._open_lock:
             self._open.discard(request)
-        super().shutdown_request(request)  # type: ignore[arg-type]
+        super().shutdown_request(request)
 
     def close_connections(self) -> None:
         with self._open_lock:
             open_now = list(self._open)
         for sock in open_now:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]  # close() alone leaves it open
+                sock.shutdown(socket.SHUT_RDWR)  # close() alone leaves a handler's connection open
 
 
 def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
