@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy.engine import make_url
 from trainforge.errors import ValidationError
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+WRITER_QUEUE_TIMEOUT_S = SQLITE_BUSY_TIMEOUT_MS / 1000
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -25,11 +27,46 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
+    # This process's threads queue for the write lock on a Python lock, handed over the moment the holder commits
+    # or rolls back; SQLite's own busy handler (still there for other processes) polls with sleeps of up to
+    # 100 ms, which made each of many concurrent requests wait for seconds (bench/api_load.py).
+    queue = threading.RLock()
+    held = threading.local()
+
+    def _release() -> None:
+        if getattr(held, "depth", 0) > 0:
+            held.depth -= 1
+            queue.release()
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Every transaction takes the write lock up front: two writers queue on busy_timeout instead of
         # failing with "database is locked" when a read transaction tries to upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if queue.acquire(timeout=WRITER_QUEUE_TIMEOUT_S):  # on timeout: fall back to SQLite's busy handler
+            held.depth = getattr(held, "depth", 0) + 1
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _release()
+            raise
+
+    dialect = engine.dialect
+    do_commit, do_rollback = dialect.do_commit, dialect.do_rollback
+
+    def _commit(dbapi_conn: Any) -> None:
+        try:
+            do_commit(dbapi_conn)
+        finally:
+            _release()
+
+    def _rollback(dbapi_conn: Any) -> None:
+        try:
+            do_rollback(dbapi_conn)
+        finally:
+            _release()
+
+    dialect.do_commit = _commit  # type: ignore[method-assign,assignment]
+    dialect.do_rollback = _rollback  # type: ignore[method-assign,assignment]
 
 
 def make_engine(url: str) -> Engine:
