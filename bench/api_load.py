@@ -388,7 +388,7 @@ def read_latency(url: str, token: str, stored: int, runs: int) -> dict[str, Any]
             describe.append((time.perf_counter() - t) * 1000)
             r.raise_for_status()
         listing: dict[str, list[float]] = {}
-        for _ in range(max(1, runs // 10)):
+        for _ in range(max(1, runs // 20)):
             for params in lists:
                 t = time.perf_counter()
                 r = client.get("/v1/training-jobs", params=params)
@@ -469,7 +469,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--stored", type=int, default=100_000)
     parser.add_argument("--log-lines", type=int, default=200_000)
-    parser.add_argument("--runs", type=int, default=2000, help="describe requests (list: a tenth, per query)")
+    parser.add_argument("--runs", type=int, default=2000, help="describe requests (list: a twentieth, per query)")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="tf-api-load-") as tmp_:
