@@ -349,7 +349,7 @@ def recorded_in_sql(url: str) -> dict[str, int]:
             select(func.count()).where(jobs.c.name.like("load-%"), jobs.c.secondary_status == "Pending")
         ).scalar_one()
     store.engine.dispose()
-    return {"rows": int(rows[0]), "distinct_names": int(rows[1]), "pending": int(pending)}
+    return {"rows": int(rows[0]), "distinct_names": int(rows[1]), "pending_at_count": int(pending)}
 
 
 def stop_all(url: str, token: str, jobs_n: int, clients: int) -> dict[str, Any]:
