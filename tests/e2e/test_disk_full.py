@@ -125,11 +125,6 @@ def test_a_model_bigger_than_the_free_space_fails_the_upload_without_an_artifact
     assert not list((full_server.home / "jobs" / name / "algo-1" / "tmp").iterdir())  # the half archive is gone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the supervisor's on-disk spool (runtime/spool.py) raises ENOSPC into the line sink and the supervisor "
-    "dies: the job ends as a lost host and the code's last lines are lost; the spool needs an in-memory fallback",
-)
 def test_code_that_fills_the_disk_fails_with_its_own_error_and_every_line(
     full_server: ServerProcess, fs_session: trainforge.Session, make_source: Any
 ) -> None:

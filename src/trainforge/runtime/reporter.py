@@ -12,10 +12,15 @@ Once answered, records are acknowledged in the spool. Since the server treats ``
 resent batch is never stored twice; a supervisor restarted on the same spool resends from the acknowledged
 position. Nothing is dropped unless the server says the job is gone (404) or refuses that very item (409 or
 another 4xx).
+
+A full disk (the job's own code may fill it) never stops delivery: from the first record the spool cannot take,
+that record and every later one are kept in memory instead (in order, after what the spool holds) and the job's
+``job.log`` mirror stops; what was in memory is lost only if the supervisor itself dies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import shutil
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from trainforge.runtime.agent import AgentClient, ReplyKind
+from trainforge.runtime.failure import is_disk_full
 from trainforge.runtime.spool import Position, Record, Spool, open_for
 
 log = logging.getLogger(__name__)
@@ -219,7 +225,10 @@ class Reporter:
         self.max_bytes = max_bytes
         self._sync_interval = sync_interval
         self._outbox = Outbox(max_lines=max_lines, max_bytes=max_bytes, flush_interval=flush_interval)
-        self._marks: deque[tuple[Position, int]] = deque()  # per window item: where it ends in the spool, its size
+        # per window item: where it ends in the spool (None: it came from memory after the disk filled), its size
+        self._marks: deque[tuple[Position | None, int]] = deque()
+        self._unflushed: list[tuple[dict[str, Any], StatusTicket | None]] = []  # appended, not yet flushed
+        self._memory: deque[tuple[Item, int]] | None = None  # set once the disk is full: records not in the spool
         self._window_bytes = 0
         self._read_pos = self._spool.acked  # where the next record to load into the window starts
         self._written = self._spool.end  # records up to here were flushed and may be read
@@ -262,14 +271,83 @@ class Reporter:
         with self._cond:
             return len(self._outbox)
 
-    def _written_now(self) -> None:
+    def _append(self, data: dict[str, Any], ticket: StatusTicket | None = None) -> None:
+        """Append one record to the spool, or to memory once the disk is full (lock held)."""
+        if self._memory is None:
+            try:
+                end = self._spool.append(data)
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+                self._to_memory(exc)
+            else:
+                if ticket is not None:
+                    self._tickets[end] = ticket
+                self._unflushed.append((data, ticket))
+                return
+        assert self._memory is not None
+        self._memory.append(self._item_of(data, ticket))
+
+    def _to_memory(self, exc: OSError) -> None:
+        """The disk is full: what the spool did not take for sure, and all that follows, is kept in memory."""
+        log.error(
+            "spool %s: the disk is full (%s); keeping this host's reports in memory from now on", self.spool_dir, exc
+        )
+        self._memory = deque()
+        for data, ticket in self._unflushed:
+            if ticket is not None:
+                self._tickets = {pos: t for pos, t in self._tickets.items() if t is not ticket}
+            self._memory.append(self._item_of(data, ticket))
+        self._unflushed.clear()
+
+    def _item_of(self, data: dict[str, Any], ticket: StatusTicket | None) -> tuple[Item, int]:
+        """A record as the item the sender sends, with its approximate size."""
+        size = len(str(data.get("message", ""))) + 64
+        if ticket is not None:
+            return ticket, size
+        if data["kind"] == "line":
+            line = LogLine(int(data["seq"]), float(data["timestamp"]), str(data["stream"]), str(data["message"]))
+            return line, size
+        if data["kind"] == "status":
+            status = StatusTicket(str(data["status"]), str(data.get("message") or ""), data.get("failure_reason"))
+            return status, size
+        points = list(data.get("points") or [])
+        return MetricBatch(points), 64 * max(1, len(points))
+
+    def _written_now(self, *, sync: bool = False) -> None:
         """After appending: make the records readable, and sync the spool now and then (lock held)."""
-        self._spool.flush()
-        self._written = self._spool.end
-        if self._unread_since is None and self._read_pos < self._written:
+        if self._memory is None:
+            try:
+                self._spool.flush()
+                if sync:
+                    self._spool.sync()
+                else:
+                    self._spool.sync_if_older(self._sync_interval)
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+                self._to_memory(exc)
+            else:
+                self._written = self._spool.end
+                self._unflushed.clear()
+        if self._unread_since is None and (self._read_pos < self._written or self._memory):
             self._unread_since = time.monotonic()
-        self._spool.sync_if_older(self._sync_interval)
         self._cond.notify_all()
+
+    def _mirror_write(self, text: str) -> None:
+        """Append to the ``job.log`` mirror; a full disk stops the mirror, never the reports."""
+        if self._mirror is None:
+            return
+        try:
+            self._mirror.write(text)
+            self._mirror.flush()
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            log.error("job log mirror: the disk is full (%s); the mirror stops here", exc)
+            mirror, self._mirror = self._mirror, None
+            with contextlib.suppress(OSError):
+                mirror.close()
 
     def line(self, stream: str, message: str, timestamp: float | None = None) -> None:
         """Queue one output line of ``stream`` (``stdout``/``stderr``); a message with newlines is queued as
@@ -282,12 +360,10 @@ class Reporter:
                     self.dropped_lines += 1
                     continue
                 seq = self._spool.next_seq
-                self._spool.append({"kind": "line", "seq": seq, "timestamp": ts, "stream": stream, "message": part})
+                self._append({"kind": "line", "seq": seq, "timestamp": ts, "stream": stream, "message": part})
                 self._spool.next_seq = seq + 1
             self._written_now()
-            if self._mirror is not None:
-                self._mirror.write("".join(part + "\n" for part in parts))
-                self._mirror.flush()
+            self._mirror_write("".join(part + "\n" for part in parts))
 
     def metrics(self, points: list[dict[str, Any]]) -> None:
         """Queue metric points ``{"name", "value", "timestamp"[, "seq"]}`` to be posted in order with the rest."""
@@ -296,7 +372,7 @@ class Reporter:
         with self._cond:
             if self._gone:
                 return
-            self._spool.append({"kind": "metrics", "points": points})
+            self._append({"kind": "metrics", "points": points})
             self._written_now()
 
     def status(self, status: str, message: str, failure_reason: str | None = None) -> StatusTicket:
@@ -306,12 +382,10 @@ class Reporter:
             if self._gone:
                 ticket.resolve(ReplyKind.GONE)
                 return ticket
-            end = self._spool.append(
-                {"kind": "status", "status": status, "message": message, "failure_reason": failure_reason}
+            self._append(
+                {"kind": "status", "status": status, "message": message, "failure_reason": failure_reason}, ticket
             )
-            self._tickets[end] = ticket
-            self._spool.sync()
-            self._written_now()
+            self._written_now(sync=True)
         return ticket
 
     def close(self, timeout: float | None = None) -> bool:
@@ -327,9 +401,12 @@ class Reporter:
             self._thread.join(timeout)
         with self._cond:
             alive = self._thread.is_alive()
-            drained = not alive and not self._spool.pending
+            drained = not alive and not self._pending()
             if not alive:
-                self._spool.close()
+                try:
+                    self._spool.close()
+                except OSError as exc:  # a full disk: what it could not take was sent from memory
+                    log.error("spool %s: %s", self.spool_dir, exc)
         if not alive and self._mirror is not None:
             self._mirror.close()
             self._mirror = None
@@ -342,7 +419,7 @@ class Reporter:
         self._cancel.set()
         with self._cond:
             self._closing = True
-            tickets = self._outbox.drop_all() + list(self._tickets.values())
+            tickets = self._outbox.drop_all() + list(self._tickets.values()) + self._memory_tickets()
             self._tickets.clear()
             self._marks.clear()
             self._window_bytes = 0
@@ -366,8 +443,21 @@ class Reporter:
         log.error("spool: unknown record kind %r skipped", record.kind)
         return None
 
+    def _pending(self) -> bool:
+        """Whether something written is not answered yet (lock held)."""
+        return self._spool.acked < self._written or bool(self._memory) or len(self._outbox) > 0
+
+    def _memory_tickets(self) -> list[StatusTicket]:
+        """Take the status reports held in memory (lock held)."""
+        if not self._memory:
+            return []
+        tickets = [item for item, _ in self._memory if isinstance(item, StatusTicket)]
+        self._memory.clear()
+        return tickets
+
     def _load(self) -> None:
-        """Top up the window from the spool (lock held): at most ``max_lines`` records, about ``max_bytes``."""
+        """Top up the window from the spool, then from memory once the disk is full (lock held): at most
+        ``max_lines`` records, about ``max_bytes``."""
         while (
             self._read_pos < self._written
             and len(self._outbox) < self.max_lines
@@ -392,7 +482,14 @@ class Reporter:
                 self._marks.append((record.end, record.size))
                 self._window_bytes += record.size
             self._read_pos = records[-1].end
-        if self._read_pos >= self._written:
+        if self._memory is not None and self._read_pos >= self._written:
+            now = time.monotonic()
+            while self._memory and len(self._outbox) < self.max_lines and self._window_bytes < self.max_bytes:
+                item, size = self._memory.popleft()
+                self._outbox.push(item, self._unread_since if self._unread_since is not None else now)
+                self._marks.append((None, size))
+                self._window_bytes += size
+        if self._read_pos >= self._written and not self._memory:
             self._unread_since = None
         self.peak_window = max(self.peak_window, len(self._outbox))
 
@@ -401,8 +498,10 @@ class Reporter:
         self._outbox.pop(count)
         end: Position | None = None
         for _ in range(count):
-            end, size = self._marks.popleft()
+            mark, size = self._marks.popleft()
             self._window_bytes -= size
+            if mark is not None:
+                end = mark
         if end is not None:
             self._spool.ack(end)
 
@@ -416,21 +515,27 @@ class Reporter:
                 item = self._outbox.due(now, closing=self._closing)
                 if item is not None:
                     return item
-                if self._closing and len(self._outbox) == 0 and self._read_pos >= self._written:
+                if self._closing and len(self._outbox) == 0 and self._read_pos >= self._written and not self._memory:
                     return None
                 self._cond.wait(self._outbox.wake_in(now))
 
     def _run(self) -> None:
         while True:
-            item = self._next()
-            if item is None:
-                return
-            if isinstance(item, StatusTicket):
-                self._send_status(item)
-            elif isinstance(item, MetricBatch):
-                self._send_metrics(item)
-            else:
-                self._send_lines(item)
+            try:
+                item = self._next()
+                if item is None:
+                    return
+                if isinstance(item, StatusTicket):
+                    self._send_status(item)
+                elif isinstance(item, MetricBatch):
+                    self._send_metrics(item)
+                else:
+                    self._send_lines(item)
+            except Exception:
+                # Never let the sender die: the supervisor waits on it for the job's final status.
+                log.exception("reporter: unexpected error; retrying")
+                if self._cancel.wait(1.0):
+                    return
 
     def _send_lines(self, lines: list[LogLine]) -> None:
         body = self._client.logs_body([line.to_wire() for line in lines])
@@ -479,7 +584,7 @@ class Reporter:
         log.error("server says job %s does not exist; dropping queued reports", self._client.job_name)
         with self._cond:
             self._gone = True
-            tickets = self._outbox.drop_all() + list(self._tickets.values())
+            tickets = self._outbox.drop_all() + list(self._tickets.values()) + self._memory_tickets()
             self._tickets.clear()
             self._marks.clear()
             self._window_bytes = 0

@@ -281,14 +281,20 @@ class Spool:
         if position <= self.acked:
             return
         self.acked = position
-        self._write_ack()
+        try:
+            self._write_ack()
+        except OSError as exc:
+            # The acknowledgement stays in memory: a supervisor resumed on this spool would resend from the last
+            # one written, which the server stores once (it keys lines by host and sequence number).
+            log.warning("spool %s: cannot record the acknowledgement (%s)", self.directory, exc)
         for number in self.segments():
             if number < position.segment:
                 self._path(number).unlink(missing_ok=True)
 
     def ack_all(self) -> None:
         """Acknowledge everything written (the job is gone: nothing more will be delivered)."""
-        self.flush()
+        with contextlib.suppress(OSError):
+            self.flush()
         self.ack(self.end)
 
     def _write_ack(self) -> None:
@@ -311,7 +317,8 @@ class Spool:
         if self._writer is not None:
             with contextlib.suppress(OSError):
                 self.sync()
-            self._writer.close()
+            with contextlib.suppress(OSError):  # a full disk: what the buffer still held was sent from memory
+                self._writer.close()
             self._writer = None
 
 
