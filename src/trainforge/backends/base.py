@@ -128,6 +128,12 @@ class Backend(Protocol):
         force-kill supervisors still alive well after that. Never raises for a job already gone."""
         ...
 
+    def adopt(self, job_name: str, attempt: int, count: int) -> dict[str, Any] | None:
+        """The handle of the job's supervisors for ``attempt`` that are running although no handle was stored (the
+        server died while launching them), with every one of its ``count`` hosts; None when none runs. Never
+        raises."""
+        ...
+
     def kill(self, handle: dict[str, Any]) -> None:
         """SIGKILL whatever still runs of the job's hosts now (supervisors and the code they started, even code
         whose supervisor is already gone) and free what they hold, so the job can be launched again (a retry).

@@ -12,10 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from trainforge.backends.base import LaunchRequest
 from trainforge.errors import BackendError, CapacityError, ValidationError
 from trainforge.runtime.distributed import LOOPBACK, free_port
-from trainforge.runtime.launch import job_dir_name, start_supervisor, write_config
+from trainforge.runtime.launch import CONFIG_FILE, SUPERVISOR_MODULE, job_dir_name, start_supervisor, write_config
+from trainforge.runtime.layout import host_sort_key
 from trainforge.runtime.warm import hand_off, keep_alive_seconds
 from trainforge.scheduler.instances import InstanceType, Machine, place
 from trainforge.spec.contract import host_name
@@ -145,6 +148,24 @@ class LocalBackend:
             for pid, proc in list(self._children.items()):
                 if proc.poll() is not None:
                     del self._children[pid]
+
+    def adopt(self, job_name: str, attempt: int, count: int) -> dict[str, Any] | None:
+        """Find the job's supervisors by their command line (``... trainforge.runtime.supervisor
+        <root>/supervisor.json``), so a launch the server died in the middle of is not lost."""
+        job_dir = self.jobs_root / job_dir_name(job_name, attempt)
+        wanted = {str(job_dir / host_name(i) / CONFIG_FILE): host_name(i) for i in range(count)}
+        found: list[dict[str, Any]] = []
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            cmdline = proc.info.get("cmdline") or []
+            if SUPERVISOR_MODULE not in cmdline or not cmdline or cmdline[-1] not in wanted:
+                continue
+            pid = int(proc.info["pid"])
+            root = str(Path(cmdline[-1]).parent)
+            found.append({"host": wanted[cmdline[-1]], "pid": pid, "start_time": process_start_time(pid), "root": root})
+        if not found:
+            return None
+        found.sort(key=lambda h: host_sort_key(str(h["host"])))
+        return {"backend": self.name, "hosts": found}
 
     def hosts_alive(self, handle: dict[str, Any]) -> dict[str, bool]:
         """Whether each host's supervisor is alive (works across server restarts via /proc)."""

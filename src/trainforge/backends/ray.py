@@ -379,6 +379,23 @@ class RayBackend:
     def _job_of(handle: dict[str, Any]) -> str:
         return str(handle.get("job", ""))
 
+    def adopt(self, job_name: str, attempt: int, count: int) -> dict[str, Any] | None:
+        """Find the job's host actors by name (a launch the server died in the middle of)."""
+        hosts = [host_name(i) for i in range(count)]
+        try:
+            if not any(self._actor(self.actor_name(job_name, h)) is not None for h in hosts):
+                return None
+        except Exception:
+            log.warning("could not look up the Ray actors of %s", job_name, exc_info=True)
+            return None
+        return {
+            "backend": self.name,
+            "job": job_name,
+            "namespace": self.namespace,
+            "placement_group": self.group_name(job_name),
+            "hosts": [{"host": h, "actor": self.actor_name(job_name, h)} for h in hosts],
+        }
+
     def hosts_alive(self, handle: dict[str, Any]) -> dict[str, bool]:
         """Per host, whether its supervisor runs. An actor that is gone (killed, its node died) is not alive; one
         that does not answer in time is counted alive (unknown is not dead). When no host is alive, the job's

@@ -140,8 +140,10 @@ class Scheduler:
     def _reconcile(self, job: JobRecord, handle: dict[str, Any]) -> bool:
         """Act on one launched job; return whether it still holds resources."""
         if not handle.get("hosts"):
-            self._fail(job, "InternalServerError: the server stopped while launching this job; it never started")
-            return False
+            adopted = self._adopt(job, handle)
+            if adopted is None:
+                return False
+            handle = adopted
         if job.secondary_status == S.INTERRUPTED:
             return self._restart_when_clear(job, handle)
         alive = self.backend.hosts_alive(handle)
@@ -194,6 +196,22 @@ class Scheduler:
         if running:
             self._cancel(job, handle)
         return False
+
+    def _adopt(self, job: JobRecord, handle: dict[str, Any]) -> dict[str, Any] | None:
+        """A job whose launch the server died in the middle of (``Starting`` with no hosts recorded): take over
+        its supervisors when every host's runs, else stop what did start and put the job back to ``Pending``
+        to be launched again (its old token is replaced, so a straggler's reports are refused)."""
+        found = self.backend.adopt(job.name, job.attempt, job.instance_count)
+        if found is not None and len(found.get("hosts", [])) == job.instance_count:
+            adopted = {**handle, **found}
+            self.store.set_fields(job.name, backend_handle=json.dumps(adopted), heartbeat_time=time.time())
+            self._launched[job.name] = adopted
+            log.info("job %s: took over the supervisors of a launch the server died in", job.name)
+            return adopted
+        if found is not None:
+            self.backend.kill(found)
+        self._unclaim(job, "The server stopped while launching this job; launching it again")
+        return None
 
     def _restart_when_clear(self, job: JobRecord, handle: dict[str, Any]) -> bool:
         """Once every host of an interrupted attempt has exited (or after the stop grace period plus
@@ -376,8 +394,9 @@ def vanished_reason(handle: dict[str, Any], hosts: list[str], count: int) -> str
     pids = {str(h.get("host")): h.get("pid") for h in handle.get("hosts", [])}
     if count <= 1:
         return (
-            f"InternalServerError: the job's supervisor process (pid {', '.join(str(p) for p in pids.values())}) is "
-            "gone: it ended without reporting a final status (killed, or the machine restarted)"
+            f"InternalServerError: host {', '.join(hosts) or 'algo-1'}: the job's supervisor process "
+            f"(pid {', '.join(str(p) for p in pids.values())}) is gone: it ended without reporting a final status "
+            "(killed, or the machine restarted)"
         )
     named = ", ".join(f"{h} (pid {pids.get(h, '?')})" for h in hosts)
     return (
