@@ -24,6 +24,7 @@ import io
 import json
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -238,6 +239,18 @@ def server(home: Path, database_url: str | None) -> Iterator[tuple[str, str]]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        kill_supervisors_under(home)
+
+
+def kill_supervisors_under(home: Path) -> None:
+    """SIGKILL every supervisor whose job root is under ``home`` (one that launched before its stop was seen)."""
+    import psutil
+
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = p.info.get("cmdline") or []
+        if "trainforge.runtime.supervisor" in cmdline and cmdline[-1].startswith(str(home)):
+            with contextlib.suppress(OSError, psutil.Error):
+                os.kill(p.info["pid"], signal.SIGKILL)
 
 
 def occupy(home: Path, client: httpx.Client) -> None:
