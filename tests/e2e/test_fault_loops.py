@@ -27,6 +27,7 @@ from tests.support.faults import (
     all_events,
     lose_host,
     numbered_script,
+    release,
     script_job,
     supervisors,
     upload_source,
@@ -299,7 +300,9 @@ def test_sigkill_supervisors_at_random_moments_under_two_retries(team: Team) -> 
         name = f"supkill-{i:02d}"
         instances = 2 if i % 4 == 1 else 1
         host = f"algo-{rng.randint(1, instances)}"
-        script = numbered_script(SUP_LINES, sleep_s=0.08, checkpoint_every=10)
+        # Each script holds after its last line until released, so a host planned to be lost is lost while it runs,
+        # however slow the machine; a job is released once its planned losses are done.
+        script = numbered_script(SUP_LINES, sleep_s=0.08, checkpoint_every=10, hold=True)
         body = script_job(
             name, upload_source(team.srv.home, name, script), checkpoint=True, retries=RETRIES, instances=instances
         )
@@ -309,14 +312,17 @@ def test_sigkill_supervisors_at_random_moments_under_two_retries(team: Team) -> 
 
     killed: dict[str, list[int]] = {name: [] for name in plans}
     due_at: dict[int, float] = {}  # a supervisor running its code -> when to lose its host
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     checked = time.monotonic()
     while any(len(killed[n]) < lost for n, (lost, _, _) in plans.items()):
         now = time.monotonic()
         assert now < deadline, f"could not lose every planned host: {killed}"
         for sup in supervisors(team.srv.home):
             lost, host, _ = plans.get(sup.job, (0, "", 0))
-            if sup.host != host or len(killed[sup.job]) >= lost or not sup.code_running or sup.pid in killed[sup.job]:
+            if len(killed[sup.job]) >= lost:
+                release(sup)
+                continue
+            if sup.host != host or not sup.code_running or sup.pid in killed[sup.job]:
                 continue
             if now >= due_at.setdefault(sup.pid, now + rng.uniform(0, 1.2)):
                 lose_host(sup)
@@ -330,6 +336,13 @@ def test_sigkill_supervisors_at_random_moments_under_two_retries(team: Team) -> 
                         assert d["TrainingJobStatus"] not in TERMINAL, (name, len(killed[name]), lost, d)
         time.sleep(0.05)
 
+    while time.monotonic() < deadline:  # let every attempt still holding finish
+        holding = [sup for sup in supervisors(team.srv.home) if sup.job in plans]
+        if not holding:
+            break
+        for sup in holding:
+            release(sup)
+        time.sleep(0.2)
     described = wait_terminal(team, list(plans), timeout=120)
     problems = _retry_loop_problems(team, plans, described)
     assert not problems, f"seed {seed}: {len(problems)} problem(s):\n" + "\n".join(problems)

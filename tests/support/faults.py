@@ -3,6 +3,7 @@ logs read whole, and numbered-line scripts whose output can be checked exactly."
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -21,10 +22,13 @@ ROLE = "arn:aws:iam::000000000000:role/TrainforgeExecutionRole"
 BUCKET = "s3://trainforge-default"
 
 
-def numbered_script(lines: int, *, sleep_s: float, checkpoint_every: int = 0, fail: str | None = None) -> str:
+def numbered_script(
+    lines: int, *, sleep_s: float, checkpoint_every: int = 0, fail: str | None = None, hold: bool = False
+) -> str:
     """A ``train.py`` printing ``n=<i>`` for ``i`` in ``range(lines)`` (``sleep_s`` apart), writing
     ``/opt/ml/checkpoints/step.txt`` (and a file per checkpoint, ``ckpt-<i>.txt``) every ``checkpoint_every`` lines,
-    then ``done``; with ``fail`` it prints ``fail`` to stderr after the last line and exits 1."""
+    then ``done``; with ``fail`` it prints ``fail`` to stderr after the last line and exits 1. With ``hold`` it
+    waits after its last line until a file ``release`` appears in its own ``/opt/ml`` (see :func:`release`)."""
     parts = [
         "import os, sys, time",
         "ck = '/opt/ml/checkpoints'",
@@ -39,6 +43,12 @@ def numbered_script(lines: int, *, sleep_s: float, checkpoint_every: int = 0, fa
             "        open(os.path.join(ck, 'step.txt'), 'w').write(str(i))",
         ]
     parts.append(f"    time.sleep({sleep_s})")
+    if hold:
+        parts += [
+            "release = os.path.join(os.path.dirname(os.environ['SM_MODEL_DIR']), 'release')",
+            "while not os.path.exists(release):",
+            "    time.sleep(0.05)",
+        ]
     if fail is not None:
         parts += [f"print({fail!r}, file=sys.stderr, flush=True)", "sys.exit(1)"]
     else:
@@ -103,6 +113,14 @@ class Supervisor:
     pid: int
     attempt: int = 1
     code_running: bool = False
+    root: Path | None = None
+
+
+def release(sup: Supervisor) -> None:
+    """Let a ``hold`` script of this supervisor's host finish (a file in its job root's ``opt/ml``)."""
+    if sup.root is not None:
+        with contextlib.suppress(OSError):
+            (sup.root / "opt" / "ml" / "release").touch()
 
 
 def _processes() -> list[tuple[int, int, list[bytes]]]:
@@ -133,7 +151,7 @@ def supervisors(home: Path) -> list[Supervisor]:
             cfg = configs.get(arg)
             if cfg is not None:
                 job, _, attempt = cfg.parent.parent.name.partition(".attempt-")  # a retry's root: <job>.attempt-N
-                found.append(Supervisor(job, cfg.parent.name, pid, int(attempt or 1), sid in code_sessions))
+                found.append(Supervisor(job, cfg.parent.name, pid, int(attempt or 1), sid in code_sessions, cfg.parent))
                 break
     return found
 

@@ -187,25 +187,32 @@ class JobStore:
         allowed = set(allowed_predecessors(target))
         if expected_from is not None:
             allowed &= {SecondaryStatus(s) for s in expected_from}
-        t = time.time() if now is None else now
-        values: dict[str, Any] = {
-            "status": PRIMARY_OF[target].value,
-            "secondary_status": target.value,
-            "status_message": message,
-            "last_modified_time": t,
-            **dict(set_fields or {}),
-        }
-        if failure_reason is not None:
-            values["failure_reason"] = failure_reason[:1024]
-        if target in _START_STATUSES:
-            values["training_start_time"] = func.coalesce(jobs.c.training_start_time, t)
-        if target in TERMINAL:
-            values["training_end_time"] = t
-            values["training_start_time"] = func.coalesce(jobs.c.training_start_time, t)
         with self.engine.begin() as conn:
-            job_id = conn.execute(select(jobs.c.id).where(jobs.c.name == name)).scalar()
+            # The job's row is locked before the time is read, so concurrent transitions of one job get times in
+            # the order they commit (a history's steps never end before they start).
+            job_id = conn.execute(select(jobs.c.id).where(jobs.c.name == name).with_for_update()).scalar()
             if job_id is None:
                 raise job_not_found(name)
+            t = time.time() if now is None else now
+            last = conn.execute(
+                select(func.max(transitions.c.start_time)).where(transitions.c.job_id == job_id)
+            ).scalar()
+            if last is not None and t < last:
+                t = float(last)
+            values: dict[str, Any] = {
+                "status": PRIMARY_OF[target].value,
+                "secondary_status": target.value,
+                "status_message": message,
+                "last_modified_time": t,
+                **dict(set_fields or {}),
+            }
+            if failure_reason is not None:
+                values["failure_reason"] = failure_reason[:1024]
+            if target in _START_STATUSES:
+                values["training_start_time"] = func.coalesce(jobs.c.training_start_time, t)
+            if target in TERMINAL:
+                values["training_end_time"] = t
+                values["training_start_time"] = func.coalesce(jobs.c.training_start_time, t)
             stmt = update(jobs).where(
                 jobs.c.id == job_id, jobs.c.secondary_status.in_(sorted(s.value for s in allowed))
             )
