@@ -333,7 +333,11 @@ def test_sigkill_supervisors_at_random_moments_under_two_retries(team: Team) -> 
                 for name, (lost, _, _) in plans.items():
                     if len(killed[name]) < lost:
                         d = c.get(f"/v1/training-jobs/{name}").json()
-                        assert d["TrainingJobStatus"] not in TERMINAL, (name, len(killed[name]), lost, d)
+                        assert d["TrainingJobStatus"] not in TERMINAL, (
+                            f"seed {seed}: {name} ended {d['TrainingJobStatus']} after {len(killed[name])} of its "
+                            f"{lost} planned host losses: {d.get('FailureReason')} "
+                            f"{[(t['Status'], t.get('StatusMessage')) for t in d['SecondaryStatusTransitions']]}"
+                        )
         time.sleep(0.05)
 
     while time.monotonic() < deadline:  # let every attempt still holding finish
