@@ -16,7 +16,7 @@ import pytest
 
 import trainforge
 from tests.support.s3 import S3Server
-from tests.support.server import ServerProcess, kill_supervisors
+from tests.support.server import ServerProcess, kill_supervisors, running_server
 from trainforge.estimator import Estimator
 from trainforge.settings import Settings
 from trainforge.storage import LocalObjectStore
@@ -78,12 +78,8 @@ def log_text(session: trainforge.Session, name: str) -> str:
 def local_srv(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path) -> Iterator[ServerProcess]:
     home = tmp_path_factory.mktemp("enc") / "home"
     env = {"TRAINFORGE_STOP_GRACE_SECONDS": "5", "TRAINFORGE_ENVS_DIR": str(envs_dir)}
-    srv = ServerProcess(home, extra_env=env).start()
-    try:
+    with running_server(home, env) as srv:
         yield srv
-    finally:
-        srv.kill()
-        kill_supervisors(home)
 
 
 def test_local_objects_written_with_a_key_are_unreadable_on_disk_and_read_back_through_the_server(

@@ -21,7 +21,7 @@ import pytest
 
 import trainforge
 from tests.support.estimators import script_estimator
-from tests.support.server import ServerProcess, kill_supervisors
+from tests.support.server import ServerProcess, running_server
 from tests.support.wait import wait_for
 from trainforge.server.console.session import COOKIE
 from trainforge.settings import Settings
@@ -32,12 +32,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path) -> Iterator
     """One server for the module; tests SIGKILL and restart it (on the same home, port and database)."""
     home = tmp_path_factory.mktemp("restart") / "tfhome"
     env = {"TRAINFORGE_STOP_GRACE_SECONDS": "5", "TRAINFORGE_ENVS_DIR": str(envs_dir)}
-    srv = ServerProcess(home, extra_env=env).start()
-    try:
+    with running_server(home, env) as srv:
         yield srv
-    finally:
-        srv.kill()
-        kill_supervisors(home)
 
 
 def restart(server: ServerProcess) -> trainforge.Session:

@@ -23,7 +23,7 @@ import pytest
 
 import trainforge
 from tests.support.estimators import script_estimator
-from tests.support.server import ServerProcess, kill_supervisors
+from tests.support.server import ServerProcess, running_server
 from tests.support.wait import wait_for
 from trainforge.backends.local import LocalBackend
 from trainforge.errors import UnexpectedStatusError
@@ -66,12 +66,8 @@ def retry_server(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path) -> It
     """One server for the module (stop grace 5 s)."""
     home = tmp_path_factory.mktemp("retries") / "tfhome"
     env = {"TRAINFORGE_STOP_GRACE_SECONDS": "5", "TRAINFORGE_ENVS_DIR": str(envs_dir)}
-    srv = ServerProcess(home, extra_env=env).start()
-    try:
+    with running_server(home, env) as srv:
         yield srv
-    finally:
-        srv.kill()
-        kill_supervisors(home)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 import trainforge
 from tests.support.estimators import script_estimator
-from tests.support.server import ServerProcess, kill_supervisors
+from tests.support.server import ServerProcess, kill_supervisors, running_server
 from tests.support.wait import wait_for
 from trainforge.errors import ValidationError
 from trainforge.inputs import TrainingInput
@@ -35,12 +35,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path) -> Iterator
         "TRAINFORGE_LOCAL_MEMORY_GIB": "1",
         "TRAINFORGE_STOP_GRACE_SECONDS": "5",
     }
-    srv = ServerProcess(home, extra_env=env).start()
-    try:
+    with running_server(home, env) as srv:
         yield srv
-    finally:
-        srv.kill()
-        kill_supervisors(home)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 
 import trainforge
 from tests.support.estimators import script_estimator
-from tests.support.server import ServerProcess, kill_supervisors
+from tests.support.server import ServerProcess, running_server
 from tests.support.wait import wait_for
 from trainforge.settings import Settings
 
@@ -58,12 +58,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path) -> Iterator
     the tests SIGKILL and restart it on the same home."""
     home = tmp_path_factory.mktemp("tfhome")
     env = {"TRAINFORGE_STOP_GRACE_SECONDS": "5", "TRAINFORGE_ENVS_DIR": str(envs_dir), "TRAINFORGE_SANDBOX": "off"}
-    srv = ServerProcess(home, extra_env=env).start()
-    try:
+    with running_server(home, env) as srv:
         yield srv
-    finally:
-        srv.kill()
-        kill_supervisors(home)
 
 
 def _session(server: ServerProcess) -> trainforge.Session:

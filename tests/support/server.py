@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,3 +104,14 @@ def kill_supervisors(home: Path) -> None:
                         os.killpg(int(proc.name), signal.SIGKILL)
         except OSError:
             continue
+
+
+@contextmanager
+def running_server(home: Path, env: dict[str, str]) -> Iterator[ServerProcess]:
+    """A started server on ``home`` with ``env``; at the end it is SIGKILLed and its jobs' supervisors too."""
+    srv = ServerProcess(home, extra_env=env).start()
+    try:
+        yield srv
+    finally:
+        srv.kill()
+        kill_supervisors(home)
