@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 import trainforge
+from tests.e2e.test_resilience import all_lines
 from tests.support.estimators import script_estimator
 from tests.support.server import ServerProcess, running_server
 from tests.support.wait import wait_for
@@ -64,17 +65,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path) -> Iterator
 
 def _session(server: ServerProcess) -> trainforge.Session:
     return trainforge.Session(settings=Settings(home=server.home))
-
-
-def _lines(session: trainforge.Session, name: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    cursor = 0
-    while True:
-        page = session.client.logs(name, cursor=cursor, limit=10000)
-        if not page["events"]:
-            return events
-        events.extend(page["events"])
-        cursor = page["next_cursor"]
 
 
 def _supervisor(root: Path) -> psutil.Process:
@@ -133,7 +123,7 @@ def test_a_long_outage_under_a_chatty_job_keeps_memory_bounded_and_loses_no_line
         interval=0.5,
         what="the job to complete after the outage",
     )
-    events = _lines(session, name)
+    events = all_lines(session, name)
     assert _numbered(events) == [f"line {i} {PAD}" for i in range(CHATTY_LINES)]
     seqs = [e["seq"] for e in events]
     assert seqs == list(range(len(seqs)))
@@ -183,7 +173,7 @@ def test_a_supervisor_killed_while_the_server_is_down_loses_no_spooled_line(
     assert "supervisor" in described["FailureReason"]
     history = " ".join(t.get("StatusMessage", "") for t in described["SecondaryStatusTransitions"])
     assert "algo-1" in described["FailureReason"] + history
-    stored = _numbered(_lines(session, name))
+    stored = _numbered(all_lines(session, name))
     assert stored == [f"line {i}" for i in range(len(stored))]  # in order, each once
     assert len(stored) >= len(mirrored) > 3000  # every line the supervisor had taken in
     wait_for(lambda: not code.is_running() or code.status() == psutil.STATUS_ZOMBIE, what="the orphaned code to die")
