@@ -18,6 +18,7 @@ from tests.support.estimators import script_estimator
 from tests.support.s3 import S3Server
 from tests.support.server import ServerProcess, kill_supervisors
 from tests.support.wait import wait_for
+from trainforge.errors import NotFoundError
 from trainforge.settings import Settings
 from trainforge.storage import ObjectStore
 
@@ -102,7 +103,13 @@ def ckpt_session(
 def stored(store: ObjectStore, uri: str) -> dict[str, bytes]:
     """The objects under ``uri`` by relative key, with their content."""
     prefix = uri.rstrip("/") + "/"
-    return {o.uri[len(prefix) :]: store.get_bytes(o.uri) for o in store.list(prefix)}
+    found: dict[str, bytes] = {}
+    for o in store.list(prefix):
+        try:
+            found[o.uri[len(prefix) :]] = store.get_bytes(o.uri)
+        except NotFoundError:  # deleted by the sync between the listing and the read: not stored
+            continue
+    return found
 
 
 def local_files(root: Path) -> dict[str, bytes]:
