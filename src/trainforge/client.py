@@ -301,6 +301,34 @@ class TrainforgeClient:
         """
         return self._request(method, path, params=params, json_body=json_body)
 
+    def request_raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        """Send ``content`` as the raw body of one request and return the response (status < 400).
+
+        For routes whose bodies are not JSON (endpoint invocations). Raises the :mod:`trainforge.errors` class the
+        server's error body names, or :class:`~trainforge.errors.ServerUnavailableError`.
+        """
+        try:
+            response = self._http.request(
+                method,
+                path,
+                content=content,
+                headers=dict(headers or {}),
+                timeout=timeout if timeout is not None else self._http.timeout,
+            )
+        except httpx.TransportError as exc:
+            raise transport_error(self.base_url, exc, server_cert=self.server_cert) from None
+        if response.status_code >= 400:
+            raise self._error(response)
+        return response
+
     @staticmethod
     def _job_path(name: str, suffix: str = "") -> str:
         return f"/v1/training-jobs/{quote(name, safe='')}{suffix}"

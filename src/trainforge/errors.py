@@ -119,6 +119,16 @@ class UnexpectedStatusError(TrainforgeError):
         self.failure_reason = failure_reason
 
 
+class ModelError(TrainforgeError):
+    """An endpoint's model answered an invocation with an error (SageMaker's ``ModelError``).
+
+    ``details`` carries ``OriginalStatusCode`` (what the serving process answered) and ``OriginalMessage``.
+    """
+
+    code = "ModelError"
+    http_status = 424
+
+
 _BY_CODE: dict[str, type[TrainforgeError]] = {
     cls.code: cls
     for cls in (
@@ -133,6 +143,7 @@ _BY_CODE: dict[str, type[TrainforgeError]] = {
         BackendError,
         ServerUnavailableError,
         UnexpectedStatusError,
+        ModelError,
     )
 }
 

@@ -43,6 +43,8 @@ class LaunchRequest:
     memory_limit_gib: float | None = None
     ca_bundle_pem: str | None = None
     attempt: int = 1
+    kind: str = "training"
+    """``training``, ``endpoint`` or ``transform`` (see :attr:`SupervisorConfig.kind`)."""
 
     def host_config(
         self,
@@ -79,6 +81,7 @@ class LaunchRequest:
             memory_limit_gib=self.memory_limit_gib,
             ca_bundle_pem=self.ca_bundle_pem,
             attempt=self.attempt,
+            kind="endpoint" if self.kind == "endpoint" else "transform" if self.kind == "transform" else "training",
             instance=InstanceInfo(
                 type=inst.name,
                 vcpus=inst.vcpus,

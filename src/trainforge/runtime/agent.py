@@ -193,8 +193,10 @@ class AgentClient:
         host: str,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        prefix: str = AGENT_PREFIX,
     ) -> None:
         self.locator = locator
+        self.prefix = prefix
         self.job_name = job_name
         self.host = host
         self._http = httpx.Client(
@@ -209,7 +211,7 @@ class AgentClient:
         self._http.close()
 
     def _url(self, route: str) -> str:
-        return f"{self.locator.url}{AGENT_PREFIX}/{self.job_name}/{route}"
+        return f"{self.locator.url}{self.prefix}/{self.job_name}/{route}"
 
     def send(self, route: str, body: dict[str, Any], *, timeout: float | None = None) -> AgentReply:
         """POST ``body`` to ``route`` once and classify the outcome; never raises for network errors."""

@@ -94,6 +94,9 @@ class SupervisorConfig(_Model):
     attempt: int = Field(default=1, ge=1)
     """Which run of the job this is: 1, then 2, 3, ... as ``RetryStrategy`` re-runs a job whose host was lost. Its
     ``agent_token`` is valid for this attempt only."""
+    kind: Literal["training", "endpoint", "transform"] = "training"
+    """What the supervisor runs: a training job's host, one instance of an endpoint, or one instance of a batch
+    transform job. For the last two ``spec`` is a serving launch (:mod:`trainforge.runtime.serving.spec`)."""
 
 
 class SupervisorResult(_Model):

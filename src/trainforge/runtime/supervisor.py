@@ -951,6 +951,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         log.error("%s", exc.message)
         return 2
+    if cfg.kind != "training":
+        from trainforge.runtime.serving.supervisor import run_serving
+
+        return run_serving(cfg, path.resolve().parent)
     if resuming:
         return resume(cfg, path.resolve().parent)
     rc = Supervisor(cfg, path.resolve().parent).run()

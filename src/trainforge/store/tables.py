@@ -175,3 +175,119 @@ console_nonces = Table(
     Column("expires_time", Float, nullable=False),  # after this the nonce is refused anyway and may be forgotten
     Index("ix_console_nonces_expires", "expires_time"),
 )
+
+# -- inference: models, endpoint configs, endpoints, batch transform jobs (migration 0006) ------------------
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("arn", String(256), nullable=False),
+    Column("spec", Text, nullable=False),  # the CreateModel request as JSON
+    Column("training_job_name", String(63), nullable=True),  # the job whose model.tar.gz it serves, if any
+    Column("created_by", String(64), nullable=True),
+    Column("role_json", Text, nullable=True),  # the role resolved at create: {"name", "read": [...], "write": [...]}
+    Column("creation_time", Float, nullable=False),
+    Index("ix_models_creation_time", "creation_time"),
+)
+
+endpoint_configs = Table(
+    "endpoint_configs",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("arn", String(256), nullable=False),
+    Column("spec", Text, nullable=False),  # the CreateEndpointConfig request as JSON
+    Column("created_by", String(64), nullable=True),
+    Column("creation_time", Float, nullable=False),
+)
+
+endpoints = Table(
+    "endpoints",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("arn", String(256), nullable=False),
+    Column("config_name", String(63), nullable=False),  # the config it serves (or is updating to)
+    # What it serves, resolved when created or updated: {"EndpointConfig": {...}, "Models": {name: DescribeModel}}
+    Column("spec", Text, nullable=False),
+    Column("status", String(32), nullable=False),  # Creating|InService|Updating|SystemUpdating|Deleting|Failed
+    Column("failure_reason", Text, nullable=True),
+    Column("creation_time", Float, nullable=False),
+    Column("last_modified_time", Float, nullable=False),
+    Column("created_by", String(64), nullable=True),
+    Column("role_json", Text, nullable=True),
+    Column("backend", String(32), nullable=True),
+    Column("backend_handle", Text, nullable=True),  # the current launch's handle
+    Column("agent_token_hash", String(128), nullable=True),  # the current launch's token
+    Column("attempt", Integer, nullable=False, server_default="1"),  # the launch generation (relaunch, update)
+    Column("log_owner", String(160), nullable=False),  # inference_log_lines.owner of this endpoint's life
+    Index("ix_endpoints_status", "status"),
+)
+
+endpoint_instances = Table(
+    "endpoint_instances",
+    metadata,
+    Column("endpoint_id", _Id, ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("host", String(64), primary_key=True),
+    Column("status", String(32), nullable=False),  # Pending|InService|Failed|Stopped, as its supervisor reported
+    Column("address", String(255), nullable=True),  # http://<ip>:<port> of its serving process once InService
+    Column("failure_reason", Text, nullable=True),
+    Column("heartbeat_time", Float, nullable=True),
+    Column("updated_time", Float, nullable=False),
+)
+
+transform_jobs = Table(
+    "transform_jobs",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("arn", String(256), nullable=False),
+    Column("spec", Text, nullable=False),  # the CreateTransformJob request as JSON
+    Column("model_spec", Text, nullable=False),  # DescribeModel of its model at submit (the model may be deleted)
+    Column("status", String(32), nullable=False),  # InProgress|Completed|Failed|Stopping|Stopped
+    Column("failure_reason", Text, nullable=True),
+    Column("creation_time", Float, nullable=False),
+    Column("last_modified_time", Float, nullable=False),
+    Column("transform_start_time", Float, nullable=True),
+    Column("transform_end_time", Float, nullable=True),
+    Column("stop_requested", String(32), nullable=True),
+    Column("created_by", String(64), nullable=True),
+    Column("role_json", Text, nullable=True),
+    Column("backend", String(32), nullable=True),
+    Column("backend_handle", Text, nullable=True),
+    Column("agent_token_hash", String(128), nullable=True),
+    Column("heartbeat_time", Float, nullable=True),
+    Column("attempt", Integer, nullable=False, server_default="1"),
+    Index("ix_transform_jobs_status", "status"),
+    Index("ix_transform_jobs_creation_time", "creation_time"),
+)
+
+inference_log_lines = Table(
+    "inference_log_lines",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    # "endpoint/<name>/<creation ms>" or "transform/<name>": kept after the endpoint or job record is gone
+    Column("owner", String(160), nullable=False),
+    Column("attempt", Integer, nullable=False, server_default="1"),
+    Column("host", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("timestamp", Float, nullable=False),
+    Column("stream", String(8), nullable=False),
+    Column("message", Text, nullable=False),
+    UniqueConstraint("owner", "attempt", "host", "seq", name="uq_inference_log_lines_owner_attempt_host_seq"),
+    Index("ix_inference_log_lines_owner", "owner", "id"),
+)
+
+endpoint_metric_points = Table(
+    "endpoint_metric_points",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("owner", String(160), nullable=False),  # the endpoint life's log owner
+    Column("name", String(64), nullable=False),  # Invocations, Invocation4XXErrors, ModelLatency, ...
+    Column("value", Float, nullable=False),
+    Column("timestamp", Float, nullable=False),
+    Index("ix_endpoint_metric_points_owner", "owner", "name", "timestamp"),
+)
