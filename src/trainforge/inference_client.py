@@ -194,9 +194,7 @@ def list_transform_jobs(client: TrainforgeClient, *, status: str | None = None) 
     """``GET /v1/transform-jobs``: ``{"TransformJobSummaries": [{"TransformJobName", "TransformJobArn",
     "TransformJobStatus", "CreationTime", "TransformEndTime", "FailureReason"}]}``, newest first."""
     params = {"StatusEquals": status} if status else None
-    jobs: list[dict[str, Any]] = client.request("GET", TRANSFORM_JOBS, params=params).get(
-        "TransformJobSummaries", []
-    )
+    jobs: list[dict[str, Any]] = client.request("GET", TRANSFORM_JOBS, params=params).get("TransformJobSummaries", [])
     return jobs
 
 

@@ -103,9 +103,7 @@ def upgrade() -> None:
         sa.Column("timestamp", sa.Float, nullable=False),
         sa.Column("stream", sa.String(8), nullable=False),
         sa.Column("message", sa.Text, nullable=False),
-        sa.UniqueConstraint(
-            "owner", "attempt", "host", "seq", name="uq_inference_log_lines_owner_attempt_host_seq"
-        ),
+        sa.UniqueConstraint("owner", "attempt", "host", "seq", name="uq_inference_log_lines_owner_attempt_host_seq"),
     )
     op.create_index("ix_inference_log_lines_owner", "inference_log_lines", ["owner", "id"])
     op.create_table(
