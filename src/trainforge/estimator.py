@@ -18,16 +18,20 @@ from trainforge.admin_client import AdminClient
 from trainforge.analytics import TrainingJobAnalytics
 from trainforge.errors import ValidationError
 from trainforge.fw_utils import UploadedCode, git_clone_repo, tar_and_upload_dir, validate_source_code
-from trainforge.job import FitInputs, TrainingJob, format_inputs_to_input_config
+from trainforge.job import TrainingJob
 from trainforge.session import Session, get_execution_role
 from trainforge.spec import images
 from trainforge.spec.contract import model_artifacts_uri
 from trainforge.spec.names import base_from_name, base_name_from_image, name_from_base
 from trainforge.storage import parse_s3_uri, s3_join
 from trainforge.train_request import (
+    Channels,
+    FitInputs,
+    TrainingJobSettings,
     build_train_request,
     json_encode_hyperparameters,
     str_encode_hyperparameters,
+    training_channels,
 )
 
 logger = logging.getLogger("trainforge")
@@ -406,11 +410,69 @@ class EstimatorBase:
             return get_execution_role(self.sagemaker_session)
         return self.role if "/" in self.role else self.sagemaker_session.expand_role(self.role)
 
+    def _training_settings(self) -> TrainingJobSettings:
+        """The prepared job's settings as plain values (``_prepare_for_training`` must have run).
+
+        Raises:
+            ValidationError: The job is not prepared (field ``job_name``).
+        """
+        if not self._current_job_name or self.output_path is None:
+            raise ValidationError("job_name: the job is not prepared; call fit()", field="job_name")
+        isolated = self.enable_network_isolation()
+        return TrainingJobSettings(
+            job_name=self._current_job_name,
+            role_arn=self._role_arn(),
+            image_uri=self.training_image_uri(),
+            output_path=self.output_path,
+            input_mode=self.input_mode,
+            instance_count=self.instance_count,
+            instance_type=self.instance_type,
+            instance_groups=self.instance_groups,
+            volume_size=self.volume_size,
+            volume_kms_key=self.volume_kms_key,
+            keep_alive_period_in_seconds=self.keep_alive_period_in_seconds,
+            training_plan=self.training_plan,
+            instance_placement_config=self.instance_placement_config,
+            max_run=self.max_run,
+            max_wait=self.max_wait,
+            output_kms_key=self.output_kms_key,
+            disable_output_compression=self.disable_output_compression,
+            hyperparameters=self.hyperparameters(),
+            metric_definitions=self.metric_definitions,
+            enable_sagemaker_metrics=self.enable_sagemaker_metrics,
+            container_entry_point=self.container_entry_point,
+            container_arguments=self.container_arguments,
+            training_repository_access_mode=self.training_repository_access_mode,
+            training_repository_credentials_provider_arn=self.training_repository_credentials_provider_arn,
+            model_uri=self.model_uri,
+            model_channel_name=self.model_channel_name,
+            code_channel_uri=self.uploaded_code.s3_prefix if isolated and self.uploaded_code else None,
+            subnets=self.subnets,
+            security_group_ids=self.security_group_ids,
+            tags=self.tags,
+            use_spot_instances=self.use_spot_instances,
+            enable_network_isolation=isolated,
+            encrypt_inter_container_traffic=self.encrypt_inter_container_traffic,
+            checkpoint_s3_uri=self.checkpoint_s3_uri,
+            checkpoint_local_path=self.checkpoint_local_path,
+            environment=self.environment,
+            max_retry_attempts=self.max_retry_attempts,
+            debugger_hook_config=self.debugger_hook_config,
+            rules=self.rules,
+            tensorboard_output_config=self.tensorboard_output_config,
+            profiler_config=self.profiler_config,
+            disable_profiler=self.disable_profiler,
+            enable_remote_debug=self.enable_remote_debug,
+            enable_infra_check=self.enable_infra_check,
+            enable_session_tag_chaining=self.enable_session_tag_chaining,
+        )
+
     def _get_train_request(
-        self, inputs: FitInputs, experiment_config: Mapping[str, Any] | None = None
+        self, inputs: FitInputs | Channels, experiment_config: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """The CreateTrainingJob request of the prepared job (see :func:`build_train_request`)."""
-        return build_train_request(self, inputs, experiment_config, role_arn=self._role_arn())
+        channels = inputs if isinstance(inputs, Channels) else training_channels(inputs)
+        return build_train_request(self._training_settings(), channels, experiment_config)
 
     # -- running ------------------------------------------------------------------------------------------
 
@@ -438,9 +500,10 @@ class EstimatorBase:
             ConflictError: ``job_name`` is taken.
             UnexpectedStatusError: ``wait`` and the job Failed; the message carries the FailureReason.
         """
-        format_inputs_to_input_config(inputs)
+        channels = training_channels(inputs)  # checked before any code is uploaded
         self._prepare_for_training(job_name=job_name)
-        self.latest_training_job = TrainingJob.start_new(self, inputs, experiment_config)
+        request = self._get_train_request(channels, experiment_config)
+        self.latest_training_job = TrainingJob.start_new(self.sagemaker_session, request)
         self.jobs.append(self.latest_training_job)
         if wait:
             self.latest_training_job.wait(logs=logs)
@@ -459,7 +522,12 @@ class EstimatorBase:
         """URI of the model artifacts: the job's ``ModelArtifacts.S3ModelArtifacts``.
 
         With ``disable_output_compression`` it is an ``S3DataSource`` dict of the uncompressed prefix.
-        Before any job it is the URI the next job's ``model.tar.gz`` would have.
+        Before any job (as SageMaker) a warning is logged and the URI the next job's ``model.tar.gz`` would have
+        is returned, when the output path and job name are already known.
+
+        Raises:
+            ValidationError: No job was started and the job's name or output path is not known yet (field
+                ``model_data``): call ``fit()`` first.
         """
         if self.latest_training_job is not None:
             details = self.sagemaker_session.client.describe_training_job(self.latest_training_job.name)
@@ -474,8 +542,14 @@ class EstimatorBase:
                     "CompressionType": "None",
                 }
             }
+        if not self.output_path or not self._current_job_name:
+            raise ValidationError(
+                "model_data: this estimator has no training job yet, so its model artifacts have no location; "
+                "call fit() first (or pass model_data= to a Model)",
+                field="model_data",
+            )
         logger.warning("No finished training job found associated with this estimator.")
-        return model_artifacts_uri(self.output_path or "", self._current_job_name or "")
+        return model_artifacts_uri(self.output_path, self._current_job_name)
 
     @property
     def training_job_analytics(self) -> TrainingJobAnalytics:

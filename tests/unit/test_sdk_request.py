@@ -423,3 +423,112 @@ def test_framework_attach_parameters_decode_the_job() -> None:
     generic = Estimator._prepare_init_params_from_job_description(_described({"eta": "0.2"}, "img:1"))
     assert generic["hyperparameters"] == {"eta": "0.2"} and generic["image_uri"] == "img:1"
     assert issubclass(SKLearn, Framework)
+
+
+def test_model_data_before_fit_without_a_job_name_says_to_call_fit(tmp_path: Path) -> None:
+    est = Estimator(
+        "img:1", role=SM_ROLE, instance_type="local", instance_count=1, sagemaker_session=offline_session(tmp_path)
+    )
+    with pytest.raises(ValidationError, match=r"model_data: .*call fit\(\) first") as caught:
+        _ = est.model_data
+    assert caught.value.field == "model_data"
+    with_output = Estimator(
+        "img:1",
+        role=SM_ROLE,
+        instance_type="local",
+        instance_count=1,
+        output_path="s3://b/out",
+        sagemaker_session=offline_session(tmp_path),
+    )
+    with pytest.raises(ValidationError, match="call fit"):
+        _ = with_output.model_data
+
+
+# -- one pure request-building step ---------------------------------------------------------------------
+
+SDK_MODULES = (
+    "trainforge.train_request",
+    "trainforge.job",
+    "trainforge.estimator",
+    "trainforge.session",
+    "trainforge.sklearn.estimator",
+    "trainforge.xgboost.estimator",
+    "trainforge.pytorch.estimator",
+)
+REQUEST_BUILDERS = ("trainforge.train_request",)
+
+
+def _module_level_imports(module: str) -> set[str]:
+    """The ``trainforge.*`` modules ``module`` imports at module level, ``if TYPE_CHECKING:`` blocks included
+    (a circle of type-only imports is still a circle); imports inside functions are not counted."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin is not None, module
+    tree = ast.parse(Path(spec.origin).read_text())
+    found: set[str] = set()
+    statements = list(tree.body)
+    for node in tree.body:
+        if isinstance(node, ast.If):
+            statements.extend(node.body)
+    for node in statements:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("trainforge"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("trainforge"))
+    return found
+
+
+def test_request_builders_import_no_estimator_job_or_session() -> None:
+    for builder in REQUEST_BUILDERS:
+        imported = _module_level_imports(builder)
+        assert imported <= {"trainforge.errors", "trainforge.inputs", "trainforge.spec.names"}, (builder, imported)
+
+
+def test_sdk_modules_import_alone_and_without_cycles() -> None:
+    import subprocess
+    import sys
+
+    graph = {module: _module_level_imports(module) for module in SDK_MODULES}
+
+    def reachable(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = list(graph[start])
+        while todo:
+            module = todo.pop()
+            if module not in seen:
+                seen.add(module)
+                todo.extend(graph.get(module, set()))
+        return seen
+
+    cyclic = [module for module in SDK_MODULES if module in reachable(module)]
+    assert cyclic == []
+    for module in SDK_MODULES:
+        result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+        assert result.returncode == 0, (module, result.stderr[-2000:])
+
+
+def test_fit_formats_inputs_once_and_submits_the_built_request(tmp_path: Path) -> None:
+    """``_get_train_request`` accepts the already formatted channels and builds the same request from them."""
+    from trainforge.train_request import build_train_request, training_channels
+
+    est = Estimator(
+        "img:1",
+        role=SM_ROLE,
+        instance_type="local",
+        instance_count=1,
+        model_uri="s3://b/model.tar.gz",
+        sagemaker_session=offline_session(tmp_path),
+    )
+    est._prepare_for_training(job_name="once")
+    inputs = {"train": TrainingInput("s3://b/train", input_mode="FastFile")}
+    channels = training_channels(inputs)
+    assert est._get_train_request(channels) == est._get_train_request(inputs)
+    settings = est._training_settings()
+    request = build_train_request(settings, channels)
+    assert request == est._get_train_request(inputs)
+    assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["train", "model"]
+    assert channels.config is not None and [c["ChannelName"] for c in channels.config] == ["train"]  # not mutated
+    single = training_channels(TrainingInput("s3://b/p", input_mode="Pipe"))
+    assert build_train_request(settings, single)["AlgorithmSpecification"]["TrainingInputMode"] == "Pipe"
