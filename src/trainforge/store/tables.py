@@ -265,6 +265,18 @@ transform_jobs = Table(
     Index("ix_transform_jobs_creation_time", "creation_time"),
 )
 
+transform_instances = Table(
+    "transform_instances",
+    metadata,
+    Column("job_id", _Id, ForeignKey("transform_jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("host", String(64), primary_key=True),
+    Column("status", String(32), nullable=False),  # InProgress|Completed|Failed|Stopped, as its supervisor reported
+    Column("message", Text, nullable=True),
+    Column("failure_reason", Text, nullable=True),
+    Column("updated_time", Float, nullable=False),
+)  # migration 0007
+
 inference_log_lines = Table(
     "inference_log_lines",
     metadata,
