@@ -27,6 +27,7 @@ from trainforge.errors import CapacityError, ConflictError, TrainforgeError
 from trainforge.scheduler.gpus import allocate, gpus_needed, held_gpus, image_accelerator
 from trainforge.scheduler.instances import Machine, Placement, lookup, memory_limit_gib, place
 from trainforge.scheduler.salvage import salvage_spools
+from trainforge.scheduler.transforms import TransformReconciler
 from trainforge.server.tls import supervisor_ca_pem
 from trainforge.service.agent import hash_token
 from trainforge.service.remote_keys import job_key
@@ -61,6 +62,7 @@ class Scheduler:
     _retry_at: dict[str, float] = field(default_factory=dict)  # jobs a cluster had no room for: next try
     _launched: dict[str, dict[str, Any]] = field(default_factory=dict)  # active launched jobs: their handles
     _ended: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)  # to release: handle, deadline
+    transforms: TransformReconciler | None = None  # batch transform jobs, reconciled in each pass
 
     @property
     def capacity_vcpus(self) -> float:
@@ -108,6 +110,8 @@ class Scheduler:
             if self._reconcile(job, handle):
                 used += self._vcpus(job)
                 gpus |= held_gpus(handle)
+        if self.transforms is not None:
+            used += self.transforms.run_once(used)
         for job in waiting:
             used += self._try_start(job, used, gpus)
         self._release_ended({job.name for job in active})

@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from trainforge.backends import open_backend
 from trainforge.scheduler.instances import this_machine
 from trainforge.scheduler.loop import Scheduler
+from trainforge.scheduler.transforms import TransformReconciler
 from trainforge.server import (
     console,
     routes_agent,
@@ -20,6 +21,7 @@ from trainforge.server import (
     routes_metrics,
     routes_remote,
     routes_roles,
+    routes_transforms,
     routes_users,
 )
 from trainforge.server import errors as error_handlers
@@ -172,4 +174,8 @@ def create_app(
     app.include_router(routes_users.router)
     routes_roles.install(app, roles=roles)
     console.install(app)
+    routes_transforms.install(app, settings=settings, machine=machine, backend=backend, wake=jobs.wake)
+    scheduler.transforms = TransformReconciler(
+        app.state.transforms.store, backend, settings, machine, scheduler.server_url, supervisor_storage, jobs.wake
+    )
     return app

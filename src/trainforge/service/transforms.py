@@ -12,17 +12,17 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-
 from trainforge.backends.base import Backend
 from trainforge.errors import CapacityError, ConflictError, ValidationError
 from trainforge.scheduler.instances import Machine, hosting_instance_type
+from trainforge.service.models import describe_model, visible
 from trainforge.service.principal import ADMIN_USER, Principal
 from trainforge.settings import Settings
+from trainforge.spec.endpoints import model_not_found_message
 from trainforge.spec.transforms import TransformJobStatus, parse_create_transform_request
+from trainforge.store.inference import ModelStore
 from trainforge.store.inference_logs import InferenceLogStore, transform_log_owner
 from trainforge.store.records import LogRecord
-from trainforge.store.tables import models
 from trainforge.store.transforms import (
     MAX_LIST,
     NewTransformJob,
@@ -58,25 +58,6 @@ def transform_job_arn(region: str, account_id: str, name: str) -> str:
 def owner_of(job: TransformJobRecord) -> str:
     """The user a transform job belongs to."""
     return job.created_by or ADMIN_USER
-
-
-def describe_model_row(row: Any) -> dict[str, Any]:
-    """DescribeModel of a ``models`` row: ``ModelName``, ``ModelArn``, ``PrimaryContainer`` (``Containers[0]`` when
-    the model was created with ``Containers``), ``ExecutionRoleArn``, ``CreationTime``, ``EnableNetworkIsolation``,
-    and ``TrainingJobName`` when the model came from a training job."""
-    spec: dict[str, Any] = json.loads(row.spec)
-    container: dict[str, Any] = spec.get("PrimaryContainer") or next(iter(spec.get("Containers") or []), {})
-    out: dict[str, Any] = {
-        "ModelName": row.name,
-        "ModelArn": row.arn,
-        "PrimaryContainer": container,
-        "ExecutionRoleArn": spec.get("ExecutionRoleArn", ""),
-        "CreationTime": row.creation_time,
-        "EnableNetworkIsolation": bool(spec.get("EnableNetworkIsolation", False)),
-    }
-    if row.training_job_name:
-        out["TrainingJobName"] = row.training_job_name
-    return out
 
 
 def describe(job: TransformJobRecord) -> dict[str, Any]:
@@ -145,15 +126,14 @@ class TransformService:
     def _model(self, name: str, principal: Principal) -> tuple[dict[str, Any], str | None]:
         """DescribeModel of the model ``name`` and its role, if ``principal`` may use it (their own, or any for an
         admin); otherwise the ValidationError of an unknown model."""
-        with self.store.engine.connect() as conn:
-            row = conn.execute(select(models).where(models.c.name == name)).first()
-        if row is None or not (principal.admin or (row.created_by or ADMIN_USER) == principal.user):
+        model = ModelStore(self.store.engine).find(name)
+        if model is None or not visible(principal, model.created_by):
             raise ValidationError(
-                f"ModelName: could not find model {name!r}; create it first (CreateModel, or Estimator.create_model) "
-                "or check the name with 'trainforge models list'",
+                f"ModelName: {model_not_found_message(name)} Create it first (CreateModel, or "
+                "Estimator.create_model()), or check the name with 'trainforge models list'",
                 field="ModelName",
             )
-        return describe_model_row(row), row.role_json
+        return describe_model(model), model.role_json
 
     def _check_runnable(self, instance_type: str, count: int) -> None:
         """A known instance type that this backend can run ``count`` of, or a ValidationError naming
