@@ -126,6 +126,7 @@ def test_seed_second_sample_xgboost_framework_estimator_runs_the_abalone_style_s
     files = extract_model(server, xgb_estimator.model_data, tmp_path / "model")
     assert sorted(files) == ["xgboost-model"]
     python = logged_command(out)[0]
+    assert run_python(python, "import flask, sagemaker_inference.decoder, six, PIL, yaml; print('ok')").strip() == "ok"
     check = (
         "import pickle, sys, numpy as np, xgboost as xgb\n"
         "booster = pickle.load(open(sys.argv[1], 'rb'))\n"
@@ -208,6 +209,9 @@ def test_pytorch_cpu_job_trains_a_network_and_saves_its_state_dict(
     assert cmd[1:] == ["train.py", "--batch-size", "64", "--epochs", "20", "--lr", "0.01"]
     version = run_python(cmd[0], "import torch; print(torch.__version__, torch.cuda.is_available())").split()
     assert version == ["2.13.0+cpu", "False"]  # the CPU build from the local wheel folder, never a CUDA one
+    # What SageMaker's PyTorch container ships beside torch (a public example reads CSV with pandas, imports six).
+    libs = "pandas, scipy, sklearn, six, PIL, requests, cv2, h5py, yaml, boto3, flask, sagemaker_inference.encoder"
+    assert run_python(cmd[0], f"import {libs}; print('ok')").strip() == "ok"
 
     files = extract_model(server, str(est.model_data), tmp_path / "model")
     assert sorted(files) == ["model.pth", "model_info.json"]

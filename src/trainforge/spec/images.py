@@ -18,6 +18,37 @@ PYTHON = "3.11"
 _SCIPY_STACK_NP1 = ("numpy==1.26.4", "scipy==1.11.4", "pandas==2.0.3", "joblib==1.3.2", "threadpoolctl==3.2.0")
 _SCIPY_STACK_NP2 = ("numpy==2.2.6", "scipy==1.15.3", "pandas==2.2.3", "joblib==1.4.2", "threadpoolctl==3.6.0")
 
+# What SageMaker's framework containers ship beside the framework and that scripts import (docs/images.md says
+# which packages each SageMaker container lists, and what differs here and why).
+# The serving toolkit and web stack of SageMaker's scikit-learn and XGBoost containers (their requirements.txt:
+# Flask, sagemaker-inference, boto3, psutil, retrying, six, ...): inference-pipeline scripts import flask and
+# sagemaker_inference at module level.
+_SERVING_TOOLKIT = (
+    "flask==3.1.3",
+    "werkzeug==3.1.9",
+    "jinja2==3.1.6",
+    "itsdangerous==2.2.0",
+    "markupsafe==3.0.3",
+    "sagemaker-inference==1.10.1",
+    "retrying==1.3.4",
+    "six==1.17.0",
+    "psutil==7.2.2",
+    "boto3==1.43.107",
+    "python-dateutil==2.9.0.post0",
+    "requests==2.34.2",
+)
+# Beside torch (and torchvision), SageMaker's PyTorch training and inference containers install pandas, scipy,
+# scikit-learn, Pillow, opencv-python, h5py, requests, PyYAML, boto3, psutil, six and the inference toolkit.
+_PYTORCH_EXTRAS = (
+    *_SCIPY_STACK_NP2,
+    "scikit-learn==1.6.1",
+    "pillow==11.3.0",
+    "opencv-python-headless==4.14.0.94",
+    "h5py==3.14.0",
+    "pyyaml==6.0.3",
+    *_SERVING_TOOLKIT,
+)
+
 
 @dataclass(frozen=True)
 class Image:
@@ -39,7 +70,9 @@ class Image:
 
 
 def _sklearn(version: str, sklearn: str, stack: tuple[str, ...]) -> Image:
-    return Image(f"trainforge/sklearn:{version}", "sklearn", version, (f"scikit-learn=={sklearn}", *stack))
+    return Image(
+        f"trainforge/sklearn:{version}", "sklearn", version, (f"scikit-learn=={sklearn}", *stack, *_SERVING_TOOLKIT)
+    )
 
 
 def _xgboost(version: str, xgb: str, stack: tuple[str, ...], sklearn: str) -> Image:
@@ -47,19 +80,29 @@ def _xgboost(version: str, xgb: str, stack: tuple[str, ...], sklearn: str) -> Im
         f"trainforge/xgboost:{version}",
         "xgboost",
         version,
-        (f"xgboost-cpu=={xgb}", f"scikit-learn=={sklearn}", "pyarrow==17.0.0", *stack),
+        (
+            f"xgboost-cpu=={xgb}",
+            f"scikit-learn=={sklearn}",
+            "pyarrow==17.0.0",
+            *stack,
+            "pillow==11.3.0",
+            "pyyaml==6.0.3",
+            *_SERVING_TOOLKIT,
+        ),
         algorithm="xgboost",
         sagemaker_helpers=True,
     )
 
 
 def _pytorch(version: str, accelerator: str) -> Image:
-    torch = "torch==2.13.0+cpu" if accelerator == "cpu" else "torch==2.13.0"
+    # PyPI's torchvision wheels are built against CUDA torch and fail to import beside the +cpu build
+    # ("operator torchvision::nms does not exist"); the CPU image has no torchvision (docs/images.md).
+    torch = ("torch==2.13.0+cpu",) if accelerator == "cpu" else ("torch==2.13.0", "torchvision==0.28.0")
     return Image(
         f"trainforge/pytorch:{version}-{accelerator}",
         "pytorch",
         version,
-        (torch, "numpy==2.2.6"),
+        (*torch, *_PYTORCH_EXTRAS),
         accelerator=accelerator,
     )
 
