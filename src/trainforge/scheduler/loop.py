@@ -24,6 +24,7 @@ from typing import Any
 
 from trainforge.backends.base import Backend, LaunchRequest
 from trainforge.errors import CapacityError, ConflictError, TrainforgeError
+from trainforge.scheduler.endpoints import EndpointReconciler
 from trainforge.scheduler.gpus import allocate, gpus_needed, held_gpus, image_accelerator
 from trainforge.scheduler.instances import Machine, Placement, lookup, memory_limit_gib, place
 from trainforge.scheduler.salvage import salvage_spools
@@ -63,6 +64,7 @@ class Scheduler:
     _launched: dict[str, dict[str, Any]] = field(default_factory=dict)  # active launched jobs: their handles
     _ended: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)  # to release: handle, deadline
     transforms: TransformReconciler | None = None  # batch transform jobs, reconciled in each pass
+    endpoints: EndpointReconciler | None = None  # endpoints, reconciled in each pass (their vCPUs count here)
 
     @property
     def capacity_vcpus(self) -> float:
@@ -110,6 +112,8 @@ class Scheduler:
             if self._reconcile(job, handle):
                 used += self._vcpus(job)
                 gpus |= held_gpus(handle)
+        if self.endpoints is not None:
+            used += self.endpoints.run_once()
         if self.transforms is not None:
             used += self.transforms.run_once(used)
         for job in waiting:

@@ -17,6 +17,7 @@ from trainforge.scheduler.transforms import TransformReconciler
 from trainforge.server import (
     console,
     routes_agent,
+    routes_endpoints,
     routes_jobs,
     routes_metrics,
     routes_remote,
@@ -126,6 +127,7 @@ def create_app(
         finally:
             if start_scheduler:
                 scheduler.shutdown()
+            await _app.state.invocations.aclose()  # metrics counted since the last flush are written
             if on_stopped is not None:
                 on_stopped()
 
@@ -174,6 +176,9 @@ def create_app(
     app.include_router(routes_users.router)
     routes_roles.install(app, roles=roles)
     console.install(app)
+    routes_endpoints.install(
+        app, scheduler=scheduler, storage=supervisor_storage, resolve_role=roles.resolve_for_job, users=users.store
+    )
     routes_transforms.install(app, settings=settings, machine=machine, backend=backend, wake=jobs.wake)
     scheduler.transforms = TransformReconciler(
         app.state.transforms.store, backend, settings, machine, scheduler.server_url, supervisor_storage, jobs.wake

@@ -35,8 +35,8 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def audited(method: str, path: str) -> bool:
     """Whether a request is a write the audit log records."""
-    if method.upper() in _READS or path.startswith("/v1/agent/"):
-        return False
+    if method.upper() in _READS or path.startswith("/v1/agent/") or path.endswith("/invocations"):
+        return False  # supervisors' traffic, and endpoint invocations (data-plane calls, counted as metrics)
     return path.startswith("/v1/") or path.startswith("/console/")
 
 
