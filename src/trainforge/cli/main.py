@@ -13,7 +13,7 @@ import sys
 import pydantic
 
 from trainforge import __version__
-from trainforge.cli import console, jobs, server, users
+from trainforge.cli import console, endpoints, jobs, models, server, transforms, users
 from trainforge.cli import roles as roles_cli
 from trainforge.errors import NotFoundError, ServerUnavailableError, TrainforgeError, ValidationError
 from trainforge.settings import load_settings
@@ -37,10 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"trainforge {__version__}")
     groups = parser.add_subparsers(
-        dest="group", required=True, metavar="{server,jobs,console,users,tokens,audit,roles}"
+        dest="group",
+        required=True,
+        metavar="{server,jobs,endpoints,models,transform-jobs,console,users,tokens,audit,roles}",
     )
     server.register(groups, common)
     jobs.register(groups, common)
+    endpoints.register(groups, common)
+    models.register(groups, common)
+    transforms.register(groups, common)
     console.register(groups, common)
     users.register(groups, common)
     roles_cli.register(groups, common)

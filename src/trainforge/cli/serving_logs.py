@@ -1,0 +1,61 @@
+"""Printing the log lines of endpoints and transform jobs (``endpoints logs``, ``transform-jobs logs``).
+
+Both routes answer pages of ``{"events": [{"cursor", "host", "seq", "timestamp", "stream", "message"}],
+"next_cursor"}``, oldest first; ``--follow`` polls for more until the resource is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+from trainforge.cli.output import print_json_line
+from trainforge.logs import LogPrinter
+
+FOLLOW_POLL_SECONDS = 1.0
+
+Fetch = Callable[[int], dict[str, Any]]
+"""One page of log events after a cursor."""
+
+
+def print_logs(args: argparse.Namespace, fetch: Fetch, finished: Callable[[], bool]) -> int:
+    """Print every log line after ``args.cursor`` (``--output json``: one JSON event per line); return 0.
+
+    With ``args.follow``, keeps polling until ``finished()`` is true; the lines written before the end are
+    printed too (one more page is read after ``finished()`` says so).
+    """
+    printer = LogPrinter()
+    as_json = args.output == "json"
+    cursor = int(args.cursor)
+
+    def drain() -> None:
+        nonlocal cursor
+        while True:
+            page = fetch(cursor)
+            events = page.get("events") or []
+            if not events:
+                return
+            for event in events:
+                if as_json:
+                    print_json_line({"type": "log", **event})
+                else:
+                    printer.log(str(event.get("message", "")), event.get("host"))
+            cursor = int(page.get("next_cursor", events[-1].get("cursor", cursor)))
+
+    drain()
+    if args.follow:
+        while not finished():
+            time.sleep(FOLLOW_POLL_SECONDS)
+            drain()
+        drain()
+    return 0
+
+
+def add_log_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """The arguments of a ``logs`` command: name, ``--follow``, ``--cursor``, ``--host``."""
+    parser.add_argument("name")
+    parser.add_argument("--follow", "-f", action="store_true", help=f"keep printing new lines until the {what}")
+    parser.add_argument("--cursor", type=int, default=0, help="start after this log cursor")
+    parser.add_argument("--host", help="only lines of this instance (e.g. algo-1)")
