@@ -20,6 +20,8 @@ from trainforge.store.records import JobRecord
 S = SecondaryStatus
 _STOP_ENDINGS = {S.STOPPED, S.MAX_RUNTIME_EXCEEDED, S.MAX_WAIT_TIME_EXCEEDED}
 _BETWEEN_ATTEMPTS = {S.INTERRUPTED, S.RESTARTING}  # a host was lost; the attempt's hosts are being cleared
+# Every status but Stopping: the CAS guard of a move into Stopping, so that a stop is recorded once.
+NOT_STOPPING = frozenset(S) - {S.STOPPING}
 
 
 def hash_token(token: str) -> str:
@@ -112,21 +114,35 @@ class AgentService:
     def _apply(
         self, job: JobRecord, target: SecondaryStatus, message: str | None, failure_reason: str | None, *, single: bool
     ) -> dict[str, Any]:
-        if job.secondary_status == S.STOPPING and target not in TERMINAL and target != S.STOPPING:
-            return self._reply(job)
+        if job.secondary_status == S.STOPPING and target not in TERMINAL:
+            return self._reply(job)  # a stop is pending: progress, and a second Stopping, change nothing
         same_attempt = {"attempt": job.attempt}  # a retry that began meanwhile makes this report stale
+        if target == S.STOPPING:
+            return self._reply(self._enter_stopping(job, message, same_attempt))
         if target in _STOP_ENDINGS and job.secondary_status not in (S.STOPPING, S.STARTING, S.PENDING):
-            try:
-                job = self.store.transition(job.name, S.STOPPING, message, conditions=same_attempt)
-            except ConflictError:
-                job = self.store.get(job.name)
-                if job.secondary_status != S.STOPPING:
-                    raise
+            job = self._enter_stopping(job, message, same_attempt)
         expected = None if single else {job.secondary_status}
         job = self.store.transition(
             job.name, target, message, failure_reason=failure_reason, expected_from=expected, conditions=same_attempt
         )
         return self._reply(job)
+
+    def _enter_stopping(self, job: JobRecord, message: str | None, conditions: dict[str, Any]) -> JobRecord:
+        """Move ``job`` to ``Stopping`` unless it already is (then it is returned as it is now): a stop records one
+        ``Stopping`` transition however many reports (or a stale read of the job) ask for it.
+
+        Raises:
+            ConflictError: The job is neither Stopping nor allowed to become Stopping (e.g. it ended meanwhile).
+        """
+        try:
+            return self.store.transition(
+                job.name, S.STOPPING, message, expected_from=NOT_STOPPING, conditions=conditions
+            )
+        except ConflictError:
+            current = self.store.get(job.name)
+            if current.secondary_status != S.STOPPING:
+                raise
+            return current
 
     def append_logs(self, job: JobRecord, host: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
         """Store lines idempotently by (attempt, host, seq), under the attempt the caller's token belongs to;

@@ -15,6 +15,7 @@ from typing import Any
 from trainforge.backends.base import Backend
 from trainforge.errors import CapacityError, ConflictError, NotFoundError, ValidationError
 from trainforge.scheduler.instances import Machine, lookup
+from trainforge.service.agent import NOT_STOPPING
 from trainforge.service.describe import describe, summary
 from trainforge.service.principal import Principal, may_see, owner_of
 from trainforge.settings import Settings
@@ -165,18 +166,29 @@ class JobService:
                     set_fields={"stop_requested": "Stopped"},
                 )
             else:
-                self.store.transition(
-                    name, S.STOPPING, "Stopping the training job", set_fields={"stop_requested": "Stopped"}
-                )
+                self._request_stop(name)
         except ConflictError:
-            # Launched (or finished) between our read and the update: try the launched path once more.
+            # Launched (or finished, or stopped by another call) between our read and the update: once more.
             job = self.store.get(name)
             if not job.terminal and job.secondary_status != S.STOPPING:
-                self.store.transition(
-                    name, S.STOPPING, "Stopping the training job", set_fields={"stop_requested": "Stopped"}
-                )
+                self._request_stop(name)
         self.wake.set()
         return {}
+
+    def _request_stop(self, name: str) -> None:
+        """``Stopping`` with the stop request, only from a status other than Stopping: two stops that race
+        record one ``Stopping`` transition (the loser gets a ConflictError and finds the job Stopping)."""
+        try:
+            self.store.transition(
+                name,
+                S.STOPPING,
+                "Stopping the training job",
+                expected_from=NOT_STOPPING,
+                set_fields={"stop_requested": "Stopped"},
+            )
+        except ConflictError:
+            if self.store.get(name).secondary_status != S.STOPPING:
+                raise
 
     def logs(
         self,
