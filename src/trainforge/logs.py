@@ -3,17 +3,27 @@
 Status transitions print as ``YYYY-MM-DD HH:MM:SS <Status> - <StatusMessage>`` (local time of the
 transition), log lines print as they were written, and a job's end prints ``Training seconds: N`` and
 ``Billable seconds: N``.
+
+Each transition is printed where it happened among the log lines: after the line of its ``LogCursor`` (the job's
+last log cursor when the status began), whether the job is followed live or read after it ended
+(:func:`print_job_logs`).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from trainforge.errors import UnexpectedStatusError
+
+if TYPE_CHECKING:
+    from trainforge.client import TrainforgeClient
+
+# Reads a job's DescribeTrainingJob answer (raw epoch-second times), e.g. riding out a server restart.
+Describe = Callable[[str], dict[str, Any]]
 
 TERMINAL_PRIMARY = frozenset({"Completed", "Failed", "Stopped"})
 STOPPED_WARNING = (
@@ -147,3 +157,147 @@ def print_billing(description: Mapping[str, Any], printer: LogPrinter) -> None:
         if description.get("EnableManagedSpotTraining") and training:
             saving = (1 - float(billable) / float(training)) * 100
             printer.line(f"Managed Spot Training savings: {saving:.1f}%")
+
+
+class Interleaver:
+    """Prints a job's recorded transitions among its log lines where they happened.
+
+    A transition whose ``LogCursor`` is ``c`` began after the job's line ``c`` was stored and before any later
+    one, so it is printed after that line and before the next. Transitions come from DescribeTrainingJob
+    (:meth:`transitions`) or one by one from a live stream (:meth:`status`, already in their place); one that
+    arrives both ways prints once (:class:`LogPrinter` drops repeats).
+
+    Args:
+        printer: Where statuses and lines are printed.
+        show_lines: Whether log lines are printed (``False``: statuses only; lines still place them).
+    """
+
+    def __init__(self, printer: LogPrinter, show_lines: bool = True) -> None:
+        self.printer = printer
+        self.show_lines = show_lines
+        self._pending: list[tuple[int, int, Mapping[str, Any]]] = []
+        self._added = 0
+        self._last = 0  # cursor of the last line passed
+
+    def transitions(self, transitions: Iterable[Mapping[str, Any]]) -> None:
+        """Queue ``SecondaryStatusTransitions`` entries, each for its place; those whose place was passed
+        already print now."""
+        for item in transitions:
+            self._pending.append((int(item.get("LogCursor") or 0), self._added, item))
+            self._added += 1
+        self._pending.sort(key=lambda entry: (entry[0], entry[1]))
+        self._flush(self._last)
+
+    def line(self, event: Mapping[str, Any]) -> None:
+        """Print a log event ``{"cursor", "message", "host", "attempt"}`` after the transitions before it."""
+        cursor = int(event.get("cursor") or 0)
+        self._flush(cursor - 1)
+        if self.show_lines:
+            self.printer.log(str(event.get("message", "")), event.get("host"), event.get("attempt"))
+        self._last = max(self._last, cursor)
+
+    def status(self, event: Mapping[str, Any]) -> None:
+        """Print a status event of a live stream (``SecondaryStatus``, ``StatusMessage``, ``Time``)."""
+        self._flush(self._last)
+        self.printer.status(str(event.get("SecondaryStatus", "")), event.get("StatusMessage"), event.get("Time"))
+
+    def finish(self) -> None:
+        """Print every transition still waiting (those that began after the last line)."""
+        self._flush(None)
+
+    def _flush(self, upto: int | None) -> None:
+        while self._pending and (upto is None or self._pending[0][0] <= upto):
+            _, _, item = self._pending.pop(0)
+            self.printer.status(str(item.get("Status", "")), item.get("StatusMessage"), item.get("StartTime"))
+
+
+def print_job_logs(
+    client: TrainforgeClient,
+    job_name: str,
+    *,
+    describe: Describe,
+    wait: bool,
+    show_lines: bool = True,
+    printer: LogPrinter | None = None,
+) -> dict[str, Any]:
+    """Print a job's transitions and log lines in the order they happened, as ``logs_for_job`` does.
+
+    Without ``wait`` prints what the job has so far and returns. With ``wait`` follows the job live until it is
+    Completed, Failed or Stopped (``Stopping`` keeps waiting), then judges the end (:func:`check_job_status`) and
+    prints the billing lines (:func:`print_billing`). A finished job prints the same as one followed live.
+
+    Returns:
+        The job's last DescribeTrainingJob answer (epoch-second times).
+
+    Raises:
+        UnexpectedStatusError: With ``wait``, the job ended Failed.
+    """
+    printer = printer or LogPrinter()
+    placed = Interleaver(printer, show_lines)
+    if not wait:
+        description = describe(job_name)
+        placed.transitions(description.get("SecondaryStatusTransitions") or [])
+        cursor = 0
+        while True:
+            page = client.logs(job_name, cursor=cursor)
+            events = page.get("events") or []
+            if not events:
+                break
+            for event in events:
+                placed.line(event)
+            cursor = int(page.get("next_cursor", events[-1].get("cursor", cursor)))
+        placed.finish()
+        return description
+    first: Mapping[str, Any] | None = None
+    for event in client.follow_logs(job_name):
+        kind = event.get("type")
+        if first is None:
+            # The stream opens with the status of the moment it connected; every transition up to then (and
+            # maybe a few later ones, which the stream then repeats) comes from a description read now.
+            first = event
+            recorded = describe(job_name).get("SecondaryStatusTransitions") or []
+            placed.transitions(recorded)
+            if recorded and kind == "status":
+                continue
+        if kind == "status":
+            placed.status(event)
+        elif kind == "log":
+            placed.line(event)
+        elif kind == "end":
+            break
+    placed.finish()
+    description = describe(job_name)
+    check_job_status(description, printer)
+    print_billing(description, printer)
+    return description
+
+
+def wait_with_dots(
+    job_name: str, *, describe: Describe, poll: float, printer: LogPrinter | None = None
+) -> dict[str, Any]:
+    """Poll a job until it is Completed, Failed or Stopped, printing new transitions and a dot per quiet poll.
+
+    Unlike SageMaker, ``Stopping`` is not an end: the wait goes on until ``Stopped``.
+
+    Returns:
+        The final DescribeTrainingJob answer (epoch-second times).
+
+    Raises:
+        UnexpectedStatusError: The job ended Failed.
+    """
+    printer = printer or LogPrinter()
+    printed = -1
+    while True:
+        description = describe(job_name)
+        transitions = description.get("SecondaryStatusTransitions") or []
+        start = max(len(transitions) - 1, 0) if printed < 0 else printed
+        new = printer.transitions(transitions[start:])
+        printed = len(transitions)
+        if description.get("TrainingJobStatus") in TERMINAL_PRIMARY:
+            break
+        if not new:
+            printer.dot()
+        time.sleep(poll)
+    printer.line("")
+    check_job_status(description, printer)
+    return description

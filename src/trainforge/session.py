@@ -18,7 +18,7 @@ from typing import Any
 from trainforge.client import TrainforgeClient
 from trainforge.errors import NotFoundError, ServerUnavailableError, TrainforgeError, ValidationError
 from trainforge.inputs import ShuffleConfig, TrainingInput
-from trainforge.logs import TERMINAL_PRIMARY, LogPrinter, check_job_status, print_billing
+from trainforge.logs import print_job_logs, wait_with_dots
 from trainforge.settings import Settings, load_settings
 from trainforge.spec.contract import DEFAULT_ROLE_NAME
 from trainforge.storage import CallbackKeyring, ObjectStore, open_store
@@ -313,40 +313,16 @@ class Session:
     ) -> None:
         """Print a job's status transitions and log lines as SageMaker does.
 
-        With ``wait=False`` prints the latest transition and the lines written so far, then returns. With
-        ``wait=True`` follows the job live until it is Completed, Failed or Stopped (``Stopping`` keeps
-        waiting), then prints ``Training seconds`` and ``Billable seconds``. ``log_type="Rules"`` prints
-        status lines only. ``poll`` and ``timeout`` are accepted for compatibility; the stream is pushed.
+        Each transition prints where it happened among the lines, for a finished job as for one followed live.
+        With ``wait=False`` prints what the job has so far, then returns. With ``wait=True`` follows the job live
+        until it is Completed, Failed or Stopped (``Stopping`` keeps waiting), then prints ``Training seconds``
+        and ``Billable seconds``. ``log_type="Rules"`` prints status lines only. ``poll`` and ``timeout`` are
+        accepted for compatibility; the stream is pushed.
 
         Raises:
             UnexpectedStatusError: With ``wait=True``, the job ended Failed.
         """
-        printer = LogPrinter()
-        show_lines = log_type != "Rules"
-        if not wait:
-            description = self._describe(job_name)
-            printer.transitions((description.get("SecondaryStatusTransitions") or [])[-1:])
-            cursor = 0
-            while True:
-                page = self.client.logs(job_name, cursor=cursor)
-                events = page.get("events") or []
-                if not events:
-                    return
-                for event in events:
-                    if show_lines:
-                        printer.log(str(event.get("message", "")), event.get("host"), event.get("attempt"))
-                cursor = int(page.get("next_cursor", events[-1].get("cursor", cursor)))
-        for event in self.client.follow_logs(job_name):
-            kind = event.get("type")
-            if kind == "status":
-                printer.status(str(event.get("SecondaryStatus", "")), event.get("StatusMessage"), event.get("Time"))
-            elif kind == "log" and show_lines:
-                printer.log(str(event.get("message", "")), event.get("host"), event.get("attempt"))
-            elif kind == "end":
-                break
-        description = self._describe(job_name)
-        check_job_status(description, printer)
-        print_billing(description, printer)
+        print_job_logs(self.client, job_name, describe=self._describe, wait=wait, show_lines=log_type != "Rules")
 
     def wait_for_job(self, job: str, poll: float = 5) -> dict[str, Any]:
         """Poll a job until it is Completed, Failed or Stopped, printing transitions and progress dots.
@@ -359,22 +335,7 @@ class Session:
         Raises:
             UnexpectedStatusError: The job ended Failed.
         """
-        printer = LogPrinter()
-        printed = -1
-        while True:
-            description = self._describe(job)
-            transitions = description.get("SecondaryStatusTransitions") or []
-            start = max(len(transitions) - 1, 0) if printed < 0 else printed
-            new = printer.transitions(transitions[start:])
-            printed = len(transitions)
-            if description.get("TrainingJobStatus") in TERMINAL_PRIMARY:
-                break
-            if not new:
-                printer.dot()
-            time.sleep(poll)
-        printer.line("")
-        check_job_status(description, printer)
-        result: dict[str, Any] = with_datetimes(description)
+        result: dict[str, Any] = with_datetimes(wait_with_dots(job, describe=self._describe, poll=poll))
         return result
 
 

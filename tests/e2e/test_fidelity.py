@@ -18,6 +18,12 @@ from trainforge.settings import Settings
 
 STATUS_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\w+) - ")
 
+CHATTY = """
+    print("first line", flush=True)
+    print("loss=0.5", flush=True)
+    print("last line", flush=True)
+"""
+
 LOOPING = """
     import time
     print("looping", flush=True)
@@ -48,6 +54,18 @@ def source(root: Path, script: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "train.py").write_text(textwrap.dedent(script))
     return root
+
+
+@pytest.fixture(scope="module")
+def completed(session: trainforge.Session, tmp_path_factory: pytest.TempPathFactory) -> Estimator:
+    """A job that prints three lines (one a metric), writes no model and completes."""
+    est = script_estimator(
+        session,
+        source(tmp_path_factory.mktemp("chatty"), CHATTY),
+        metric_definitions=[{"Name": "train:loss", "Regex": "loss=([0-9.]+)"}],
+    )
+    est.fit(logs="None")
+    return est
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +103,24 @@ def test_a_stop_records_stopping_once(
     lines = printed(capsys)
     assert lines.count("<Stopping>") == 1, lines
     assert lines.count("<Stopped>") == 1, lines
+
+
+def test_a_finished_jobs_log_prints_statuses_where_they_happened(
+    session: trainforge.Session, completed: Estimator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = completed.latest_training_job.name  # type: ignore[union-attr]
+    capsys.readouterr()
+    session.logs_for_job(name)
+    lines = printed(capsys)
+    mine = [line for line in lines if line.startswith("<") or line in ("first line", "loss=0.5", "last line")]
+    assert mine[0] == "<Starting>" and "<Downloading>" in mine, lines
+    assert mine[-6:] == ["<Training>", "first line", "loss=0.5", "last line", "<Uploading>", "<Completed>"], lines
+    assert lines.index("<Downloading>") > 1  # the supervisor's own first lines came before it
+    assert not any(line.startswith(("Training seconds", "Billable seconds")) for line in lines)
+
+    attached_estimator = Estimator.attach(name, sagemaker_session=session)  # prints the job's end, as SageMaker
+    capsys.readouterr()
+    attached_estimator.logs()
+    attached = printed(capsys)
+    assert attached[: len(lines)] == lines  # the same story, then how long it took
+    assert [line.split(":")[0] for line in attached[len(lines) :]] == ["Training seconds", "Billable seconds"]

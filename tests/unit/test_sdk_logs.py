@@ -8,7 +8,14 @@ import time
 import pytest
 
 from trainforge.errors import UnexpectedStatusError
-from trainforge.logs import STOPPED_WARNING, LogPrinter, check_job_status, format_status_line, print_billing
+from trainforge.logs import (
+    STOPPED_WARNING,
+    Interleaver,
+    LogPrinter,
+    check_job_status,
+    format_status_line,
+    print_billing,
+)
 
 T0 = 1700000000.25
 
@@ -91,3 +98,32 @@ def test_billing_totals_over_instances() -> None:
     out = io.StringIO()
     print_billing({"ResourceConfig": {"InstanceCount": 1}}, LogPrinter(out))
     assert out.getvalue() == ""
+
+
+def test_transitions_print_after_the_line_of_their_log_cursor() -> None:
+    out = io.StringIO()
+    placed = Interleaver(LogPrinter(out))
+    placed.transitions(
+        [
+            {"Status": "Starting", "StatusMessage": "s", "StartTime": T0, "LogCursor": 0},
+            {"Status": "Training", "StatusMessage": "t", "StartTime": T0 + 1, "LogCursor": 11},
+            {"Status": "Uploading", "StatusMessage": "u", "StartTime": T0 + 2, "LogCursor": 13},
+            {"Status": "Completed", "StatusMessage": "c", "StartTime": T0 + 3, "LogCursor": 99},
+        ]
+    )
+    for cursor, message in ((11, "setup"), (12, "epoch 1"), (13, "epoch 2")):
+        placed.line({"cursor": cursor, "message": message})
+    # A live stream repeats a transition it also found recorded: printed once, where it happened.
+    placed.status({"SecondaryStatus": "Uploading", "StatusMessage": "u", "Time": T0 + 2})
+    placed.finish()
+    lines = [line.split(" ", 2)[2] if line[:2] == "20" else line for line in out.getvalue().splitlines()]
+    assert lines == ["Starting - s", "setup", "Training - t", "epoch 1", "epoch 2", "Uploading - u", "Completed - c"]
+
+
+def test_statuses_only_still_follow_the_lines() -> None:
+    out = io.StringIO()
+    placed = Interleaver(LogPrinter(out), show_lines=False)
+    placed.transitions([{"Status": "Training", "StatusMessage": "t", "StartTime": T0, "LogCursor": 5}])
+    placed.line({"cursor": 5, "message": "hidden"})
+    placed.finish()
+    assert out.getvalue().endswith("Training - t\n") and "hidden" not in out.getvalue()

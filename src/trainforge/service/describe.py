@@ -87,6 +87,9 @@ def describe(
             "StartTime": t.start_time,
             **({"EndTime": t.end_time} if t.end_time is not None else {}),
             "StatusMessage": t.message or "",
+            # trainforge's own: the job's last log cursor when this status began, so a reader of a finished (or
+            # running) job can print each status after exactly the lines before it (boto3 ignores the key).
+            "LogCursor": t.log_cursor,
         }
         for t in job.transitions
     ]
