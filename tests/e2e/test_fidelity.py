@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import trainforge
 from tests.support.estimators import script_estimator
 from tests.support.server import ServerProcess, kill_supervisors
 from tests.support.wait import wait_for
+from trainforge.cli.main import main as cli_main
 from trainforge.estimator import Estimator
 from trainforge.settings import Settings
 
@@ -124,3 +127,45 @@ def test_a_finished_jobs_log_prints_statuses_where_they_happened(
     attached = printed(capsys)
     assert attached[: len(lines)] == lines  # the same story, then how long it took
     assert [line.split(":")[0] for line in attached[len(lines) :]] == ["Training seconds", "Billable seconds"]
+
+
+@pytest.fixture
+def cli_home(server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> ServerProcess:
+    """The CLI pointed at this module's server, as a user's environment would."""
+    for name in ("TRAINFORGE_ENDPOINT", "TRAINFORGE_TOKEN", "TRAINFORGE_PORT", "TRAINFORGE_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TRAINFORGE_HOME", str(server.home))
+    return server
+
+
+def is_aws_cli_time(value: object) -> bool:
+    """Whether ``value`` is a time as the AWS CLI prints one: ISO-8601 with its UTC offset."""
+    return isinstance(value, str) and datetime.fromisoformat(value).utcoffset() is not None and "T" in value
+
+
+def test_cli_describe_shows_final_metrics_and_json_times_are_iso(
+    cli_home: ServerProcess, completed: Estimator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = completed.latest_training_job.name  # type: ignore[union-attr]
+    capsys.readouterr()
+    assert cli_main(["jobs", "describe", name]) == 0
+    text = capsys.readouterr().out.splitlines()
+    at = text.index("Final metrics:")
+    assert text[at + 1].split()[:2] == ["train:loss", "0.5"]
+
+    assert cli_main(["jobs", "describe", name, "--output", "json"]) == 0
+    desc = json.loads(capsys.readouterr().out)
+    for key in ("CreationTime", "TrainingStartTime", "TrainingEndTime", "LastModifiedTime"):
+        assert is_aws_cli_time(desc[key]), (key, desc[key])
+    assert all(is_aws_cli_time(t["StartTime"]) for t in desc["SecondaryStatusTransitions"])
+    assert is_aws_cli_time(desc["FinalMetricDataList"][0]["Timestamp"])
+    api = completed.sagemaker_session.client.describe_training_job(name)
+    assert datetime.fromisoformat(desc["CreationTime"]).timestamp() == pytest.approx(api["CreationTime"], abs=1e-5)
+    assert isinstance(api["CreationTime"], float)  # the REST API keeps epoch seconds (boto3 parses those)
+
+    assert cli_main(["jobs", "list", "--output", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["TrainingJobSummaries"]
+    assert all(is_aws_cli_time(s["CreationTime"]) for s in listed)
+    assert cli_main(["jobs", "logs", name, "--follow", "--output", "json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert is_aws_cli_time(events[0]["Time"]) and all(is_aws_cli_time(e["timestamp"]) for e in events[1:-1])

@@ -92,6 +92,14 @@ def _print_description(desc: dict[str, Any]) -> None:
             ("Model artifacts", (desc.get("ModelArtifacts") or {}).get("S3ModelArtifacts")),
         ]
     )
+    metrics = desc.get("FinalMetricDataList") or []
+    if metrics:
+        sys.stdout.write("Final metrics:\n")
+        width = max(len(str(m.get("MetricName"))) for m in metrics)
+        for m in metrics:
+            value = m.get("Value")
+            shown = f"{value:.6g}" if isinstance(value, int | float) else str(value)
+            sys.stdout.write(f"  {str(m.get('MetricName')).ljust(width)}  {shown}  ({fmt_time(m.get('Timestamp'))})\n")
     hps = desc.get("HyperParameters") or {}
     if hps:
         sys.stdout.write("Hyperparameters:\n")

@@ -1,22 +1,56 @@
-"""How CLI commands print: ``--output json`` for scripts, aligned text for people."""
+"""How CLI commands print: ``--output json`` for scripts, aligned text for people.
+
+JSON output writes times as the AWS CLI does: ISO-8601 with the offset (``2026-12-03T14:05:20.123000+00:00``),
+where the REST API answers epoch seconds. A time is the number under a key that names one: ``...Time``
+(``CreationTime``, ``TrainingStartTime``, ``StartTime``, a stream event's ``Time``, ...) or ``Timestamp`` /
+``timestamp``; every command's JSON goes through :func:`print_json` or :func:`print_json_line`, so each gets it.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
+
+_TIMESTAMP_KEYS = frozenset({"Timestamp", "timestamp"})
+
+
+def is_time_key(key: object) -> bool:
+    """Whether a JSON key names a point in time (its number is epoch seconds)."""
+    return isinstance(key, str) and (key.endswith("Time") or key in _TIMESTAMP_KEYS)
+
+
+def iso_time(epoch: float) -> str:
+    """Epoch seconds as the AWS CLI prints a timestamp: ISO-8601 in UTC with its offset, microseconds when
+    there are any (``2026-12-03T14:05:20.123000+00:00``, ``2026-12-03T14:05:20+00:00``)."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def with_iso_times(data: Any) -> Any:
+    """A copy of ``data`` whose time fields (see the module doc) are ISO-8601 strings; the rest unchanged."""
+    if isinstance(data, Mapping):
+        return {
+            key: iso_time(value)
+            if is_time_key(key) and isinstance(value, int | float) and not isinstance(value, bool)
+            else with_iso_times(value)
+            for key, value in data.items()
+        }
+    if isinstance(data, list | tuple):
+        return [with_iso_times(item) for item in data]
+    return data
 
 
 def print_json(data: Any) -> None:
-    """Print ``data`` as indented JSON on stdout."""
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """Print ``data`` as indented JSON on stdout, times as ISO-8601."""
+    sys.stdout.write(json.dumps(with_iso_times(data), indent=2, default=str) + "\n")
 
 
 def print_json_line(data: Any) -> None:
-    """Print ``data`` as one compact JSON line (streams of events)."""
-    sys.stdout.write(json.dumps(data, separators=(",", ":"), default=str) + "\n")
+    """Print ``data`` as one compact JSON line (streams of events), times as ISO-8601."""
+    sys.stdout.write(json.dumps(with_iso_times(data), separators=(",", ":"), default=str) + "\n")
     sys.stdout.flush()
 
 
