@@ -56,6 +56,7 @@ def test_status_describe_list_logs_wait(
 ) -> None:
     status = run_json(["server", "status"], capsys)
     assert (status["url"], status["pid"], status["running"]) == (cli_env.url, cli_env.info["pid"], True)
+    assert "started" not in status  # whether a call started the server: `status` never starts one
 
     assert main(["jobs", "describe", "no-such-job"]) == 3
     assert capsys.readouterr().err.startswith("error: ")

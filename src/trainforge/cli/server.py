@@ -105,6 +105,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         data["home"] = None if settings.endpoint else str(settings.resolved_home)
         if info is not None:
             data.update(info.to_dict())
+            data.pop("started")  # whether *this call* started the server: status never does, so it says nothing
         print_json(data)
     elif info is None:
         where = f"at {settings.endpoint}" if settings.endpoint else f"for {settings.resolved_home}"
