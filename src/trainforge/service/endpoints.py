@@ -285,9 +285,13 @@ class EndpointService:
             if not visible(principal, endpoint.created_by):
                 raise NotFoundError(endpoint_not_found_message(name))
             return f"endpoint/{name}/", True
-        if not self._may_read_history(name, principal):
+        prefix = f"endpoint/{name}/"
+        had_life = bool(self.logs_store.read(prefix, limit=1, prefix=True)) or bool(
+            self.store.owners_with_points(prefix)
+        )
+        if not had_life or not self._may_read_history(name, principal):
             raise NotFoundError(endpoint_not_found_message(name))
-        return f"endpoint/{name}/", True
+        return prefix, True
 
     def logs(
         self, name: str, principal: Principal, *, cursor: int, limit: int, host: str | None
