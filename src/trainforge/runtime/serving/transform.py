@@ -258,6 +258,8 @@ class TransformDriver:
         groups = batches(records, self.strategy, self.max_bytes, self.split_type)
         bodies = [request_body(group, self.split_type) for group in groups]
         answers = list(pool.map(lambda body: self._invoke(item, body), bodies))
+        if self.should_stop():
+            return 0  # stopped part way: no .out of the answers that were never asked for
         target = output_uri(self.output_path, item.relative)
         try:
             self.store.put_bytes(target, assemble(answers, self.assemble_with))
