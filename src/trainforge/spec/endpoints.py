@@ -265,7 +265,7 @@ class UpdateEndpointRequest(_Model):
 
 def _parse(model: type[pydantic.BaseModel], body: Any) -> Any:
     if not isinstance(body, dict):
-        raise ValidationError("the request body must be a JSON object", field="(body)")
+        raise ValidationError("(body): the request body must be a JSON object", field="(body)")
     try:
         return model.model_validate(body)
     except pydantic.ValidationError as exc:
