@@ -157,7 +157,10 @@ class Transformer:
         try:
             data: Any = body
             if ctype in codecs.UTF8_TYPES:
-                data = codecs.as_text(body)
+                try:
+                    data = codecs.as_text(body)
+                except UnicodeDecodeError as exc:
+                    raise InferenceError(400, f"The {ctype} request body is not UTF-8 text: {exc}") from None
             result = call_handler(self.transform_fn, (self.model, data, ctype, answer_type), self.context)
             return self._answer(result, answer_type)
         except InferenceError as exc:
