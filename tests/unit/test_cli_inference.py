@@ -98,6 +98,7 @@ def test_endpoint_list_describe_logs_delete(
 
     listed = run_json(["endpoints", "list"], capsys)
     assert [(e["EndpointName"], e["EndpointStatus"]) for e in listed["Endpoints"]] == [("cli-ep", "Failed")]
+    assert str(listed["Endpoints"][0]["CreationTime"]).endswith("+00:00")  # ISO-8601, as the AWS CLI prints
     assert run_json(["endpoints", "list", "--status", "InService"], capsys) == {"Endpoints": []}
     assert "cli-ep" in run_text(["endpoints", "list", "--status", "Failed"], capsys)
 
@@ -162,6 +163,7 @@ def test_transform_job_list_describe_logs_stop(
     assert text.splitlines()[0].split() == ["NAME", "STATUS", "CREATED", "ENDED", "FAILURE"]
 
     described = run_json(["transform-jobs", "describe", "cli-transform"], capsys)
+    assert str(described["TransformEndTime"]).endswith("+00:00")
     assert described["ModelName"] == model and MISSING in described["FailureReason"]
     text = run_text(["transform-jobs", "describe", "cli-transform"], capsys)
     for label in ("Status:", "Failed", "Failure reason:", "Input:", "s3://cli-bucket/batch/", "1 x ml.m5.large"):
