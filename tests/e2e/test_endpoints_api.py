@@ -326,6 +326,37 @@ def test_a_killed_instance_is_relaunched(api: Api, endpoint: str) -> None:
     assert invoke(api, endpoint, [1]).json() == [3]
 
 
+def test_an_update_switches_to_the_new_config_then_stops_the_old_instance(api: Api, endpoint: str) -> None:
+    old = describe(api, endpoint)["Instances"][0]["Address"]
+    uri = api.put_model("scaler-5", {"weights.json": json.dumps({"scale": 5}), "code/inference.py": INFERENCE})
+    with api.client() as c:
+        assert c.post("/v1/models", json=model_body("scaler-5", uri)).status_code == 200
+        assert c.post("/v1/endpoint-configs", json=config_body("scaler-config-5", "scaler-5")).status_code == 200
+        r = c.post(f"/v1/endpoints/{endpoint}/update", json={"EndpointConfigName": "scaler-config-5"})
+        assert r.status_code == 200, r.text
+        assert describe(api, endpoint)["EndpointStatus"] in ("Updating", "InService")
+        again = c.post(f"/v1/endpoints/{endpoint}/update", json={"EndpointConfigName": "scaler-config-5"})
+        assert again.status_code == 400 or describe(api, endpoint)["EndpointStatus"] == "InService"
+    assert invoke(api, endpoint, [1]).json() in ([3], [5])  # the old instance serves until the new one is ready
+    d = wait_status(api, endpoint, "InService")
+    assert d["EndpointConfigName"] == "scaler-config-5" and d["ModelName"] == "scaler-5"
+    assert invoke(api, endpoint, [1]).json() == [5]
+
+    def old_gone() -> bool:
+        try:
+            httpx.get(f"{old}/ping", timeout=1)
+        except httpx.HTTPError:
+            return True
+        return False
+
+    wait_for(old_gone, timeout=60, what="the old instance stopped")
+
+    def supervisors() -> int:
+        return len([p for p in serving_processes(api, endpoint) if "supervisor.json" in " ".join(p.cmdline())])
+
+    wait_for(lambda: supervisors() == 1, timeout=60, what="the old instance's supervisor gone")
+
+
 def test_delete_stops_every_instance_and_keeps_the_lines(api: Api, endpoint: str) -> None:
     assert serving_processes(api, endpoint)
     with api.client() as c:

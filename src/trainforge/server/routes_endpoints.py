@@ -23,6 +23,7 @@ from trainforge.service.endpoint_agent import EndpointAgentService
 from trainforge.service.endpoints import EndpointService
 from trainforge.service.invocations import InvocationMetrics, InvocationRouter
 from trainforge.service.models import ModelService
+from trainforge.spec.endpoints import INVOCABLE
 from trainforge.store.inference import EndpointConfigStore, EndpointStore, ModelStore
 from trainforge.store.inference_logs import InferenceLogStore
 from trainforge.store.users import UserStore
@@ -143,7 +144,8 @@ async def invoke_endpoint(name: str, request: Request) -> Response:
     if declared and declared.isdigit():
         invocations.check_size(int(declared))
     route = invocations.route(name)
-    if route is None:
+    if route is None or route.status not in INVOCABLE or not route.instances:
+        # Unknown here, or not serving: the store decides (the reconciler may have moved it since its last pass).
         route = await to_thread.run_sync(_svc(request).route, name)
     route = invocations.check(route, name, principal)
     body = await request.body()

@@ -248,7 +248,7 @@ class ServingSupervisor:
         self._limits = select_limits(
             memory_gib=self.cfg.memory_limit_gib,
             cpus=self.cfg.instance.effective_vcpus,
-            job_name=self.cfg.job_name,
+            job_name=f"{self.cfg.job_name}.attempt-{self.cfg.attempt}",  # launches of one endpoint overlap
             host=self.cfg.host,
         )
         self.say(self._first_line(launch))
