@@ -6,6 +6,9 @@ A SageMaker notebook ports by replacing ``sagemaker`` with ``trainforge`` in its
     from trainforge.sklearn import SKLearn
     from trainforge.inputs import TrainingInput
 
+and, after ``fit()``, ``est.deploy(...)`` / ``est.transformer(...)`` with ``trainforge.serializers``,
+``trainforge.predictor``, ``trainforge.model`` in SageMaker's module paths (``docs/inference.md``).
+
 ``import trainforge`` stays light: the public names below are imported on first use.
 """
 
@@ -21,20 +24,60 @@ _LAZY = {
     "get_execution_role": "trainforge.session",
     "Estimator": "trainforge.estimator",
     "TrainingInput": "trainforge.inputs",
+    "Model": "trainforge.model",
+    "FrameworkModel": "trainforge.model",
+    "Predictor": "trainforge.predictor",
+    "RealTimePredictor": "trainforge.predictor",
+    "Transformer": "trainforge.transformer",
+    "production_variant": "trainforge.inference_requests",
+    "container_def": "trainforge.inference_requests",
 }
 
 if TYPE_CHECKING:
     from trainforge.estimator import Estimator
+    from trainforge.inference_requests import container_def, production_variant
     from trainforge.inputs import TrainingInput
+    from trainforge.model import FrameworkModel, Model
+    from trainforge.predictor import Predictor, RealTimePredictor
     from trainforge.session import Session, get_execution_role
+    from trainforge.transformer import Transformer
 
-__all__ = ["Estimator", "Session", "TrainingInput", "__version__", "get_execution_role"]
+__all__ = [
+    "Estimator",
+    "FrameworkModel",
+    "Model",
+    "Predictor",
+    "RealTimePredictor",
+    "Session",
+    "TrainingInput",
+    "Transformer",
+    "__version__",
+    "container_def",
+    "get_execution_role",
+    "production_variant",
+]
 
 
 # Submodules reachable as attributes after a bare ``import trainforge``, as in ``sagemaker.image_uris.retrieve(...)``
 # and ``sagemaker.estimator.Estimator(...)`` after ``import sagemaker``.
 _SUBMODULES = frozenset(
-    {"analytics", "estimator", "image_uris", "inputs", "pytorch", "remote_function", "session", "sklearn", "xgboost"}
+    {
+        "analytics",
+        "deserializers",
+        "estimator",
+        "image_uris",
+        "inputs",
+        "model",
+        "predictor",
+        "pytorch",
+        "remote_function",
+        "s3",
+        "serializers",
+        "session",
+        "sklearn",
+        "transformer",
+        "xgboost",
+    }
 )
 
 

@@ -12,13 +12,18 @@ import json
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from trainforge.admin_client import AdminClient
 from trainforge.analytics import TrainingJobAnalytics
+from trainforge.deserializers import BaseDeserializer
 from trainforge.errors import ValidationError
 from trainforge.fw_utils import UploadedCode, git_clone_repo, tar_and_upload_dir, validate_source_code
 from trainforge.job import TrainingJob
+from trainforge.model import Model
+from trainforge.predictor import Predictor
+from trainforge.serializers import BaseSerializer
 from trainforge.session import Session, get_execution_role
 from trainforge.spec import images
 from trainforge.spec.contract import model_artifacts_uri
@@ -33,6 +38,7 @@ from trainforge.train_request import (
     str_encode_hyperparameters,
     training_channels,
 )
+from trainforge.transformer import Transformer
 
 logger = logging.getLogger("trainforge")
 
@@ -527,10 +533,18 @@ class EstimatorBase:
 
         Raises:
             ValidationError: No job was started and the job's name or output path is not known yet (field
-                ``model_data``): call ``fit()`` first.
+                ``model_data``): call ``fit()`` first; or the latest job ended Failed or Stopped without storing a
+                model (its description has no ``ModelArtifacts``).
         """
         if self.latest_training_job is not None:
             details = self.sagemaker_session.client.describe_training_job(self.latest_training_job.name)
+            if "ModelArtifacts" not in details:  # it ended Failed or Stopped without storing a model
+                raise ValidationError(
+                    f"model_data: training job {self.latest_training_job.name!r} ended "
+                    f"{details.get('TrainingJobStatus')} without storing a model (its model directory was empty); "
+                    "train again (or pass model_data= to a Model)",
+                    field="model_data",
+                )
             uri = str(details["ModelArtifacts"]["S3ModelArtifacts"])
             compression = (details.get("OutputDataConfig") or {}).get("CompressionType", "GZIP")
             if compression in (None, "GZIP"):
@@ -560,6 +574,134 @@ class EstimatorBase:
         """
         job = self._ensure_latest_job()
         return TrainingJobAnalytics(job.name, sagemaker_session=self.sagemaker_session)
+
+    # -- models, endpoints, batch transform ---------------------------------------------------------------
+
+    def _trained_model_data(self) -> str | dict[str, Any]:
+        """The latest job's model data, once that job Completed.
+
+        Raises:
+            ValidationError: No job yet (call ``fit()`` first), or the job has not Completed (field ``job``).
+        """
+        job = self._ensure_latest_job()
+        status = self.sagemaker_session.client.describe_training_job(job.name).get("TrainingJobStatus")
+        if status != "Completed":
+            hint = (
+                "wait for it (estimator.latest_training_job.wait()) and try again"
+                if status in ("InProgress", "Stopping")
+                else "train again with fit()"
+            )
+            raise ValidationError(
+                f"job: training job {job.name!r} is {status}; only a Completed job's model can be served: {hint}",
+                field="job",
+            )
+        return self.model_data
+
+    def _link_model(self, model: Model) -> Model:
+        """Mark ``model`` as coming from the latest job (CreateModel then carries the trainforge tag)."""
+        model._training_job_name = self._ensure_latest_job().name
+        return model
+
+    def create_model(self, **kwargs: Any) -> Model:
+        """A :class:`~trainforge.model.Model` of the latest job's model (defined by each estimator class)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define create_model()")
+
+    def deploy(
+        self,
+        initial_instance_count: int | None = None,
+        instance_type: str | None = None,
+        serializer: BaseSerializer | None = None,
+        deserializer: BaseDeserializer | None = None,
+        accelerator_type: str | None = None,
+        endpoint_name: str | None = None,
+        use_compiled_model: bool = False,
+        wait: bool = True,
+        model_name: str | None = None,
+        kms_key: str | None = None,
+        data_capture_config: Any = None,
+        tags: Sequence[Mapping[str, str]] | Mapping[str, str] | None = None,
+        volume_size: int | None = None,
+        model_data_download_timeout: int | None = None,
+        container_startup_health_check_timeout: int | None = None,
+        **kwargs: Any,
+    ) -> Predictor:
+        """Serve the latest job's model on an endpoint and return a predictor for it (SageMaker's ``deploy``).
+
+        The model and the endpoint are both named ``<base_job_name>-<timestamp>`` unless ``model_name`` /
+        ``endpoint_name`` are given; the endpoint config takes the endpoint's name. Other keywords go to
+        :meth:`create_model` (e.g. ``entry_point="inference.py"`` for a framework estimator).
+
+        Raises:
+            ValidationError: No job yet (call ``fit()`` first), the job has not Completed, or a bad argument.
+            UnexpectedStatusError: ``wait`` and the endpoint went Failed (its FailureReason in the message).
+        """
+        self._ensure_latest_job()
+        if use_compiled_model:
+            raise ValidationError("use_compiled_model: SageMaker Neo is not available here", field="use_compiled_model")
+        default_name = name_from_base(self.base_job_name or base_name_from_image(self.training_image_uri()))
+        model = self.create_model(**kwargs)
+        model.name = model_name or default_name
+        return model.deploy(
+            initial_instance_count,
+            instance_type,
+            serializer=serializer,
+            deserializer=deserializer,
+            accelerator_type=accelerator_type,
+            endpoint_name=endpoint_name or default_name,
+            tags=tags or self.tags,
+            kms_key=kms_key,
+            wait=wait,
+            data_capture_config=data_capture_config,
+            volume_size=volume_size,
+            model_data_download_timeout=model_data_download_timeout,
+            container_startup_health_check_timeout=container_startup_health_check_timeout,
+        )
+
+    def transformer(
+        self,
+        instance_count: int,
+        instance_type: str,
+        strategy: str | None = None,
+        assemble_with: str | None = None,
+        output_path: str | None = None,
+        output_kms_key: str | None = None,
+        accept: str | None = None,
+        env: Mapping[str, str] | None = None,
+        max_concurrent_transforms: int | None = None,
+        max_payload: int | None = None,
+        tags: Sequence[Mapping[str, str]] | Mapping[str, str] | None = None,
+        role: str | None = None,
+        volume_kms_key: str | None = None,
+        enable_network_isolation: bool | None = None,
+        model_name: str | None = None,
+        **kwargs: Any,
+    ) -> Transformer:
+        """Create a model of the latest job's model and return a :class:`~trainforge.transformer.Transformer`.
+
+        Other keywords go to :meth:`create_model` (e.g. ``entry_point=`` for a framework estimator).
+
+        Raises:
+            ValidationError: No job yet (call ``fit()`` first), or the job has not Completed.
+        """
+        self._ensure_latest_job()
+        model = self.create_model(role=role, **kwargs)
+        model.name = self._get_or_create_name(model_name)
+        if enable_network_isolation is not None:
+            model._enable_network_isolation = enable_network_isolation
+        return model.transformer(
+            instance_count,
+            instance_type,
+            strategy=strategy,
+            assemble_with=assemble_with,
+            output_path=output_path,
+            output_kms_key=output_kms_key,
+            accept=accept,
+            env=env,
+            max_concurrent_transforms=max_concurrent_transforms,
+            max_payload=max_payload,
+            tags=normalize_tags(tags) or self.tags,
+            volume_kms_key=volume_kms_key,
+        )
 
     # -- attach -------------------------------------------------------------------------------------------
 
@@ -690,6 +832,39 @@ class Estimator(EstimatorBase):
         """The image given at construction."""
         return self.image_uri
 
+    def create_model(
+        self,
+        role: str | None = None,
+        image_uri: str | None = None,
+        predictor_cls: Any = None,
+        serializer: BaseSerializer | None = None,
+        deserializer: BaseDeserializer | None = None,
+        **kwargs: Any,
+    ) -> Model:
+        """A :class:`~trainforge.model.Model` serving the latest job's model with the training image (or
+        ``image_uri``), as SageMaker's ``Estimator.create_model``; its predictor uses ``serializer`` and
+        ``deserializer``. Other keywords go to ``Model`` (e.g. ``entry_point=`` to serve with a script).
+
+        Raises:
+            ValidationError: No job yet (call ``fit()`` first), or the job has not Completed.
+        """
+        model_data = self._trained_model_data()
+        if predictor_cls is None:
+
+            def predictor_cls(endpoint_name: str, session: Session) -> Predictor:
+                return Predictor(endpoint_name, session, serializer=serializer, deserializer=deserializer)
+
+        kwargs.setdefault("enable_network_isolation", self.enable_network_isolation())
+        model = Model(
+            image_uri or self.training_image_uri(),
+            model_data,
+            role or self.role,
+            predictor_cls=predictor_cls,
+            sagemaker_session=self.sagemaker_session,
+            **kwargs,
+        )
+        return self._link_model(model)
+
 
 class Framework(EstimatorBase):
     """Base of framework estimators: run ``entry_point`` from ``source_dir`` in a framework image.
@@ -768,6 +943,41 @@ class Framework(EstimatorBase):
         if self.image_uri:
             return self.image_uri
         return self._catalogue_image().name
+
+    def _model_kwargs(
+        self,
+        role: str | None,
+        entry_point: str | None,
+        source_dir: str | None,
+        dependencies: Sequence[str] | None,
+        kwargs: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The arguments a framework model of the latest job shares across frameworks.
+
+        The model serves with the training ``entry_point`` and ``source_dir`` unless others are given (an
+        ``entry_point`` alone is looked up in the training ``source_dir``); a ``source_dir`` that no longer exists
+        locally is replaced by the uploaded code archive.
+
+        Raises:
+            ValidationError: No job yet, or the job has not Completed.
+        """
+        model_source = self.source_dir
+        if model_source and not model_source.startswith("s3://") and not Path(model_source).is_dir():
+            model_source = self.uploaded_code.s3_prefix if self.uploaded_code else None
+        params: dict[str, Any] = {
+            "model_data": self._trained_model_data(),
+            "role": role or self.role,
+            "entry_point": entry_point or self.entry_point,
+            "source_dir": source_dir if source_dir is not None else model_source,
+            "image_uri": kwargs.pop("image_uri", self.image_uri),
+            "framework_version": self.framework_version,
+            "container_log_level": self.container_log_level,
+            "code_location": self.code_location,
+            "sagemaker_session": self.sagemaker_session,
+            "dependencies": dependencies if dependencies is not None else self.dependencies,
+        }
+        kwargs.setdefault("enable_network_isolation", self.enable_network_isolation())
+        return {**params, **kwargs}
 
     @classmethod
     def _framework_version_from_image(cls, image: str) -> str | None:

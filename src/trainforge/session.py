@@ -7,27 +7,56 @@ announces in ``GET /v1/config``.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from trainforge import inference_client
 from trainforge.client import TrainforgeClient
-from trainforge.errors import NotFoundError, ServerUnavailableError, TrainforgeError, ValidationError
+from trainforge.errors import (
+    ConflictError,
+    NotFoundError,
+    ServerUnavailableError,
+    TrainforgeError,
+    UnexpectedStatusError,
+    ValidationError,
+)
+from trainforge.inference_requests import (
+    container_definition,
+    endpoint_config_request,
+    endpoint_request,
+    model_request,
+    production_variant,
+)
 from trainforge.inputs import ShuffleConfig, TrainingInput
-from trainforge.logs import print_job_logs, wait_with_dots
+from trainforge.logs import LogPrinter, print_job_logs, wait_with_dots
 from trainforge.settings import Settings, load_settings
 from trainforge.spec.contract import DEFAULT_ROLE_NAME
+from trainforge.spec.names import base_name_from_image, name_from_base
 from trainforge.storage import CallbackKeyring, ObjectStore, open_store
 
 logger = logging.getLogger("trainforge")
 
 _TIME_KEYS = frozenset(
-    {"CreationTime", "TrainingStartTime", "TrainingEndTime", "LastModifiedTime", "StartTime", "EndTime", "Timestamp"}
+    {
+        "CreationTime",
+        "TrainingStartTime",
+        "TrainingEndTime",
+        "LastModifiedTime",
+        "StartTime",
+        "EndTime",
+        "Timestamp",
+        "TransformStartTime",
+        "TransformEndTime",
+    }
 )
+_ENDPOINT_BUSY = frozenset({"Creating", "Updating", "SystemUpdating"})
+_TRANSFORM_BUSY = frozenset({"InProgress", "Stopping"})
 # Kept for code written against ``sagemaker.session.s3_input``.
 s3_input = TrainingInput
 
@@ -45,6 +74,19 @@ def with_datetimes(value: Any) -> Any:
     if isinstance(value, list):
         return [with_datetimes(item) for item in value]
     return value
+
+
+def _check_transform_status(job_name: str, description: Mapping[str, Any]) -> None:
+    """Raise :class:`UnexpectedStatusError` when a transform job ended Failed (Completed and Stopped pass)."""
+    status = str(description.get("TransformJobStatus"))
+    if status == "Failed":
+        reason = description.get("FailureReason")
+        raise UnexpectedStatusError(
+            f"Error for Transform job {job_name}: {status}. Reason: {reason}",
+            job_name=job_name,
+            status=status,
+            failure_reason=reason,
+        )
 
 
 def role_arn(account_id: str, name: str = DEFAULT_ROLE_NAME) -> str:
@@ -124,6 +166,7 @@ class Session:
         self._config: dict[str, Any] | None = dict(server_config) if server_config is not None else None
         self._store: ObjectStore | None = None
         self.sagemaker_client = SageMakerClient(self)
+        self.sagemaker_runtime_client = RuntimeClient(self)
         if client is None and server_config is None:
             self.client  # noqa: B018 - find or start the server now, as sagemaker.Session() connects at once
 
@@ -338,6 +381,343 @@ class Session:
         result: dict[str, Any] = with_datetimes(wait_with_dots(job, describe=self._describe, poll=poll))
         return result
 
+    # -- models, endpoints, transform jobs (reference §7.3) ----------------------------------------------
+
+    def resolve_role(self, role: str | None) -> str:
+        """``role`` as an ARN: ``None`` is the caller's default role (:func:`get_execution_role`), a bare name is
+        expanded in this account, an ARN is returned as it is."""
+        if role is None:
+            return get_execution_role(self)
+        return role if "/" in role else self.expand_role(role)
+
+    def create_model(
+        self,
+        name: str,
+        role: str | None = None,
+        container_defs: Mapping[str, Any] | list[Mapping[str, Any]] | None = None,
+        vpc_config: Mapping[str, Any] | None = None,
+        enable_network_isolation: bool | None = None,
+        primary_container: Mapping[str, Any] | None = None,
+        tags: list[dict[str, str]] | None = None,
+    ) -> str:
+        """CreateModel from a container definition (``container_defs`` or ``primary_container``); returns ``name``.
+
+        A model of that name that already exists is kept, with a warning (as SageMaker).
+
+        Raises:
+            ValidationError: A bad field (the image is not in the catalogue, a role the caller may not pass, ...).
+        """
+        container = primary_container if primary_container is not None else container_defs
+        if isinstance(container, list):
+            if len(container) != 1:
+                raise ValidationError(
+                    f"container_defs: {len(container)} containers given; one container is served here",
+                    field="container_defs",
+                )
+            container = container[0]
+        if container is None:
+            raise ValidationError(
+                "container_defs: required (the image and model data to serve)", field="container_defs"
+            )
+        request = model_request(
+            name,
+            self.resolve_role(role),
+            container,
+            enable_network_isolation=bool(enable_network_isolation),
+            vpc_config=vpc_config,
+            tags=tags,
+        )
+        return self.create_model_from_request(request)
+
+    def create_model_from_request(self, request: Mapping[str, Any]) -> str:
+        """Send a built CreateModel request; a name already taken is kept with a warning. Returns the model name."""
+        name = str(request["ModelName"])
+        logger.info("Creating model with name: %s", name)
+        try:
+            inference_client.create_model(self.client, request)
+        except ConflictError:
+            logger.warning("Using already existing model: %s", name)
+        return name
+
+    def describe_model(self, name: str) -> dict[str, Any]:
+        """DescribeModel (timestamps as datetimes). Raises NotFoundError for an unknown model."""
+        result: dict[str, Any] = with_datetimes(inference_client.describe_model(self.client, name))
+        return result
+
+    def delete_model(self, model_name: str) -> None:
+        """DeleteModel. Raises NotFoundError for an unknown model."""
+        logger.info("Deleting model with name: %s", model_name)
+        inference_client.delete_model(self.client, model_name)
+
+    def create_endpoint_config(
+        self,
+        name: str,
+        model_name: str,
+        initial_instance_count: int,
+        instance_type: str,
+        accelerator_type: str | None = None,
+        tags: list[dict[str, str]] | None = None,
+        kms_key: str | None = None,
+        data_capture_config_dict: Mapping[str, Any] | None = None,
+        volume_size: int | None = None,
+        model_data_download_timeout: int | None = None,
+        container_startup_health_check_timeout: int | None = None,
+    ) -> str:
+        """CreateEndpointConfig with one production variant (``AllTraffic``); returns ``name``.
+
+        Raises:
+            ValidationError: An unknown model or instance type (the field named).
+            ConflictError: The name is taken.
+        """
+        variant = production_variant(
+            model_name,
+            instance_type,
+            initial_instance_count,
+            accelerator_type=accelerator_type,
+            volume_size=volume_size,
+            model_data_download_timeout=model_data_download_timeout,
+            container_startup_health_check_timeout=container_startup_health_check_timeout,
+        )
+        request = endpoint_config_request(
+            name, [variant], tags=tags, kms_key=kms_key, data_capture_config=data_capture_config_dict
+        )
+        logger.info("Creating endpoint-config with name %s", name)
+        inference_client.create_endpoint_config(self.client, request)
+        return name
+
+    def describe_endpoint_config(self, name: str) -> dict[str, Any]:
+        """DescribeEndpointConfig (timestamps as datetimes)."""
+        result: dict[str, Any] = with_datetimes(inference_client.describe_endpoint_config(self.client, name))
+        return result
+
+    def delete_endpoint_config(self, endpoint_config_name: str) -> None:
+        """DeleteEndpointConfig (an endpoint created from it keeps serving)."""
+        logger.info("Deleting endpoint configuration with name: %s", endpoint_config_name)
+        inference_client.delete_endpoint_config(self.client, endpoint_config_name)
+
+    def create_endpoint(
+        self,
+        endpoint_name: str,
+        config_name: str,
+        tags: list[dict[str, str]] | None = None,
+        wait: bool = True,
+        live_logging: bool = False,
+    ) -> str:
+        """CreateEndpoint; with ``wait`` block until it is InService. Returns ``endpoint_name``.
+
+        Raises:
+            ConflictError: The name is taken.
+            UnexpectedStatusError: ``wait`` and the endpoint went Failed (the FailureReason in the message).
+        """
+        logger.info("Creating endpoint with name %s", endpoint_name)
+        inference_client.create_endpoint(self.client, endpoint_request(endpoint_name, config_name, tags=tags))
+        if wait:
+            self.wait_for_endpoint(endpoint_name)
+        return endpoint_name
+
+    def endpoint_from_production_variants(
+        self,
+        name: str,
+        production_variants: list[Mapping[str, Any]],
+        tags: list[dict[str, str]] | None = None,
+        kms_key: str | None = None,
+        wait: bool = True,
+        data_capture_config_dict: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """An endpoint config named ``name`` for the variants, then the endpoint ``name`` (as SageMaker's deploy).
+
+        Raises:
+            UnexpectedStatusError: ``wait`` and the endpoint went Failed.
+        """
+        config = endpoint_config_request(
+            name, production_variants, tags=tags, kms_key=kms_key, data_capture_config=data_capture_config_dict
+        )
+        logger.info("Creating endpoint-config with name %s", name)
+        inference_client.create_endpoint_config(self.client, config)
+        return self.create_endpoint(name, name, tags=tags, wait=wait)
+
+    def endpoint_from_model_data(
+        self,
+        model_s3_location: str,
+        image_uri: str,
+        initial_instance_count: int,
+        instance_type: str,
+        name: str | None = None,
+        role: str | None = None,
+        wait: bool = True,
+        model_environment_vars: Mapping[str, str] | None = None,
+        tags: list[dict[str, str]] | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """A model, an endpoint config and an endpoint, all named ``name``, serving ``model_s3_location``."""
+        name = name or name_from_base(base_name_from_image(image_uri))
+        container = container_definition(image_uri, model_s3_location, model_environment_vars)
+        self.create_model(name, role, container, tags=tags)
+        variant = production_variant(name, instance_type, initial_instance_count)
+        return self.endpoint_from_production_variants(name, [variant], tags=tags, wait=wait)
+
+    def update_endpoint(self, endpoint_name: str, endpoint_config_name: str, wait: bool = True) -> str:
+        """UpdateEndpoint to another config; with ``wait`` block until it is InService again."""
+        inference_client.update_endpoint(self.client, endpoint_name, endpoint_config_name)
+        if wait:
+            self.wait_for_endpoint(endpoint_name)
+        return endpoint_name
+
+    def describe_endpoint(self, endpoint_name: str) -> dict[str, Any]:
+        """DescribeEndpoint (timestamps as datetimes). Raises NotFoundError for an unknown endpoint."""
+        result: dict[str, Any] = with_datetimes(inference_client.describe_endpoint(self.client, endpoint_name))
+        return result
+
+    def delete_endpoint(self, endpoint_name: str) -> None:
+        """DeleteEndpoint: it goes Deleting, its instances stop, then it is gone."""
+        logger.info("Deleting endpoint with name: %s", endpoint_name)
+        inference_client.delete_endpoint(self.client, endpoint_name)
+
+    def wait_for_endpoint(self, endpoint: str, poll: float = 2, live_logging: bool = False) -> dict[str, Any]:
+        """Poll until the endpoint is no longer Creating/Updating, printing progress dots.
+
+        Returns:
+            The final description (timestamps as datetimes).
+
+        Raises:
+            UnexpectedStatusError: It ended in a status other than InService (``Failed``: the FailureReason is in
+                the message).
+        """
+        description = self._wait_while(
+            lambda: inference_client.describe_endpoint(self.client, endpoint),
+            "EndpointStatus",
+            _ENDPOINT_BUSY,
+            poll,
+        )
+        status = str(description.get("EndpointStatus"))
+        if status != "InService":
+            reason = description.get("FailureReason")
+            raise UnexpectedStatusError(
+                f"Error hosting endpoint {endpoint}: {status}. Reason: {reason}.",
+                job_name=endpoint,
+                status=status,
+                failure_reason=reason,
+            )
+        result: dict[str, Any] = with_datetimes(description)
+        return result
+
+    def _wait_while(
+        self, describe: Callable[[], dict[str, Any]], key: str, busy: frozenset[str], poll: float
+    ) -> dict[str, Any]:
+        """Describe until ``description[key]`` leaves ``busy``: first every 0.2 s, slowing to every ``poll`` s."""
+        printer = LogPrinter()
+        delay = 0.2
+        while True:
+            description = describe()
+            if description.get(key) not in busy:
+                printer.line("!")
+                return description
+            printer.dot()
+            time.sleep(delay)
+            delay = min(delay * 2, poll)
+
+    def create_transform_job(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Submit a built CreateTransformJob request; ``{"TransformJobArn"}``.
+
+        Raises:
+            ValidationError: A bad field (unknown model, ...), named.
+            ConflictError: The job name is taken.
+        """
+        logger.info("Creating transform job with name: %s", request.get("TransformJobName"))
+        return inference_client.create_transform_job(self.client, request)
+
+    def transform(
+        self,
+        job_name: str,
+        model_name: str,
+        strategy: str | None,
+        max_concurrent_transforms: int | None,
+        max_payload: int | None,
+        input_config: Mapping[str, Any],
+        output_config: Mapping[str, Any],
+        resource_config: Mapping[str, Any],
+        experiment_config: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        tags: list[dict[str, str]] | None = None,
+        data_processing: Mapping[str, Any] | None = None,
+        model_client_config: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """CreateTransformJob from its parts, as SageMaker's ``Session.transform``."""
+        request: dict[str, Any] = {
+            "TransformJobName": job_name,
+            "ModelName": model_name,
+            "TransformInput": dict(input_config),
+            "TransformOutput": dict(output_config),
+            "TransformResources": dict(resource_config),
+        }
+        optional = {
+            "BatchStrategy": strategy,
+            "MaxConcurrentTransforms": max_concurrent_transforms,
+            "MaxPayloadInMB": max_payload,
+            "Environment": dict(env) if env else None,
+            "Tags": tags or None,
+            "DataProcessing": dict(data_processing) if data_processing else None,
+            "ModelClientConfig": dict(model_client_config) if model_client_config else None,
+            "ExperimentConfig": dict(experiment_config) if experiment_config else None,
+        }
+        request.update({key: value for key, value in optional.items() if value is not None})
+        self.create_transform_job(request)
+
+    def describe_transform_job(self, job_name: str) -> dict[str, Any]:
+        """DescribeTransformJob (timestamps as datetimes). Raises NotFoundError for an unknown job."""
+        result: dict[str, Any] = with_datetimes(inference_client.describe_transform_job(self.client, job_name))
+        return result
+
+    def stop_transform_job(self, name: str) -> None:
+        """StopTransformJob: Stopping, then Stopped."""
+        inference_client.stop_transform_job(self.client, name)
+
+    def wait_for_transform_job(self, job: str, poll: float = 5) -> dict[str, Any]:
+        """Poll until the transform job is Completed, Failed or Stopped, printing progress dots.
+
+        Raises:
+            UnexpectedStatusError: The job ended Failed (the FailureReason in the message).
+        """
+        description = self._wait_while(
+            lambda: inference_client.describe_transform_job(self.client, job),
+            "TransformJobStatus",
+            _TRANSFORM_BUSY,
+            poll,
+        )
+        _check_transform_status(job, description)
+        result: dict[str, Any] = with_datetimes(description)
+        return result
+
+    def logs_for_transform_job(self, job_name: str, wait: bool = False, poll: float = 10) -> None:
+        """Print a transform job's log lines (lines of hosts other than ``algo-1`` prefixed with their host).
+
+        With ``wait=False`` prints the lines written so far; with ``wait=True`` follows the job until it ends.
+
+        Raises:
+            UnexpectedStatusError: With ``wait=True``, the job ended Failed.
+        """
+        printer = LogPrinter()
+        cursor = 0
+        delay = 0.2
+        while True:
+            page = inference_client.transform_job_logs(self.client, job_name, cursor=cursor)
+            events = page.get("events") or []
+            for event in events:
+                printer.log(str(event.get("message", "")), event.get("host"))
+            if events:
+                cursor = int(page.get("next_cursor", events[-1].get("cursor", cursor)))
+                delay = 0.2
+                continue
+            if not wait:
+                return
+            if page.get("TransformJobStatus") not in _TRANSFORM_BUSY:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, poll)
+        _check_transform_status(job_name, inference_client.describe_transform_job(self.client, job_name))
+
 
 class SageMakerClient:
     """The few boto3 ``sagemaker`` client calls notebooks make through ``session.sagemaker_client``.
@@ -366,8 +746,110 @@ class SageMakerClient:
         snake = {"".join("_" + c.lower() if c.isupper() else c for c in k).lstrip("_"): v for k, v in params.items()}
         return self._session.list_training_jobs(**snake)
 
+    def create_model(self, **request: Any) -> dict[str, Any]:
+        """``CreateModel``."""
+        return inference_client.create_model(self._session.client, request)
+
+    def describe_model(self, *, ModelName: str) -> dict[str, Any]:
+        """``DescribeModel``."""
+        return self._session.describe_model(ModelName)
+
+    def delete_model(self, *, ModelName: str) -> dict[str, Any]:
+        """``DeleteModel``."""
+        self._session.delete_model(ModelName)
+        return {}
+
+    def create_endpoint_config(self, **request: Any) -> dict[str, Any]:
+        """``CreateEndpointConfig``."""
+        return inference_client.create_endpoint_config(self._session.client, request)
+
+    def describe_endpoint_config(self, *, EndpointConfigName: str) -> dict[str, Any]:
+        """``DescribeEndpointConfig``."""
+        return self._session.describe_endpoint_config(EndpointConfigName)
+
+    def delete_endpoint_config(self, *, EndpointConfigName: str) -> dict[str, Any]:
+        """``DeleteEndpointConfig``."""
+        self._session.delete_endpoint_config(EndpointConfigName)
+        return {}
+
+    def create_endpoint(self, **request: Any) -> dict[str, Any]:
+        """``CreateEndpoint`` (returns at once; the endpoint is Creating)."""
+        return inference_client.create_endpoint(self._session.client, request)
+
+    def describe_endpoint(self, *, EndpointName: str) -> dict[str, Any]:
+        """``DescribeEndpoint``."""
+        return self._session.describe_endpoint(EndpointName)
+
+    def update_endpoint(self, *, EndpointName: str, EndpointConfigName: str, **_: Any) -> dict[str, Any]:
+        """``UpdateEndpoint`` (returns at once; the endpoint is Updating)."""
+        return inference_client.update_endpoint(self._session.client, EndpointName, EndpointConfigName)
+
+    def delete_endpoint(self, *, EndpointName: str) -> dict[str, Any]:
+        """``DeleteEndpoint``."""
+        self._session.delete_endpoint(EndpointName)
+        return {}
+
+    def list_endpoints(self, *, StatusEquals: str | None = None, **_: Any) -> dict[str, Any]:
+        """``ListEndpoints`` (one page: every endpoint, newest first)."""
+        found = inference_client.list_endpoints(self._session.client, status=StatusEquals)
+        return {"Endpoints": with_datetimes(found)}
+
+    def create_transform_job(self, **request: Any) -> dict[str, Any]:
+        """``CreateTransformJob``."""
+        return self._session.create_transform_job(request)
+
+    def describe_transform_job(self, *, TransformJobName: str) -> dict[str, Any]:
+        """``DescribeTransformJob``."""
+        return self._session.describe_transform_job(TransformJobName)
+
+    def stop_transform_job(self, *, TransformJobName: str) -> dict[str, Any]:
+        """``StopTransformJob``."""
+        self._session.stop_transform_job(TransformJobName)
+        return {}
+
+
+class RuntimeClient:
+    """boto3's ``sagemaker-runtime`` client as ``session.sagemaker_runtime_client``: ``invoke_endpoint``."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def invoke_endpoint(
+        self,
+        *,
+        EndpointName: str,
+        Body: bytes | str | Any,
+        ContentType: str | None = None,
+        Accept: str | None = None,
+        CustomAttributes: str | None = None,
+        **_: Any,
+    ) -> dict[str, Any]:
+        """``InvokeEndpoint``: ``{"Body": <readable stream>, "ContentType", "InvokedProductionVariant"}``.
+
+        ``Body`` may be bytes, a string (sent UTF-8) or a readable file. ``TargetModel``, ``TargetVariant`` and
+        ``InferenceId`` are accepted and not used (one model, one variant per endpoint here).
+
+        Raises:
+            ModelError: The model answered with an error (its status and message in ``details``).
+            NotFoundError: No endpoint has this name.
+            ValidationError: The endpoint is not InService, or the payload is over 6 MB.
+        """
+        if hasattr(Body, "read"):
+            Body = Body.read()
+        payload = Body.encode("utf-8") if isinstance(Body, str) else bytes(Body)
+        body, content_type, variant = inference_client.invoke_endpoint(
+            self._session.client,
+            EndpointName,
+            payload,
+            content_type=ContentType,
+            accept=Accept,
+            custom_attributes=CustomAttributes,
+        )
+        return {"Body": io.BytesIO(body), "ContentType": content_type, "InvokedProductionVariant": variant}
+
 
 __all__ = [
+    "RuntimeClient",
     "SageMakerClient",
     "Session",
     "ShuffleConfig",

@@ -448,14 +448,25 @@ def test_model_data_before_fit_without_a_job_name_says_to_call_fit(tmp_path: Pat
 
 SDK_MODULES = (
     "trainforge.train_request",
+    "trainforge.inference_requests",
     "trainforge.job",
     "trainforge.estimator",
     "trainforge.session",
+    "trainforge.model",
+    "trainforge.predictor",
+    "trainforge.transformer",
+    "trainforge.serializers",
+    "trainforge.deserializers",
+    "trainforge.repack",
+    "trainforge.s3",
     "trainforge.sklearn.estimator",
+    "trainforge.sklearn.model",
     "trainforge.xgboost.estimator",
+    "trainforge.xgboost.model",
     "trainforge.pytorch.estimator",
+    "trainforge.pytorch.model",
 )
-REQUEST_BUILDERS = ("trainforge.train_request",)
+REQUEST_BUILDERS = ("trainforge.train_request", "trainforge.inference_requests")
 
 
 def _module_level_imports(module: str) -> set[str]:

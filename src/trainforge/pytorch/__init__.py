@@ -1,5 +1,6 @@
-"""PyTorch framework estimator (``sagemaker.pytorch``): scripts in the ``trainforge/pytorch`` images."""
+"""PyTorch (``sagemaker.pytorch``): scripts in the ``trainforge/pytorch`` images; estimator, model, predictor."""
 
 from trainforge.pytorch.estimator import PyTorch
+from trainforge.pytorch.model import PyTorchModel, PyTorchPredictor
 
-__all__ = ["PyTorch"]
+__all__ = ["PyTorch", "PyTorchModel", "PyTorchPredictor"]

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from trainforge.errors import ValidationError
 from trainforge.estimator import Framework, pop_renamed_kwargs
+from trainforge.pytorch.model import PyTorchModel
 from trainforge.train_request import json_encode_hyperparameters
 
 TORCH_DISTRIBUTED_HP = "sagemaker_torch_distributed_enabled"
@@ -143,3 +144,24 @@ class PyTorch(Framework):
             json_encode_hyperparameters(distribution_hyperparameters(self.distribution, self.instance_type))
         )
         return hyperparameters
+
+    def create_model(
+        self,
+        model_server_workers: int | None = None,
+        role: str | None = None,
+        entry_point: str | None = None,
+        source_dir: str | None = None,
+        dependencies: list[str] | None = None,
+        **kwargs: Any,
+    ) -> PyTorchModel:
+        """A :class:`~trainforge.pytorch.model.PyTorchModel` of the latest job's model, serving with the training
+        ``entry_point``/``source_dir`` unless others are given (e.g. ``entry_point="inference.py"``).
+
+        Raises:
+            ValidationError: No job yet (call ``fit()`` first), or the job has not Completed.
+        """
+        params = self._model_kwargs(role, entry_point, source_dir, dependencies, dict(kwargs))
+        params.setdefault("py_version", self.py_version)
+        model = PyTorchModel(model_server_workers=model_server_workers, **params)
+        self._link_model(model)
+        return model

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from trainforge.errors import ValidationError
 from trainforge.estimator import Framework, check_instance_count, pop_renamed_kwargs
+from trainforge.sklearn.model import SKLearnModel
 
 _GPU_PREFIXES = ("ml.p", "ml.g", "local_gpu")
 
@@ -76,3 +77,24 @@ class SKLearn(Framework):
             instance_count=1,
             **kwargs,
         )
+
+    def create_model(
+        self,
+        model_server_workers: int | None = None,
+        role: str | None = None,
+        entry_point: str | None = None,
+        source_dir: str | None = None,
+        dependencies: list[str] | None = None,
+        **kwargs: Any,
+    ) -> SKLearnModel:
+        """A :class:`~trainforge.sklearn.model.SKLearnModel` of the latest job's model, serving with the training
+        ``entry_point``/``source_dir`` unless others are given (e.g. ``entry_point="inference.py"``).
+
+        Raises:
+            ValidationError: No job yet (call ``fit()`` first), or the job has not Completed.
+        """
+        params = self._model_kwargs(role, entry_point, source_dir, dependencies, dict(kwargs))
+        params.setdefault("py_version", self.py_version)
+        model = SKLearnModel(model_server_workers=model_server_workers, **params)
+        self._link_model(model)
+        return model

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from trainforge.errors import ValidationError
 from trainforge.estimator import Framework, pop_renamed_kwargs
+from trainforge.xgboost.model import XGBoostModel
 
 _PY_VERSION = re.compile(r"^py3\d*$")
 
@@ -72,3 +73,24 @@ class XGBoost(Framework):
             framework_version=framework_version,
             **kwargs,
         )
+
+    def create_model(
+        self,
+        model_server_workers: int | None = None,
+        role: str | None = None,
+        entry_point: str | None = None,
+        source_dir: str | None = None,
+        dependencies: list[str] | None = None,
+        **kwargs: Any,
+    ) -> XGBoostModel:
+        """A :class:`~trainforge.xgboost.model.XGBoostModel` of the latest job's model, serving with the training
+        ``entry_point``/``source_dir`` unless others are given (e.g. ``entry_point="inference.py"``).
+
+        Raises:
+            ValidationError: No job yet (call ``fit()`` first), or the job has not Completed.
+        """
+        params = self._model_kwargs(role, entry_point, source_dir, dependencies, dict(kwargs))
+        params.setdefault("py_version", self.py_version)
+        model = XGBoostModel(model_server_workers=model_server_workers, **params)
+        self._link_model(model)
+        return model
