@@ -12,6 +12,7 @@ from sqlalchemy import inspect
 
 from tests.support.postgres import fresh_database
 from trainforge.errors import ConflictError, NotFoundError
+from trainforge.service.transforms import describe, summary
 from trainforge.spec.transforms import InstanceStatus, TransformJobStatus
 from trainforge.store import open_job_store
 from trainforge.store.tables import transform_instances
@@ -142,3 +143,23 @@ def test_list_is_newest_first_per_owner_and_active_skips_terminal(store: Transfo
     assert [j.name for j in store.list_jobs(name_contains="B-3")] == ["job-3"]
     assert [j.name for j in store.list_jobs(max_results=2)] == ["job-3", "job-2"]
     assert [j.name for j in store.active()] == ["job-0", "job-2", "job-3"]
+
+
+def test_describe_and_summary_come_from_the_stored_record(store: TransformJobStore) -> None:
+    store.create(new("d"), now=5.0)
+    job = store.transition("d", T.FAILED, failure_reason="ClientError: boom", now=9.0)
+    out = describe(job)
+    assert out["TransformJobName"] == "d" and out["TransformJobStatus"] == "Failed"
+    assert out["FailureReason"] == "ClientError: boom" and out["TrainingJobName"] == "train-1"
+    assert (out["CreationTime"], out["TransformStartTime"], out["TransformEndTime"]) == (5.0, 9.0, 9.0)
+    assert out["TransformResources"] == {"InstanceType": "ml.m5.large", "InstanceCount": 1}
+    assert out["CreatedBy"] == {"UserProfileName": "alice"}
+    assert summary(job) == {
+        "TransformJobName": "d",
+        "TransformJobArn": job.arn,
+        "CreationTime": 5.0,
+        "LastModifiedTime": 9.0,
+        "TransformJobStatus": "Failed",
+        "TransformEndTime": 9.0,
+        "FailureReason": "ClientError: boom",
+    }

@@ -87,9 +87,13 @@ class Deployment:
         assert job["TransformJobStatus"] == want, (job, self.logs(name))
         return job
 
-    def logs(self, name: str) -> list[str]:
+    def logs_events(self, name: str) -> list[dict[str, Any]]:
         with self.api() as c:
-            return [e["message"] for e in c.get(f"/v1/transform-jobs/{name}/logs").json()["events"]]
+            events: list[dict[str, Any]] = c.get(f"/v1/transform-jobs/{name}/logs").json()["events"]
+        return events
+
+    def logs(self, name: str) -> list[str]:
+        return [e["message"] for e in self.logs_events(name)]
 
 
 def model_archive() -> bytes:
@@ -267,6 +271,34 @@ def test_three_files_of_csv_lines_become_three_out_files_with_one_prediction_per
         assert "scale-3" in {s["TransformJobName"] for s in listed}
         error = error_of(c.post("/v1/transform-jobs/scale-3/stop"), 400)
         assert "already Completed" in error["message"]
+        audit = c.get("/v1/audit", params={"Action": "CreateTransformJob", "Target": "scale-3"}).json()["Events"]
+        assert [(e["UserName"], e["Outcome"]) for e in audit] == [("admin", "ok")]
+
+
+def test_instances_share_the_files_and_the_job_completes_when_every_one_did(dep: Deployment) -> None:
+    for key in ("a.csv", "b.csv", "c.csv"):
+        dep.objects.put_bytes(f"{BUCKET}/pair/{key}", b"1,1\n2,2\n")
+    body = job_body("pair", f"{BUCKET}/pair/", TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 2})
+    with dep.api() as c:
+        assert c.post("/v1/transform-jobs", json=body).status_code == 200
+    dep.wait_status("pair", "Completed")
+    hosts = {e["host"] for e in dep.logs_events("pair")}
+    assert hosts == {"algo-1", "algo-2"}
+    for key in ("a.csv", "b.csv", "c.csv"):
+        assert dep.objects.get_bytes(f"{BUCKET}/preds/pair/{key}.out") == b"4\n8\n"
+
+
+def test_one_failing_instance_fails_the_job_at_once_naming_it_and_stops_the_other(dep: Deployment) -> None:
+    dep.objects.put_bytes(f"{BUCKET}/split/a.csv", b"999,1\n" * 600)  # algo-1: ten minutes of work
+    dep.objects.put_bytes(f"{BUCKET}/split/b.csv", b"-1,1\n")  # algo-2: refused at once
+    body = job_body("split", f"{BUCKET}/split/", TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 2})
+    with dep.api() as c:
+        assert c.post("/v1/transform-jobs", json=body).status_code == 200
+    job = dep.wait_status("split", "Failed", timeout=60)
+    assert job["FailureReason"].startswith("ClientError: host algo-2: "), job["FailureReason"]
+    assert "scaler refuses negative features" in job["FailureReason"]
+    wait_for(lambda: not processes_of(dep.srv.home, "split"), timeout=60, what="the other instance to stop")
+    assert list(dep.objects.list(f"{BUCKET}/preds/split/")) == []
 
 
 def test_a_handler_that_raises_fails_the_job_with_the_models_message(dep: Deployment) -> None:
