@@ -248,7 +248,10 @@ class ServingSupervisor:
         self._limits = select_limits(
             memory_gib=self.cfg.memory_limit_gib,
             cpus=self.cfg.instance.effective_vcpus,
-            job_name=f"{self.cfg.job_name}.attempt-{self.cfg.attempt}",  # launches of one endpoint overlap
+            # one cgroup per supervisor process: launches of one endpoint overlap (an update, a relaunch, a deleted
+            # endpoint still stopping while one of the same name starts, same attempt), and one's cleanup must not
+            # remove another's cgroup
+            job_name=f"{self.cfg.job_name}.attempt-{self.cfg.attempt}.{os.getpid()}",
             host=self.cfg.host,
         )
         self.say(self._first_line(launch))
