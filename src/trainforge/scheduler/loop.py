@@ -115,7 +115,7 @@ class Scheduler:
         if self.endpoints is not None:
             used += self.endpoints.run_once()
         if self.transforms is not None:
-            used += self.transforms.run_once(used)
+            used += self.transforms.run_once(used, gpus)
         for job in waiting:
             used += self._try_start(job, used, gpus)
         self._release_ended({job.name for job in active})

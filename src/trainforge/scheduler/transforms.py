@@ -30,10 +30,12 @@ from typing import Any
 from trainforge.backends.base import Backend, LaunchRequest
 from trainforge.errors import CapacityError, ConflictError, TrainforgeError
 from trainforge.runtime.serving.spec import ServingLaunch, ServingResources, launch_name
+from trainforge.scheduler.gpus import allocate, gpus_needed, held_gpus
 from trainforge.scheduler.instances import Machine, Placement, hosting_instance_type, memory_limit_gib, place
 from trainforge.server.tls import supervisor_ca_pem
 from trainforge.service.agent import hash_token
 from trainforge.settings import Settings
+from trainforge.spec.images import resolve_image
 from trainforge.spec.transforms import INSTANCE_TERMINAL, TransformJobStatus, transform_move
 from trainforge.store.transforms import TransformJobRecord, TransformJobStore
 
@@ -74,17 +76,19 @@ class TransformReconciler:
         """vCPU slots the local machine offers to concurrent jobs."""
         return self.machine.cpus * self.settings.local_cpu_oversubscription
 
-    def run_once(self, used: float = 0.0) -> float:
-        """One pass over the active transform jobs; ``used`` is what other jobs hold of this machine's vCPU slots.
+    def run_once(self, used: float = 0.0, gpus: set[int] | None = None) -> float:
+        """One pass over the active transform jobs; ``used`` is what other jobs hold of this machine's vCPU slots,
+        ``gpus`` the GPU indices they hold (the GPUs transform jobs hold, or take in this pass, are added to it).
 
         Returns the vCPU slots the transform jobs hold (on a backend that uses this machine's capacity). Never
         raises: a job whose step failed is logged and looked at again next pass.
         """
         held = 0.0
+        gpus = set() if gpus is None else gpus
         active = self.store.active()
         for job in active:
             try:
-                held += self._reconcile(job, used + held)
+                held += self._reconcile(job, used + held, gpus)
             except Exception:
                 log.exception("reconciling transform job %s failed", job.name)
         self._release_ended({job.name for job in active})
@@ -92,19 +96,20 @@ class TransformReconciler:
 
     # -- one job ----------------------------------------------------------------------------------------------
 
-    def _reconcile(self, job: TransformJobRecord, used: float) -> float:
+    def _reconcile(self, job: TransformJobRecord, used: float, gpus: set[int]) -> float:
         handle = job.handle
         if handle is None:
             if job.status == T.STOPPING:
                 self._end(job, T.STOPPED)  # nothing was launched: nothing will report the stop's end
                 return 0.0
-            return self._try_launch(job, used)
+            return self._try_launch(job, used, gpus)
         if not handle.get("hosts"):
             adopted = self._adopt(job, handle)
             if adopted is None:
                 return 0.0
             handle = adopted
         self._launched[job.name] = handle
+        gpus |= held_gpus(handle)  # held until the job is no longer active
         alive = self.backend.hosts_alive(handle)
         if job.status == T.STOPPING:
             self._cancel(job.name, handle)
@@ -152,7 +157,7 @@ class TransformReconciler:
         except TrainforgeError:
             return 0.0
 
-    def _try_launch(self, job: TransformJobRecord, used: float) -> float:
+    def _try_launch(self, job: TransformJobRecord, used: float, gpus: set[int]) -> float:
         if time.monotonic() < self._retry_at.get(job.name, 0.0):
             return 0.0
         try:
@@ -163,16 +168,32 @@ class TransformReconciler:
         need = float(placement.effective_vcpus) * job.instance_count if self.backend.uses_local_capacity else 0.0
         if need and used > 0 and used + need > self.capacity_vcpus:
             return 0.0  # waits for room: other jobs hold this machine's vCPU slots
-        self._launch(job, placement)
+        gpu_ids: tuple[int, ...] | None = None
+        gpu_need = gpus_needed(placement, self._accelerator(job), self.machine) * job.instance_count
+        if gpu_need and self.backend.uses_local_capacity:
+            gpu_ids = allocate(self.machine, gpus, gpu_need)
+            if gpu_ids is None:
+                return 0.0  # waits for GPUs other jobs hold
+            gpus.update(gpu_ids)
+        self._launch(job, placement, gpu_ids)
         return need
 
-    def _launch(self, job: TransformJobRecord, placement: Placement) -> None:
+    @staticmethod
+    def _accelerator(job: TransformJobRecord) -> str:
+        """``gpu`` or ``cpu``: the accelerator of the model's image (``cpu`` when unknown)."""
+        image = (job.model_spec.get("PrimaryContainer") or {}).get("Image")
+        try:
+            return resolve_image(str(image)).accelerator if image else "cpu"
+        except TrainforgeError:
+            return "cpu"
+
+    def _launch(self, job: TransformJobRecord, placement: Placement, gpu_ids: tuple[int, ...] | None = None) -> None:
         token = secrets.token_urlsafe(32)
         claimed = self.store.set_fields(
             job.name,
             conditions={"backend_handle": None, "status": T.IN_PROGRESS.value, "attempt": job.attempt},
             backend=self.backend.name,
-            backend_handle=json.dumps({"backend": self.backend.name, "hosts": []}),
+            backend_handle=json.dumps({"backend": self.backend.name, "hosts": [], "gpu_ids": list(gpu_ids or [])}),
             agent_token_hash=hash_token(token),
             heartbeat_time=None,
         )
@@ -199,6 +220,7 @@ class TransformReconciler:
             system_metrics_interval_seconds=self.settings.system_metrics_interval_seconds,
             envs_root=str(self.settings.envs_root),
             env_reuse_server=self.settings.env_reuse_server,
+            gpu_ids=gpu_ids,
             sandbox=self.settings.sandbox,
             memory_limit_gib=memory_limit_gib(placement.instance, self.machine),
             ca_bundle_pem=supervisor_ca_pem(self.settings),
