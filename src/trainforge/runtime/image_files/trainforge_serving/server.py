@@ -22,6 +22,7 @@ from .errors import PayloadTooLarge
 from .handlers import Answer, Transformer
 
 MB = 1024 * 1024
+DRAIN_LIMIT = 256 * MB  # a body over the payload limit is read and dropped up to this size, else the connection closes
 
 
 class ModelServer(ThreadingHTTPServer):
@@ -118,7 +119,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if length > self.server.max_payload_bytes:
             error = PayloadTooLarge(length, self.server.max_payload_bytes)
-            self._send(413, error.message.encode(), "text/plain; charset=utf-8", close=True)
+            drained = self._drain(length)  # read what the client sends, so it sees the 413 and not a reset
+            self._send(413, error.message.encode(), "text/plain; charset=utf-8", close=not drained)
             return
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -129,6 +131,18 @@ class _Handler(BaseHTTPRequestHandler):
             first = answer.body.decode("utf-8", "replace").strip().splitlines()[:1]
             sys.stderr.write(f"POST /invocations {answer.status} in {elapsed:.1f} ms: {first[0] if first else ''}\n")
         self._send(answer.status, answer.body, answer.content_type)
+
+    def _drain(self, length: int) -> bool:
+        """Read and drop a body of ``length`` bytes (up to :data:`DRAIN_LIMIT`); whether all of it was read."""
+        if length > DRAIN_LIMIT:
+            return False
+        left = length
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 16))
+            if not chunk:
+                return False
+            left -= len(chunk)
+        return True
 
     def _skip(self, length: int) -> None:
         if 0 < length <= self.server.max_payload_bytes:
