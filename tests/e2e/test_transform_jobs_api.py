@@ -159,8 +159,8 @@ def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def processes_of(home: Path, name: str) -> list[str]:
-    """Command lines of live processes that belong to the transform job ``name`` (its root in their command line
-    or working directory)."""
+    """Command lines of live processes that belong to the transform job ``name`` (its root in their command line,
+    working directory or environment: a model server run without the sandbox has only the latter)."""
     root = str(home / "jobs" / f"transform.{name}")
     found = []
     for proc in Path("/proc").iterdir():
@@ -169,10 +169,11 @@ def processes_of(home: Path, name: str) -> list[str]:
         try:
             cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             cwd = os.readlink(proc / "cwd")
+            environ = (proc / "environ").read_bytes().decode(errors="replace")
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if state != "Z" and (root in cmd or cwd.startswith(root)):
+        if state != "Z" and (root in cmd or cwd.startswith(root) or root in environ):
             found.append(cmd)
     return found
 
