@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 import trainforge
@@ -16,7 +17,9 @@ from tests.support.estimators import script_estimator
 from tests.support.server import ServerProcess, kill_supervisors
 from tests.support.wait import wait_for
 from trainforge.cli.main import main as cli_main
+from trainforge.errors import UnexpectedStatusError, ValidationError
 from trainforge.estimator import Estimator
+from trainforge.server.console.links import console_login_url
 from trainforge.settings import Settings
 
 STATUS_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\w+) - ")
@@ -169,3 +172,46 @@ def test_cli_describe_shows_final_metrics_and_json_times_are_iso(
     assert cli_main(["jobs", "logs", name, "--follow", "--output", "json"]) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert is_aws_cli_time(events[0]["Time"]) and all(is_aws_cli_time(e["timestamp"]) for e in events[1:-1])
+
+
+def output_uri(session: trainforge.Session, est: Estimator, archive: str) -> str:
+    name = est.latest_training_job.name  # type: ignore[union-attr]
+    return f"{est.output_path.rstrip('/')}/{name}/output/{archive}"  # type: ignore[union-attr]
+
+
+def test_a_failed_or_stopped_job_with_an_empty_model_dir_stores_no_model(
+    server: ServerProcess,
+    session: trainforge.Session,
+    completed: Estimator,
+    stopped: Estimator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    failed = script_estimator(session, source(tmp_path / "failing", "raise SystemExit('broken on purpose')\n"))
+    with pytest.raises(UnexpectedStatusError):
+        failed.fit(logs="None")
+    store = session.object_store
+    for est in (failed, stopped):
+        desc = est.latest_training_job.describe()  # type: ignore[union-attr]
+        assert desc["TrainingJobStatus"] in ("Failed", "Stopped")
+        assert "ModelArtifacts" not in desc
+        assert not store.exists(output_uri(session, est, "model.tar.gz"))
+        assert store.exists(output_uri(session, est, "output.tar.gz"))
+        with pytest.raises(ValidationError, match=r"without storing a model") as info:
+            est.model_data  # noqa: B018 - the property is what a user reads
+        assert info.value.field == "model_data"
+    # A Completed job stores its model even when the model directory is empty (SageMaker does).
+    done = completed.latest_training_job.describe()  # type: ignore[union-attr]
+    assert (
+        done["ModelArtifacts"]["S3ModelArtifacts"]
+        == completed.model_data
+        == output_uri(session, completed, "model.tar.gz")
+    )
+    assert store.exists(str(completed.model_data))
+
+    # The console's job page and the CLI show a job without ModelArtifacts.
+    name = stopped.latest_training_job.name  # type: ignore[union-attr]
+    with httpx.Client(base_url=server.url, follow_redirects=True, timeout=30) as browser:
+        assert browser.get(console_login_url(Settings(home=server.home))).status_code == 200
+        page = browser.get(f"/console/jobs/{name}")
+        assert page.status_code == 200 and "no model was stored" in page.text

@@ -83,3 +83,32 @@ def test_publish_uncompressed_and_file_uri(tmp_path: Path) -> None:
         output_data_dir=tmp_path / "none", tmp_dir=tmp_path / "tmp",
     )  # fmt: skip
     assert (tmp_path / "dest" / "j3" / "output" / "model.tar.gz").is_file()
+
+
+def test_an_ending_other_than_completed_stores_no_empty_model(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "store")
+    empty, data = tmp_path / "model", tmp_path / "data"
+    empty.mkdir()
+    fill(data, {"notes.txt": "n"})
+    for compressed in (True, False):
+        job = f"j-{compressed}"
+        artifacts = publish_artifacts(
+            store, output_path="s3://bkt/out", job_name=job, model_dir=empty, output_data_dir=data,
+            tmp_dir=tmp_path / "tmp", compressed=compressed, empty_model=False,
+        )  # fmt: skip
+        assert [a.kind for a in artifacts] == ["output"]
+        assert not [o for o in store.list(f"s3://bkt/out/{job}/output/model") if o.key]
+    # A model directory with files is stored whatever the ending; a Completed job stores even an empty one.
+    fill(empty, {"saved.bin": "s"})
+    kept = publish_artifacts(
+        store, output_path="s3://bkt/out", job_name="j-kept", model_dir=empty, output_data_dir=data,
+        tmp_dir=tmp_path / "tmp", empty_model=False,
+    )  # fmt: skip
+    assert [a.kind for a in kept] == ["model", "output"]
+    (empty / "saved.bin").unlink()
+    done = publish_artifacts(
+        store, output_path="s3://bkt/out", job_name="j-done", model_dir=empty, output_data_dir=data,
+        tmp_dir=tmp_path / "tmp",
+    )  # fmt: skip
+    assert [(a.kind, a.entries) for a in done] == [("model", 0), ("output", 1)]
+    assert store.exists("s3://bkt/out/j-done/output/model.tar.gz")

@@ -391,7 +391,11 @@ def test_failing_script_reports_algorithm_error(launcher: Launcher) -> None:
     assert reason.startswith('AlgorithmError: ExecuteUserScriptError:\nExitCode 1\nErrorMessage "Traceback')
     assert "ValueError: bad value for lr" in reason
     assert reason.endswith('train.py --lr -1"')
-    assert launcher.store.exists("s3://bkt/out/bad-job/output/model.tar.gz")
+    # Its model directory stayed empty: no model.tar.gz, and the job records no model artifacts (SageMaker's
+    # DescribeTrainingJob has no ModelArtifacts then); the output data is still uploaded.
+    assert not launcher.store.exists("s3://bkt/out/bad-job/output/model.tar.gz")
+    assert launcher.store.exists("s3://bkt/out/bad-job/output/output.tar.gz")
+    assert job.record.model_artifacts == ""
 
 
 def test_failure_file_wins(launcher: Launcher) -> None:

@@ -7,6 +7,9 @@ are written to a temporary file first and then stored whole, so an artifact appe
 With ``OutputDataConfig.CompressionType = NONE`` the files are stored one by one under
 ``<S3OutputPath>/<job>/output/model/`` and ``.../output/data/`` instead.
 
+A Completed job always stores its model, even an empty one; a Failed or Stopped job whose model directory is empty
+stores none (``empty_model=False``), and its description then has no ``ModelArtifacts``.
+
 A full disk fails the job with SageMaker's ``Artifact upload failed:Insufficient disk space`` words
 (:func:`~trainforge.runtime.failure.disk_full`): a ``ClientError`` when the archive does not fit next to the
 job's files (or in a ``file://`` output path), an ``InternalServerError`` when the object store's own volume is
@@ -19,7 +22,7 @@ import os
 import shutil
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from trainforge.errors import TrainforgeError
@@ -82,10 +85,21 @@ def _publish_file(store: ObjectStore, uri: str, path: Path) -> None:
 
 @dataclass(frozen=True)
 class Artifact:
-    """One published artifact: where it went and how many top-level entries or files it holds."""
+    """One published artifact: where it went, how many top-level entries or files it holds, and which it is
+    (``model`` or ``output``; empty when the caller did not say)."""
 
     uri: str
     entries: int
+    kind: str = ""
+
+
+def is_empty_dir(path: Path) -> bool:
+    """Whether ``path`` holds nothing (a missing directory holds nothing)."""
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except (FileNotFoundError, NotADirectoryError):
+        return True
 
 
 def output_prefix(output_path: str, job_name: str) -> str:
@@ -150,19 +164,27 @@ def publish_artifacts(
     output_data_dir: Path,
     tmp_dir: Path,
     compressed: bool = True,
+    empty_model: bool = True,
 ) -> list[Artifact]:
-    """Publish the model and the output data of a job; return what was stored (model first).
+    """Publish the model and the output data of a job; return what was stored (model first, ``kind`` set).
+
+    With ``empty_model=False`` (a Failed or Stopped job) an empty model directory publishes no model at all: the
+    list then holds the output data only.
 
     Raises :class:`~trainforge.runtime.failure.JobFailed` for a full disk (see the module doc), else the store's
     errors (``ValidationError`` for a bad output path, ``StorageError``) or ``OSError``.
     """
     prefix = output_prefix(output_path, job_name)
-    if not compressed:
-        return [
-            publish_tree(store, model_dir, s3_join(prefix, "model")),
-            publish_tree(store, output_data_dir, s3_join(prefix, "data")),
-        ]
-    return [
-        publish_archive(store, model_dir, s3_join(prefix, contract.MODEL_ARCHIVE), tmp_dir),
-        publish_archive(store, output_data_dir, s3_join(prefix, contract.OUTPUT_ARCHIVE), tmp_dir),
-    ]
+    stored: list[Artifact] = []
+    if empty_model or not is_empty_dir(model_dir):
+        if compressed:
+            model = publish_archive(store, model_dir, s3_join(prefix, contract.MODEL_ARCHIVE), tmp_dir)
+        else:
+            model = publish_tree(store, model_dir, s3_join(prefix, "model"))
+        stored.append(replace(model, kind="model"))
+    if compressed:
+        output = publish_archive(store, output_data_dir, s3_join(prefix, contract.OUTPUT_ARCHIVE), tmp_dir)
+    else:
+        output = publish_tree(store, output_data_dir, s3_join(prefix, "data"))
+    stored.append(replace(output, kind="output"))
+    return stored

@@ -64,13 +64,25 @@ class LogLine:
         return {"seq": self.seq, "timestamp": self.timestamp, "stream": self.stream, "message": self.message}
 
 
+def _ticket_of(data: dict[str, Any]) -> StatusTicket:
+    """The ticket of a status record read back from the spool."""
+    model_stored = data.get("model_stored")
+    return StatusTicket(
+        str(data["status"]),
+        str(data.get("message") or ""),
+        data.get("failure_reason"),
+        model_stored if isinstance(model_stored, bool) else None,
+    )
+
+
 class StatusTicket:
     """A queued status report; :meth:`wait` blocks until the server answered it (or it was dropped)."""
 
-    def __init__(self, status: str, message: str, failure_reason: str | None) -> None:
+    def __init__(self, status: str, message: str, failure_reason: str | None, model_stored: bool | None = None) -> None:
         self.status = status
         self.message = message
         self.failure_reason = failure_reason
+        self.model_stored = model_stored
         self.outcome: ReplyKind | None = None
         self.reply: Any = None
         self._done = threading.Event()
@@ -309,7 +321,7 @@ class Reporter:
             line = LogLine(int(data["seq"]), float(data["timestamp"]), str(data["stream"]), str(data["message"]))
             return line, size
         if data["kind"] == "status":
-            status = StatusTicket(str(data["status"]), str(data.get("message") or ""), data.get("failure_reason"))
+            status = _ticket_of(data)
             return status, size
         points = list(data.get("points") or [])
         return MetricBatch(points), 64 * max(1, len(points))
@@ -375,16 +387,26 @@ class Reporter:
             self._append({"kind": "metrics", "points": points})
             self._written_now()
 
-    def status(self, status: str, message: str, failure_reason: str | None = None) -> StatusTicket:
-        """Queue a status report behind every line queued so far (synced to disk) and return its ticket."""
-        ticket = StatusTicket(status, message, failure_reason)
+    def status(
+        self, status: str, message: str, failure_reason: str | None = None, *, model_stored: bool | None = None
+    ) -> StatusTicket:
+        """Queue a status report behind every line queued so far (synced to disk) and return its ticket.
+
+        ``model_stored`` (a final report's, when not None) says whether the job's model was stored."""
+        ticket = StatusTicket(status, message, failure_reason, model_stored)
         with self._cond:
             if self._gone:
                 ticket.resolve(ReplyKind.GONE)
                 return ticket
-            self._append(
-                {"kind": "status", "status": status, "message": message, "failure_reason": failure_reason}, ticket
-            )
+            record: dict[str, Any] = {
+                "kind": "status",
+                "status": status,
+                "message": message,
+                "failure_reason": failure_reason,
+            }
+            if model_stored is not None:
+                record["model_stored"] = model_stored
+            self._append(record, ticket)
             self._written_now(sync=True)
         return ticket
 
@@ -436,7 +458,7 @@ class Reporter:
         if record.kind == "status":
             ticket = self._tickets.pop(record.end, None)
             if ticket is None:  # written by an earlier supervisor of this launch: nobody waits for it
-                ticket = StatusTicket(str(data["status"]), str(data.get("message") or ""), data.get("failure_reason"))
+                ticket = _ticket_of(data)
             return ticket
         if record.kind == "metrics":
             return MetricBatch(list(data.get("points") or []))
@@ -564,6 +586,8 @@ class Reporter:
 
     def _send_status(self, ticket: StatusTicket) -> None:
         body = self._client.status_body(ticket.status, ticket.message, ticket.failure_reason)
+        if ticket.model_stored is not None:
+            body["model_stored"] = ticket.model_stored
         reply = self._client.deliver("status", body, cancel=self._cancel)
         if reply.kind is ReplyKind.RETRY:
             return

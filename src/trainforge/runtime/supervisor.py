@@ -149,6 +149,7 @@ class Supervisor:
         self._server_status: str | None = None
         self._stopping_reported = False
         self._child_started = False
+        self._model_stored = False  # whether this host published the job's model (see _model_report)
         self._sandbox: Probe = Probe(None, "not probed")
         self._isolated = False
         self._limits: Limits | None = None
@@ -256,7 +257,12 @@ class Supervisor:
         delivered = False
         try:
             if outcome.status is not None:
-                ticket = self.reporter.status(outcome.status.value, outcome.message, outcome.failure_reason)
+                ticket = self.reporter.status(
+                    outcome.status.value,
+                    outcome.message,
+                    outcome.failure_reason,
+                    model_stored=self._model_report(outcome.status),
+                )
                 ticket.wait()
                 delivered = ticket.delivered
                 if ticket.outcome is ReplyKind.CONFLICT:
@@ -276,9 +282,16 @@ class Supervisor:
             return False
         final = S.MAX_RUNTIME_EXCEEDED if self.stop.reason is StopReason.MAX_RUNTIME else S.STOPPED
         message = MSG_MAX_RUNTIME if final is S.MAX_RUNTIME_EXCEEDED else MSG_STOPPED
-        ticket = self.reporter.status(final.value, message)
+        ticket = self.reporter.status(final.value, message, model_stored=self._model_report(final))
         ticket.wait()
         return ticket.delivered
+
+    def _model_report(self, final: S) -> bool | None:
+        """What the final report says of the model: whether it was stored, for an end other than Completed
+        (which always stores one), said by the host that publishes the model (the leader) only."""
+        if final is S.COMPLETED or not self._is_leader:
+            return None
+        return self._model_stored
 
     # ----------------------------------------------------------------------------------- sequence
 
@@ -338,7 +351,7 @@ class Supervisor:
                 raise StopRequested(self.stop.reason or StopReason.USER)
             if rc == 0:
                 return self._complete(store, spec)
-            self._upload_best_effort(store, spec, together=False)
+            self._upload_best_effort(store, spec, together=False, empty_model=False)
             if oom:
                 return Outcome(S.FAILED, MSG_FAILED, self._oom_reason())
             reason = failure_file_reason(self.paths.failure_file) or execute_error_reason(
@@ -703,7 +716,7 @@ class Supervisor:
             return Outcome(None)
         self._report_stopping(reason)
         if store is not None and self._child_started:
-            self._upload_best_effort(store, spec)
+            self._upload_best_effort(store, spec, empty_model=False)
         if reason is StopReason.MAX_RUNTIME:
             return Outcome(S.MAX_RUNTIME_EXCEEDED, MSG_MAX_RUNTIME)
         return Outcome(S.STOPPED, MSG_STOPPED)
@@ -775,10 +788,13 @@ class Supervisor:
     def _is_leader(self) -> bool:
         return self.cfg.host == leader(self.cfg.hosts)
 
-    def _upload(self, store: ObjectStore, spec: CreateTrainingJobRequest, *, together: bool = True) -> None:
+    def _upload(
+        self, store: ObjectStore, spec: CreateTrainingJobRequest, *, together: bool = True, empty_model: bool = True
+    ) -> None:
         """Save checkpoints and publish the artifacts. In a multi-host job the hosts publish ``together`` (the
         leader merges the others' parts); a host whose code failed does not wait for the others: the leader then
-        publishes its own directories, another host nothing."""
+        publishes its own directories, another host nothing. ``empty_model=False`` (a Failed or Stopped job)
+        publishes no model when the model directory is empty."""
         self._disk_phase = DiskPhase.UPLOAD
         self._save_checkpoints(store, spec)
         output = spec.OutputDataConfig
@@ -798,6 +814,7 @@ class Supervisor:
                 output_data_dir=self.paths.output_data,
                 tmp_dir=self.paths.tmp,
                 compressed=output.CompressionType != "NONE",
+                empty_model=empty_model,
             )
         except JobFailed:
             raise  # a full disk, with its own reason
@@ -807,6 +824,9 @@ class Supervisor:
             raise internal_error(f"cannot upload artifacts to {output.S3OutputPath}: {exc.message}") from None
         except OSError as exc:
             raise internal_error(f"cannot package artifacts: {exc}") from None
+        self._model_stored = any(artifact.kind == "model" for artifact in artifacts)
+        if not self._model_stored:
+            self.say("The model directory is empty: no model is stored for this job")
         for artifact in artifacts:
             self.say(f"Uploaded {artifact.uri} ({artifact.entries} entries)")
         try:
@@ -880,9 +900,11 @@ class Supervisor:
                 self.stop.request(StopReason.SERVER)
             time.sleep(PEER_POLL_INTERVAL)
 
-    def _upload_best_effort(self, store: ObjectStore, spec: CreateTrainingJobRequest, *, together: bool = True) -> None:
+    def _upload_best_effort(
+        self, store: ObjectStore, spec: CreateTrainingJobRequest, *, together: bool = True, empty_model: bool = True
+    ) -> None:
         try:
-            self._upload(store, spec, together=together)
+            self._upload(store, spec, together=together, empty_model=empty_model)
         except JobFailed as exc:
             self.say(f"Could not upload the model directory: {exc.reason}", "stderr")
         except StopRequested:

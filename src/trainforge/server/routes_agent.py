@@ -22,6 +22,7 @@ class StatusReport(BaseModel):
     status: str
     message: str | None = None
     failure_reason: str | None = None
+    model_stored: bool | None = None  # a final report's: whether the job's model was stored (False: no artifact)
 
 
 class LogBatch(BaseModel):
@@ -60,7 +61,12 @@ async def report_status(name: str, body: StatusReport, request: Request) -> dict
     svc = _svc(request)
     result = await to_thread.run_sync(
         lambda: svc.report_status(
-            job, status=body.status, message=body.message, failure_reason=body.failure_reason, host=body.host
+            job,
+            status=body.status,
+            message=body.message,
+            failure_reason=body.failure_reason,
+            host=body.host,
+            model_stored=body.model_stored,
         )
     )
     request.app.state.jobs.wake.set()

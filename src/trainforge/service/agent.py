@@ -20,6 +20,8 @@ from trainforge.store.records import JobRecord
 S = SecondaryStatus
 _STOP_ENDINGS = {S.STOPPED, S.MAX_RUNTIME_EXCEEDED, S.MAX_WAIT_TIME_EXCEEDED}
 _BETWEEN_ATTEMPTS = {S.INTERRUPTED, S.RESTARTING}  # a host was lost; the attempt's hosts are being cleared
+# ``jobs.model_artifacts`` of a job that ended without storing a model: its description has no ModelArtifacts.
+NO_MODEL_ARTIFACTS = ""
 # Every status but Stopping: the CAS guard of a move into Stopping, so that a stop is recorded once.
 NOT_STOPPING = frozenset(S) - {S.STOPPING}
 
@@ -66,10 +68,20 @@ class AgentService:
         return reply
 
     def report_status(
-        self, job: JobRecord, *, status: str, message: str | None, failure_reason: str | None, host: str = "algo-1"
+        self,
+        job: JobRecord,
+        *,
+        status: str,
+        message: str | None,
+        failure_reason: str | None,
+        host: str = "algo-1",
+        model_stored: bool | None = None,
     ) -> dict[str, Any]:
         """Apply one host's status report: record the host's own status, then move the job through the
         transition table to what its hosts' statuses make it (:mod:`trainforge.spec.hosts`).
+
+        ``model_stored=False`` on a report that ends the job other than Completed says no model was stored: the
+        job then has no ``ModelArtifacts`` (SageMaker records none for a Failed or Stopped job without a model).
 
         While a stop is pending, in-progress reports are acknowledged without a change (the reply says
         ``stop_requested``); a stop ending reached without a prior ``Stopping`` passes through it.
@@ -100,7 +112,14 @@ class AgentService:
             if move.status is None:
                 return self._reply(job)
             try:
-                return self._apply(job, move.status, move.message, move.failure_reason, single=job.instance_count <= 1)
+                return self._apply(
+                    job,
+                    move.status,
+                    move.message,
+                    move.failure_reason,
+                    single=job.instance_count <= 1,
+                    no_model=model_stored is False,
+                )
             except ConflictError:
                 if job.instance_count <= 1:
                     raise
@@ -112,7 +131,14 @@ class AgentService:
         return self._reply(self.store.get(job.name))
 
     def _apply(
-        self, job: JobRecord, target: SecondaryStatus, message: str | None, failure_reason: str | None, *, single: bool
+        self,
+        job: JobRecord,
+        target: SecondaryStatus,
+        message: str | None,
+        failure_reason: str | None,
+        *,
+        single: bool,
+        no_model: bool = False,
     ) -> dict[str, Any]:
         if job.secondary_status == S.STOPPING and target not in TERMINAL:
             return self._reply(job)  # a stop is pending: progress, and a second Stopping, change nothing
@@ -122,8 +148,15 @@ class AgentService:
         if target in _STOP_ENDINGS and job.secondary_status not in (S.STOPPING, S.STARTING, S.PENDING):
             job = self._enter_stopping(job, message, same_attempt)
         expected = None if single else {job.secondary_status}
+        without_model = no_model and target in TERMINAL and target is not S.COMPLETED
         job = self.store.transition(
-            job.name, target, message, failure_reason=failure_reason, expected_from=expected, conditions=same_attempt
+            job.name,
+            target,
+            message,
+            failure_reason=failure_reason,
+            expected_from=expected,
+            conditions=same_attempt,
+            set_fields={"model_artifacts": NO_MODEL_ARTIFACTS} if without_model else None,
         )
         return self._reply(job)
 

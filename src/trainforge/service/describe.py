@@ -54,16 +54,17 @@ def describe(
 ) -> dict[str, Any]:
     """The DescribeTrainingJob response for ``job``, with ``CreatedBy`` naming its owner.
 
+    ``ModelArtifacts`` names where the model is (or will be) stored; a job that ended Failed or Stopped without
+    storing a model (its model directory was empty, or it never ran) has none, as on SageMaker.
+
     Secret-looking ``Environment`` and ``HyperParameters`` values are ``****`` unless ``show_secrets``.
     """
     spec = job.spec
-    out: dict[str, Any] = {
-        "TrainingJobName": job.name,
-        "TrainingJobArn": job.arn,
-        "ModelArtifacts": {"S3ModelArtifacts": job.model_artifacts},
-        "TrainingJobStatus": job.status.value,
-        "SecondaryStatus": job.secondary_status.value,
-    }
+    out: dict[str, Any] = {"TrainingJobName": job.name, "TrainingJobArn": job.arn}
+    if job.model_artifacts:
+        out["ModelArtifacts"] = {"S3ModelArtifacts": job.model_artifacts}
+    out["TrainingJobStatus"] = job.status.value
+    out["SecondaryStatus"] = job.secondary_status.value
     if job.failure_reason:
         out["FailureReason"] = job.failure_reason
     for key in _ECHO_FIELDS:

@@ -15,7 +15,7 @@ from typing import Any
 from trainforge.backends.base import Backend
 from trainforge.errors import CapacityError, ConflictError, NotFoundError, ValidationError
 from trainforge.scheduler.instances import Machine, lookup
-from trainforge.service.agent import NOT_STOPPING
+from trainforge.service.agent import NO_MODEL_ARTIFACTS, NOT_STOPPING
 from trainforge.service.describe import describe, summary
 from trainforge.service.principal import Principal, may_see, owner_of
 from trainforge.settings import Settings
@@ -163,7 +163,8 @@ class JobService:
                     "Training job stopped before it started",
                     expected_from={S.STARTING, S.PENDING, S.RESTARTING},
                     conditions={"backend_handle": None},
-                    set_fields={"stop_requested": "Stopped"},
+                    # Nothing ran, so no model was stored (or ever will be): no ModelArtifacts, as on SageMaker.
+                    set_fields={"stop_requested": "Stopped", "model_artifacts": NO_MODEL_ARTIFACTS},
                 )
             else:
                 self._request_stop(name)
