@@ -260,3 +260,26 @@ def test_deploy_transformer_and_create_model_before_fit_say_to_call_fit(tmp_path
             est.transformer(1, "ml.m5.large")
         with pytest.raises(ValidationError, match=r"call fit\(\) first"):
             est.create_model()
+
+
+def test_s3_uploader_and_downloader_over_the_sessions_store(tmp_path: Path) -> None:
+    from trainforge.s3 import S3Downloader, S3Uploader, parse_s3_url, s3_path_join
+
+    session = offline_session(tmp_path)
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.csv").write_text("1,2\n")
+    (data / "sub" / "b.csv").write_text("3,4\n")
+    assert S3Uploader.upload(str(data), "s3://bkt/in", sagemaker_session=session) == "s3://bkt/in"
+    assert S3Uploader.upload(str(data / "a.csv"), "s3://bkt/one", sagemaker_session=session) == "s3://bkt/one/a.csv"
+    assert S3Uploader.upload_string_as_file_body("hi", "s3://bkt/t.txt", sagemaker_session=session) == "s3://bkt/t.txt"
+    assert S3Uploader.upload_bytes(io.BytesIO(b"\x00"), "s3://bkt/b.bin", sagemaker_session=session)
+    assert S3Downloader.list("s3://bkt/in", sagemaker_session=session) == ["s3://bkt/in/a.csv", "s3://bkt/in/sub/b.csv"]
+    assert S3Downloader.read_file("s3://bkt/t.txt", sagemaker_session=session) == "hi"
+    assert S3Downloader.read_bytes("s3://bkt/b.bin", sagemaker_session=session) == b"\x00"
+    got = S3Downloader.download("s3://bkt/in", str(tmp_path / "out"), sagemaker_session=session)
+    assert sorted(Path(p).relative_to(tmp_path / "out").as_posix() for p in got) == ["a.csv", "sub/b.csv"]
+    assert parse_s3_url("s3://bkt/a/b") == ("bkt", "a/b")
+    assert s3_path_join("s3://bkt/", "/a/", "b", with_end_slash=True) == "s3://bkt/a/b/"
+    with pytest.raises(ValidationError):
+        S3Downloader.read_file("/not/s3", sagemaker_session=session)
