@@ -133,16 +133,17 @@ def error(response: httpx.Response, status: int) -> dict[str, Any]:
     return err
 
 
-def serving_processes(api: Api, name: str) -> list[psutil.Process]:
-    """Every process that belongs to an instance of endpoint ``name`` (supervisors, model servers, sandboxes)."""
+def serving_processes(api: Api, name: str) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of every process of an instance of endpoint ``name`` (supervisors, model servers,
+    sandboxes): those whose command line or working directory is under its job roots."""
     marker = str(api.srv.home / "jobs" / f"endpoint.{name}")
     found = []
-    for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd", "status"]):
         if proc.info.get("status") == psutil.STATUS_ZOMBIE:
             continue
-        text = " ".join(proc.info.get("cmdline") or []) + " " + (proc.info.get("cwd") or "")
-        if marker in text:
-            found.append(proc)
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if marker in cmdline or marker in (proc.info.get("cwd") or ""):
+            found.append((int(proc.info["pid"]), cmdline))
     return found
 
 
@@ -311,11 +312,9 @@ def invoke_directly(address: str, payload: Any) -> Any:
 
 def test_a_killed_instance_is_relaunched(api: Api, endpoint: str) -> None:
     before = describe(api, endpoint)["Instances"][0]["Address"]
-    supervisors = [
-        p for p in serving_processes(api, endpoint) if "trainforge.runtime.supervisor" in " ".join(p.cmdline())
-    ]
+    supervisors = [pid for pid, cmd in serving_processes(api, endpoint) if "trainforge.runtime.supervisor" in cmd]
     assert len(supervisors) == 1, supervisors
-    os.killpg(os.getpgid(supervisors[0].pid), signal.SIGKILL)
+    os.killpg(os.getpgid(supervisors[0]), signal.SIGKILL)
 
     def relaunched() -> bool:
         d = describe(api, endpoint)
@@ -352,7 +351,7 @@ def test_an_update_switches_to_the_new_config_then_stops_the_old_instance(api: A
     wait_for(old_gone, timeout=60, what="the old instance stopped")
 
     def supervisors() -> int:
-        return len([p for p in serving_processes(api, endpoint) if "supervisor.json" in " ".join(p.cmdline())])
+        return len([pid for pid, cmd in serving_processes(api, endpoint) if "supervisor.json" in cmd])
 
     wait_for(lambda: supervisors() == 1, timeout=60, what="the old instance's supervisor gone")
 

@@ -2,8 +2,8 @@
 
 The route is kept lean (the server adds at most a few hundred microseconds): the addresses of each endpoint's
 serving instances and its owner live in memory (:class:`InvocationRouter`, refreshed by the reconciler after each
-pass and by the routes that change an endpoint), one shared ``httpx.AsyncClient`` keeps connections to the
-instances alive, and metrics are counted in memory (:class:`InvocationMetrics`) and written every few seconds.
+pass and by the routes that change an endpoint), one shared keep-alive client (:mod:`.forward`) keeps connections to
+the instances open, and metrics are counted in memory (:class:`InvocationMetrics`) and written every few seconds.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from trainforge.errors import ModelError, NotFoundError, ServerUnavailableError, ValidationError
+from trainforge.service.forward import InstanceClient, ReplyTimeout, Unreachable
 from trainforge.service.models import visible
 from trainforge.service.principal import Principal
 from trainforge.spec.endpoints import INVOCABLE, MAX_PAYLOAD_BYTES, EndpointStatus, endpoint_not_found_message
@@ -155,7 +154,7 @@ class InvocationRouter:
     metrics: InvocationMetrics
     _routes: dict[str, Route] = field(default_factory=dict)
     _turn: itertools.count[int] = field(default_factory=itertools.count)
-    _client: httpx.AsyncClient | None = None
+    _client: InstanceClient = field(default_factory=InstanceClient)
 
     def replace(self, routes: dict[str, Route]) -> None:
         """Make ``routes`` the known endpoints (the reconciler's view after a pass)."""
@@ -174,21 +173,9 @@ class InvocationRouter:
         """The cached route of ``name``, if known."""
         return self._routes.get(name)
 
-    def client(self) -> httpx.AsyncClient:
-        """The shared client (made on first use, inside the server's event loop)."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(INVOKE_TIMEOUT_S, connect=5.0),
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30.0),
-                trust_env=False,
-            )
-        return self._client
-
     async def aclose(self) -> None:
-        """Close the shared client and write the counted metrics (at server shutdown)."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Close the kept connections and write the counted metrics (at server shutdown)."""
+        self._client.close()
         self.metrics.flush()
 
     def check(self, route: Route | None, name: str, principal: Principal) -> Route:
@@ -234,16 +221,15 @@ class InvocationRouter:
                 f"Endpoint {route.name!r} has no instance in service right now; try again shortly "
                 f"(trainforge endpoints describe {route.name})"
             )
-        client = self.client()
         first = next(self._turn) % len(instances)
         for i in range(len(instances)):
             host, address = instances[(first + i) % len(instances)]
             sent = time.perf_counter()
             try:
-                response = await client.post(f"{address}/invocations", content=body, headers=headers)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError):
+                response = await self._client.post(address, "/invocations", body, headers, timeout=INVOKE_TIMEOUT_S)
+            except Unreachable:
                 continue
-            except httpx.TimeoutException:
+            except ReplyTimeout:
                 now = time.perf_counter()
                 self.metrics.record(
                     route.log_owner, status=504, model_us=(now - sent) * 1e6, overhead_us=(sent - started) * 1e6
@@ -257,17 +243,17 @@ class InvocationRouter:
             model_us = (answered - sent) * 1e6
             self.metrics.record(
                 route.log_owner,
-                status=response.status_code,
+                status=response.status,
                 model_us=model_us,
                 overhead_us=max(0.0, (answered - started) * 1e6 - model_us),
             )
-            if response.status_code >= 400:
-                kind = "server" if response.status_code >= 500 else "client"
+            if response.status >= 400:
+                kind = "server" if response.status >= 500 else "client"
                 message = _message(response.content)
                 raise ModelError(
-                    f'Received {kind} error ({response.status_code}) from {host} with message "{message}". '
+                    f'Received {kind} error ({response.status}) from {host} with message "{message}". '
                     f"See the logs: trainforge endpoints logs {route.name}",
-                    details={"OriginalStatusCode": response.status_code, "OriginalMessage": message},
+                    details={"OriginalStatusCode": response.status, "OriginalMessage": message},
                 )
             extra = {"X-Amzn-Invoked-Production-Variant": route.variant}
             attributes = response.headers.get("x-amzn-sagemaker-custom-attributes")
