@@ -12,6 +12,7 @@ from sqlalchemy import Engine, inspect
 
 from tests.support.postgres import fresh_database
 from trainforge.errors import ConflictError, NotFoundError
+from trainforge.service.invocations import InvocationMetrics, metric_totals
 from trainforge.spec.endpoints import EndpointStatus as E
 from trainforge.spec.endpoints import InstanceStatus as I
 from trainforge.store import NewJob, open_job_store
@@ -193,3 +194,24 @@ def test_instances_keep_a_final_status_and_go_with_the_endpoint_while_lines_and_
     assert [p.value for p in store.read_points(owner) if p.name == "Invocations"] == [3.0, 1.0]
     assert store.owners_with_points("endpoint/ep/") == [owner]
     assert [r.message for r in InferenceLogStore(engine).read("endpoint/ep/", prefix=True)] == ["hi"]
+
+
+def test_invocation_metrics_add_up_per_minute_across_server_processes(engine: Engine) -> None:
+    store = EndpointStore(engine)
+    owner = endpoint_log_owner("ep", 1.0)
+    first = InvocationMetrics(store)
+    for status, model_us in ((200, 100.0), (200, 300.0), (424, 200.0)):
+        first.record(owner, status=status, model_us=model_us, overhead_us=10.0)
+    first.flush()
+    first.record(owner, status=None, model_us=None, overhead_us=40.0)  # no instance answered
+    first.flush()
+    # A restarted server counts on in the same minute: its flush adds to what the first one stored.
+    second = InvocationMetrics(store)
+    second.record(owner, status=500, model_us=400.0, overhead_us=10.0)
+    second.flush()
+    totals = metric_totals(store.read_points(owner))
+    assert totals["Invocations"] == 5.0
+    assert (totals["Invocation4XXErrors"], totals["Invocation5XXErrors"]) == (1.0, 2.0)
+    assert totals["ModelLatency"] == pytest.approx(250.0)  # (100 + 300 + 200 + 400) / 4 answered
+    assert totals["OverheadLatency"] == pytest.approx(16.0)
+    assert len([p for p in store.read_points(owner) if p.name == "Invocations"]) == 1  # one point per minute

@@ -30,6 +30,24 @@ from trainforge.storage import LocalObjectStore
 
 ROLE = "arn:aws:iam::000000000000:role/TrainforgeExecutionRole"
 IMAGE = "trainforge/python:current"
+WHO = textwrap.dedent(
+    """
+    import json
+    import uuid
+
+    def model_fn(model_dir):
+        return uuid.uuid4().hex  # one per model server (pids look alike in sandboxes)
+
+    def input_fn(body, content_type):
+        return json.loads(body)
+
+    def predict_fn(data, model):
+        return {"server": model, "echo": data}
+
+    def output_fn(prediction, accept):
+        return json.dumps(prediction), "application/json"
+    """
+)
 INFERENCE = textwrap.dedent(
     """
     import json
@@ -285,7 +303,8 @@ def test_an_endpoint_serves_and_a_model_error_keeps_it_in_service(api: Api, endp
         assert metrics["totals"]["Invocations"] >= 2
         assert metrics["totals"]["Invocation4XXErrors"] + metrics["totals"]["Invocation5XXErrors"] >= 1
         assert metrics["totals"]["ModelLatency"] > 0
-        assert {p["name"] for p in metrics["points"]} >= {"Invocations", "ModelLatency", "OverheadLatency"}
+        names = {p["name"] for p in metrics["points"]}
+        assert {"Invocations", "ModelLatency", "OverheadLatency"} <= names <= set(metrics["totals"])
         logs = wait_for(
             lambda: c.get(f"/v1/endpoints/{endpoint}/logs").json()["events"], timeout=30, what="endpoint log lines"
         )
@@ -379,3 +398,23 @@ def test_a_missing_model_archive_fails_the_endpoint_and_leaves_nothing_running(a
     wait_for(lambda: not serving_processes(api, "missing"), timeout=30, what="no process of the failed endpoint")
     err = error(invoke(api, "missing", [1]), 400)
     assert "Failed" in err["message"]
+
+
+def test_two_instances_take_the_invocations_in_turn(api: Api) -> None:
+    uri = api.put_model("who", {"code/inference.py": WHO})
+    with api.client() as c:
+        assert c.post("/v1/models", json=model_body("who", uri)).status_code == 200
+        body = config_body("who-config", "who", InitialInstanceCount=2, InstanceType="ml.c5.large")
+        assert c.post("/v1/endpoint-configs", json=body).status_code == 200
+        assert (
+            c.post("/v1/endpoints", json={"EndpointName": "who", "EndpointConfigName": "who-config"}).status_code == 200
+        )
+    d = wait_status(api, "who", "InService")
+    assert sorted(i["Host"] for i in d["Instances"]) == ["algo-1", "algo-2"]
+    assert d["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+    answers = [invoke(api, "who", i).json() for i in range(4)]
+    assert [a["echo"] for a in answers] == [0, 1, 2, 3]
+    assert len({a["server"] for a in answers}) == 2  # round robin over both instances
+    with api.client() as c:
+        assert c.delete("/v1/endpoints/who").status_code == 200
+    wait_for(lambda: not serving_processes(api, "who"), timeout=60, what="no process of the endpoint left")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainforge.errors import ConflictError, NotFoundError, ValidationError
-from trainforge.service.invocations import InvocationMetrics, InvocationRouter, Route, metric_totals
+from trainforge.service.invocations import InvocationMetrics, InvocationRouter, Route, metric_totals, shown_points
 from trainforge.service.models import ModelService, describe_model, visible
 from trainforge.service.principal import Principal
 from trainforge.settings import Settings
@@ -320,7 +320,7 @@ class EndpointService:
                 p for owner in self.store.owners_with_points(f"endpoint/{name}/") for p in self.store.read_points(owner)
             ]
         return {
-            "points": [{"name": p.name, "value": p.value, "timestamp": p.timestamp} for p in points],
+            "points": [{"name": p.name, "value": p.value, "timestamp": p.timestamp} for p in shown_points(points)],
             "totals": metric_totals(points),
         }
 

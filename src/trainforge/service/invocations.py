@@ -24,6 +24,8 @@ from trainforge.store.inference import EndpointStore, MetricPoint
 INVOKE_TIMEOUT_S = 60.0  # the serving process's own limit (reference §7.3)
 FORWARDED_HEADERS = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
 METRIC_NAMES = ("Invocations", "Invocation4XXErrors", "Invocation5XXErrors", "ModelLatency", "OverheadLatency")
+# How many invocations each minute's average latency is over (kept as points of their own, never shown).
+SAMPLES = {"ModelLatency": "ModelLatency:samples", "OverheadLatency": "OverheadLatency:samples"}
 FLUSH_EVERY_S = 5.0
 MAX_MESSAGE = 1024
 
@@ -59,6 +61,8 @@ class _Bucket:
             "Invocation5XXErrors": float(self.e5),
             "ModelLatency": self.model_sum / self.model_n if self.model_n else 0.0,
             "OverheadLatency": self.overhead_sum / self.overhead_n if self.overhead_n else 0.0,
+            SAMPLES["ModelLatency"]: float(self.model_n),
+            SAMPLES["OverheadLatency"]: float(self.overhead_n),
         }
 
 
@@ -104,14 +108,15 @@ class InvocationMetrics:
                 before = self.store.points_at(owner, minute)
                 with self._lock:
                     bucket.merged = True
-                    n = int(before.get("Invocations", 0))
-                    bucket.count += n
+                    bucket.count += int(before.get("Invocations", 0))
                     bucket.e4 += int(before.get("Invocation4XXErrors", 0))
                     bucket.e5 += int(before.get("Invocation5XXErrors", 0))
-                    bucket.model_sum += before.get("ModelLatency", 0.0) * n
-                    bucket.model_n += n if "ModelLatency" in before else 0
-                    bucket.overhead_sum += before.get("OverheadLatency", 0.0) * n
-                    bucket.overhead_n += n if "OverheadLatency" in before else 0
+                    model_n = int(before.get(SAMPLES["ModelLatency"], 0))
+                    overhead_n = int(before.get(SAMPLES["OverheadLatency"], 0))
+                    bucket.model_sum += before.get("ModelLatency", 0.0) * model_n
+                    bucket.model_n += model_n
+                    bucket.overhead_sum += before.get("OverheadLatency", 0.0) * overhead_n
+                    bucket.overhead_n += overhead_n
             with self._lock:
                 values = bucket.values()
             self.store.replace_points(owner, minute, values)
@@ -127,19 +132,30 @@ class InvocationMetrics:
 
 
 def metric_totals(points: list[MetricPoint]) -> dict[str, float]:
-    """Totals over points: counts summed, latencies averaged over the invocations of their minutes."""
-    counts: dict[float, float] = {p.timestamp: p.value for p in points if p.name == "Invocations"}
-    totals: dict[str, float] = dict.fromkeys(METRIC_NAMES, 0.0)
-    weighted: dict[str, float] = {"ModelLatency": 0.0, "OverheadLatency": 0.0}
+    """Totals over points: counts summed, latencies averaged over the invocations they were measured on."""
+    weights: dict[tuple[str, float], float] = {}
     for p in points:
-        if p.name in weighted:
-            weighted[p.name] += p.value * counts.get(p.timestamp, 0.0)
+        for name, samples in SAMPLES.items():
+            if p.name == samples:
+                weights[(name, p.timestamp)] = p.value
+    totals: dict[str, float] = dict.fromkeys(METRIC_NAMES, 0.0)
+    sums = {name: 0.0 for name in SAMPLES}
+    counts = {name: 0.0 for name in SAMPLES}
+    for p in points:
+        if p.name in SAMPLES:
+            n = weights.get((p.name, p.timestamp), 0.0)
+            sums[p.name] += p.value * n
+            counts[p.name] += n
         elif p.name in totals:
             totals[p.name] += p.value
-    n = totals["Invocations"]
-    for name, total in weighted.items():
-        totals[name] = total / n if n else 0.0
+    for name in SAMPLES:
+        totals[name] = sums[name] / counts[name] if counts[name] else 0.0
     return totals
+
+
+def shown_points(points: list[MetricPoint]) -> list[MetricPoint]:
+    """The points an API reader sees (the sample counts behind the averages left out)."""
+    return [p for p in points if p.name in METRIC_NAMES]
 
 
 def _message(body: bytes) -> str:
