@@ -268,7 +268,9 @@ def endpoint(api: Api) -> str:
     """An InService endpoint of the admin serving a plain-Python model (``code/inference.py``)."""
     uri = api.put_model("scaler", {"weights.json": json.dumps({"scale": 3}), "code/inference.py": INFERENCE})
     with api.client() as c:
-        assert c.post("/v1/models", json=model_body("scaler", uri)).status_code == 200
+        tags = [{"Key": "trainforge:training-job-name", "Value": "scaler-training"}]
+        assert c.post("/v1/models", json=model_body("scaler", uri, Tags=tags)).status_code == 200
+        assert c.get("/v1/models/scaler").json()["TrainingJobName"] == "scaler-training"
         assert c.post("/v1/endpoint-configs", json=config_body("scaler-config", "scaler")).status_code == 200
         r = c.post("/v1/endpoints", json={"EndpointName": "scaler", "EndpointConfigName": "scaler-config"})
         assert r.status_code == 200, r.text
@@ -281,6 +283,7 @@ def endpoint(api: Api) -> str:
 def test_an_endpoint_serves_and_a_model_error_keeps_it_in_service(api: Api, endpoint: str) -> None:
     d = describe(api, endpoint)
     assert d["ModelName"] == "scaler" and d["EndpointConfigName"] == "scaler-config"
+    assert d["TrainingJobName"] == "scaler-training"
     assert d["ProductionVariants"][0]["CurrentInstanceCount"] == 1
     assert [(i["Host"], i["Status"]) for i in d["Instances"]] == [("algo-1", "InService")]
     r = invoke(api, endpoint, [1, 2, 3])
