@@ -421,3 +421,43 @@ def test_two_instances_take_the_invocations_in_turn(api: Api) -> None:
     with api.client() as c:
         assert c.delete("/v1/endpoints/who").status_code == 200
     wait_for(lambda: not serving_processes(api, "who"), timeout=60, what="no process of the endpoint left")
+
+
+def test_the_lines_of_a_deleted_endpoint_stay_readable_by_its_owner_only(api: Api) -> None:
+    with api.client(api.bob) as bob, api.client() as admin:
+        uri = "s3://trainforge-default/bob-missing/model.tar.gz"
+        assert bob.post("/v1/models", json=model_body("bobs-missing", uri)).status_code == 200
+        assert bob.post("/v1/endpoint-configs", json=config_body("bobs-missing", "bobs-missing")).status_code == 200
+        body = {"EndpointName": "bobs-missing", "EndpointConfigName": "bobs-missing"}
+        assert bob.post("/v1/endpoints", json=body).status_code == 200
+        wait_for(
+            lambda: bob.get("/v1/endpoints/bobs-missing").json()["EndpointStatus"] == "Failed",
+            timeout=120,
+            what="bob's endpoint Failed",
+        )
+        assert bob.delete("/v1/endpoints/bobs-missing").status_code == 200
+        wait_for(lambda: bob.get("/v1/endpoints/bobs-missing").status_code == 404, timeout=60, what="deleted")
+        lines = bob.get("/v1/endpoints/bobs-missing/logs").json()["events"]
+        assert lines and all(e["host"] == "algo-1" for e in lines), lines
+        assert admin.get("/v1/endpoints/bobs-missing/logs").json()["events"] == lines
+        # The admin's deleted endpoint (the lifecycle tests') is not bob's to read.
+        assert admin.get("/v1/endpoints/scaler/logs").json()["events"]
+        err = error(bob.get("/v1/endpoints/scaler/logs"), 404)
+        assert err["message"] == 'Could not find endpoint "scaler".'
+    events = {(e.get("UserName"), e["Action"], e["Target"]) for e in audit_events(api)}
+    assert {("bob", "CreateEndpoint", "bobs-missing"), ("bob", "DeleteEndpoint", "bobs-missing")} <= events
+    assert ("admin", "CreateModel", "scaler") in events
+
+
+def audit_events(api: Api) -> list[dict[str, Any]]:
+    env = {**api.srv.env, "TRAINFORGE_ENDPOINT": api.srv.url, "TRAINFORGE_TOKEN": api.admin}
+    out = subprocess.run(
+        [sys.executable, "-m", "trainforge.cli", "audit", "--output", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    events: list[dict[str, Any]] = json.loads(out.stdout)["Events"]
+    return events
