@@ -166,3 +166,17 @@ def test_multi_record_batches_and_a_rejected_record_fails_naming_the_file(
     reason = failed.value.reason
     assert reason.startswith("ClientError: ")
     assert "s3://bkt/in/b.csv" in reason and "500" in reason and "row starts with 'bad'" in reason
+
+
+def test_a_transform_job_sets_its_environment_and_limits_for_the_model_server() -> None:
+    from trainforge.runtime.serving.supervisor import transform_environment
+
+    env = transform_environment({"Environment": {"A": "1"}, "MaxPayloadInMB": 20, "MaxConcurrentTransforms": 4})
+    assert env == {
+        "A": "1",
+        "SAGEMAKER_BATCH": "true",
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20",
+        "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "4",
+    }
+    assert transform_environment({})["SAGEMAKER_MAX_PAYLOAD_IN_MB"] == "6"
+    assert transform_environment({"MaxPayloadInMB": 0})["SAGEMAKER_MAX_PAYLOAD_IN_MB"] == "100"

@@ -294,6 +294,8 @@ class ServingSupervisor:
     def _serve(self, launch: ServingLaunch) -> Outcome:
         container = primary_container(launch.Model)
         environment = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
+        if launch.Transform is not None:
+            environment.update(transform_environment(launch.Transform))
         try:
             image = resolve_image(str(container.get("Image") or ""), field="PrimaryContainer.Image")
         except ValidationError as exc:
@@ -507,6 +509,20 @@ class ServingSupervisor:
         if process.child.poll() is None:
             self.say(f"Stopping the model server: SIGTERM, then SIGKILL after {self.cfg.stop_grace_seconds:g}s")
         process.stop(self.cfg.stop_grace_seconds)
+
+
+def transform_environment(request: dict[str, Any]) -> dict[str, str]:
+    """What a transform job adds to its model's environment, as SageMaker's batch transform does: the job's own
+    ``Environment`` (it wins over the model's), ``SAGEMAKER_BATCH``, and the payload and concurrency limits the
+    model server must accept (``SAGEMAKER_MAX_PAYLOAD_IN_MB``, ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS``)."""
+    env = {str(k): str(v) for k, v in (request.get("Environment") or {}).items()}
+    env["SAGEMAKER_BATCH"] = "true"
+    payload = request.get("MaxPayloadInMB")
+    # 0 asks for no per-request limit (records streamed whole): the model server then takes the API's 100 MB ceiling.
+    env["SAGEMAKER_MAX_PAYLOAD_IN_MB"] = str(6 if payload is None else payload or 100)
+    if request.get("MaxConcurrentTransforms"):
+        env["SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"] = str(request["MaxConcurrentTransforms"])
+    return env
 
 
 def _seconds(raw: str | None, default: float) -> float:
