@@ -400,7 +400,7 @@ def test_a_missing_model_archive_fails_the_endpoint_and_leaves_nothing_running(a
     assert uri in failed["FailureReason"], failed
     wait_for(lambda: not serving_processes(api, "missing"), timeout=30, what="no process of the failed endpoint")
     err = error(invoke(api, "missing", [1]), 400)
-    assert "Failed" in err["message"]
+    assert err["details"]["EndpointStatus"] == "Failed" and "FailureReason" in err["message"]
 
 
 def test_two_instances_take_the_invocations_in_turn(api: Api) -> None:

@@ -199,11 +199,16 @@ class InvocationRouter:
         if route is None or not visible(principal, route.created_by):
             raise NotFoundError(endpoint_not_found_message(name))
         if route.status not in INVOCABLE:
+            if route.status == EndpointStatus.CREATING:
+                hint = f"wait until it is (trainforge endpoints describe {name})"
+            elif route.status == EndpointStatus.FAILED:
+                hint = f"see its FailureReason (trainforge endpoints describe {name}), then delete and create it again"
+            else:
+                hint = "create it again once it is gone"
             raise ValidationError(
-                f"EndpointName: endpoint {name!r} is {route.status}; it can be invoked when it is "
-                f"{EndpointStatus.IN_SERVICE.value}"
-                + (" (wait for it: trainforge endpoints describe " + name + ")" if route.status == "Creating" else ""),
+                f"EndpointName: endpoint {name!r} is {route.status}; it can be invoked when it is InService: {hint}",
                 field="EndpointName",
+                details={"EndpointStatus": route.status},
             )
         return route
 
