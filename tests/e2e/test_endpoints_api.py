@@ -316,6 +316,27 @@ def test_an_endpoint_serves_and_a_model_error_keeps_it_in_service(api: Api, endp
         assert c.get("/v1/endpoints", params={"StatusEquals": "Creating"}).json()["Endpoints"] == []
 
 
+def test_the_agent_routes_take_only_the_launchs_token(api: Api, endpoint: str) -> None:
+    config = json.loads(next((api.srv.home / "jobs").glob(f"endpoint.{endpoint}*/algo-1/supervisor.json")).read_text())
+    prefix = f"/v1/agent/endpoints/{endpoint}"
+    with httpx.Client(base_url=api.srv.url, headers={"Authorization": f"Bearer {config['agent_token']}"}) as agent:
+        reply = agent.post(f"{prefix}/heartbeat", json={"host": "algo-1"}).json()
+        assert reply["EndpointStatus"] == "InService" and reply["stop_requested"] is False
+        err = error(agent.post(f"{prefix}/status", json={"host": "algo-1", "status": "Dancing"}), 400)
+        assert err["details"]["field"] == "status"
+        err = error(agent.post(f"{prefix}/status", json={"host": "algo-1", "status": "InService"}), 400)
+        assert err["details"]["field"] == "address"
+        lines = [{"seq": 10**9, "timestamp": 1.0, "message": "from the test"}]
+        assert agent.post(f"{prefix}/logs", json={"host": "algo-9", "lines": lines}).json() == {"accepted": 1}
+        assert agent.post(f"{prefix}/logs", json={"host": "algo-9", "lines": lines}).json() == {"accepted": 0}
+        assert agent.post("/v1/agent/endpoints/missing/heartbeat", json={}).status_code == 401
+    with api.client() as user:  # a user's token is not an agent token
+        assert user.post(f"{prefix}/heartbeat", json={"host": "algo-1"}).status_code == 401
+        assert user.get(f"/v1/endpoints/{endpoint}/logs", params={"host": "algo-9"}).json()["events"][0]["message"] == (
+            "from the test"
+        )
+
+
 def test_an_in_service_endpoint_keeps_serving_across_a_server_restart(api: Api, endpoint: str) -> None:
     before = describe(api, endpoint)["Instances"]
     api.srv.kill(signal.SIGKILL)
