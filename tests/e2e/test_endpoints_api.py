@@ -482,3 +482,16 @@ def audit_events(api: Api) -> list[dict[str, Any]]:
     )
     events: list[dict[str, Any]] = json.loads(out.stdout)["Events"]
     return events
+
+
+def test_an_endpoint_deleted_while_creating_leaves_nothing_running(api: Api) -> None:
+    uri = api.put_model("hasty", {"weights.json": json.dumps({"scale": 1}), "code/inference.py": INFERENCE})
+    with api.client() as c:
+        assert c.post("/v1/models", json=model_body("hasty", uri)).status_code == 200
+        assert c.post("/v1/endpoint-configs", json=config_body("hasty", "hasty")).status_code == 200
+        assert c.post("/v1/endpoints", json={"EndpointName": "hasty", "EndpointConfigName": "hasty"}).status_code == 200
+        assert c.delete("/v1/endpoints/hasty").status_code == 200
+        assert c.get("/v1/endpoints/hasty").json().get("EndpointStatus", "Deleting") == "Deleting"
+        assert c.delete("/v1/endpoints/hasty").status_code in (200, 404)  # again: a no-op (or already gone)
+        wait_for(lambda: c.get("/v1/endpoints/hasty").status_code == 404, timeout=60, what="endpoint deleted")
+    wait_for(lambda: not serving_processes(api, "hasty"), timeout=30, what="no process of the endpoint left")
