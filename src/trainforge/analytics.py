@@ -1,7 +1,8 @@
 """Training job metrics as pandas DataFrames, as ``sagemaker.analytics`` gives them (reference §4.3, §5.6).
 
 ``TrainingJobAnalytics(job_name).dataframe()`` has one row per metric point with the columns ``timestamp``
-(seconds since that metric's first point, as SageMaker computes it), ``metric_name`` and ``value``, metric by
+(seconds since the job's training start, one origin for every metric so they line up), ``metric_name`` and
+``value``, metric by
 metric in the order asked for, each in time order. SageMaker reads CloudWatch statistics averaged over
 ``period`` seconds (60 by default); here the points are read from the trainforge server, every point when
 ``period`` is None and the average of each ``period``-second bucket (counted from the interval's start)
@@ -170,22 +171,31 @@ class TrainingJobAnalytics(AnalyticsMetricsBase):
             )
             for point in reply.get("points", []):
                 by_name[str(point["name"])].append((float(point["timestamp"]), float(point["value"])))
+        if self._period is not None:
+            by_name = {name: self._averaged(points, self._period) for name, points in by_name.items() if points}
+        origin = self._origin(by_name)
         for metric_name in self._metric_names:
-            self._fetch_metric(metric_name, by_name.get(metric_name, []))
+            self._fetch_metric(metric_name, by_name.get(metric_name, []), origin)
         return pandas.DataFrame(
             {key: self._data[key] for key in ("timestamp", "metric_name", "value")},
             columns=["timestamp", "metric_name", "value"],
         )
 
-    def _fetch_metric(self, metric_name: str, points: list[tuple[float, float]]) -> None:
+    def _origin(self, by_name: dict[str, list[tuple[float, float]]]) -> float:
+        """Time zero of every metric: the job's ``TrainingStartTime`` (its ``CreationTime`` before it trains), or
+        the earliest point (or bucket) if one lies before it, e.g. by a host's clock, so no timestamp is negative."""
+        description = self._describe()
+        start = description.get("TrainingStartTime") or description.get("CreationTime")
+        times = [t for points in by_name.values() for t, _ in points]
+        candidates = ([float(start)] if start is not None else []) + ([min(times)] if times else [])
+        return min(candidates) if candidates else 0.0
+
+    def _fetch_metric(self, metric_name: str, points: list[tuple[float, float]], origin: float) -> None:
         if not points:
             logger.warning("Warning: No metrics called %s found", metric_name)
             return
-        if self._period is not None:
-            points = self._averaged(points, self._period)
-        base_time = min(t for t, _ in points)
         for t, value in sorted(points, key=lambda p: p[0]):
-            self._add_single_metric(t - base_time, metric_name, value)
+            self._add_single_metric(t - origin, metric_name, value)
 
     def _averaged(self, points: list[tuple[float, float]], period: float) -> list[tuple[float, float]]:
         """One point per ``period``-second bucket from the interval's start: its start time and mean value."""

@@ -159,12 +159,14 @@ def test_training_job_analytics_dataframe_like_sagemaker(app: App, tmp_path: Pat
     assert analytics.metric_names == ["loss", "validation:rmse", "train:rmse"]
     df = analytics.dataframe()
     assert list(df.columns) == ["timestamp", "metric_name", "value"]
+    # One origin for every metric: the training start (the job's CreationTime while it has not trained), so the
+    # rmse printed on the line after the first loss starts 1 s after it rather than at 0.
     assert df.to_dict("records") == [
-        {"timestamp": 0.0, "metric_name": "loss", "value": 0.9},
-        {"timestamp": 2.0, "metric_name": "loss", "value": 0.7},
-        {"timestamp": 3.0, "metric_name": "loss", "value": 0.6},
-        {"timestamp": 0.0, "metric_name": "validation:rmse", "value": 0.5},
-        {"timestamp": 0.0, "metric_name": "train:rmse", "value": 0.6},
+        {"timestamp": 10.0, "metric_name": "loss", "value": 0.9},
+        {"timestamp": 12.0, "metric_name": "loss", "value": 0.7},
+        {"timestamp": 13.0, "metric_name": "loss", "value": 0.6},
+        {"timestamp": 11.0, "metric_name": "validation:rmse", "value": 0.5},
+        {"timestamp": 11.0, "metric_name": "train:rmse", "value": 0.6},
     ]
     assert analytics.dataframe() is df
     app.agent("analytics", "logs", {"lines": lines("loss=0.5", first_seq=4, t0=t0 + 4)})
@@ -177,7 +179,7 @@ def test_training_job_analytics_dataframe_like_sagemaker(app: App, tmp_path: Pat
 
     system = TrainingJobAnalytics("analytics", ["system/cpu_percent"], sagemaker_session=app.session)
     assert system.dataframe().to_dict("records") == [
-        {"timestamp": 0.0, "metric_name": "system/cpu_percent", "value": 5.0}
+        {"timestamp": 11.5, "metric_name": "system/cpu_percent", "value": 5.0}
     ]
     # period: the mean of each 13 s bucket counted from the job's CreationTime (points at +10, +12 | +13, +14).
     averaged = TrainingJobAnalytics("analytics", ["loss"], sagemaker_session=app.session, period=13)
@@ -252,3 +254,15 @@ def test_the_sampler_posts_system_metrics_of_a_real_process_group(app: App, tmp_
     assert max(by_name["system/memory_used_mb"]) > 1
     assert all(0 <= v <= 100 for n in ("system/memory_percent", "system/disk_percent") for v in by_name[n])
     assert app.session.client.describe_training_job("sampled")["FinalMetricDataList"] == []
+
+
+def test_analytics_timestamps_count_from_the_training_start(app: App) -> None:
+    app.start_job("analytics-origin")
+    for status in ("Downloading", "Training"):
+        assert app.agent("analytics-origin", "status", {"status": status}).status_code == 200
+    started = app.session.client.describe_training_job("analytics-origin")["TrainingStartTime"]
+    app.agent("analytics-origin", "logs", {"lines": lines("loss=0.9", "loss=0.8", t0=started + 5)})
+    app.agent("analytics-origin", "logs", {"lines": lines("[0]\ttrain-rmse:0.6", first_seq=2, t0=started + 7)})
+    df = TrainingJobAnalytics("analytics-origin", sagemaker_session=app.session).dataframe()
+    got = {(r["metric_name"], round(r["timestamp"], 6)) for r in df.to_dict("records")}
+    assert got == {("loss", 5.0), ("loss", 6.0), ("train:rmse", 7.0)}
