@@ -32,8 +32,14 @@ from trainforge.storage import LocalObjectStore
 from trainforge.store import NewJob, open_job_store
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ROLE = "arn:aws:iam::000000000000:role/TrainforgeExecutionRole"
 XSS_TAG = "<script>alert(1)</script>"
 BULK = 30
@@ -81,8 +87,12 @@ def seed_job(store: Any, spec: dict[str, Any], t: float, path: list[tuple[S, str
     return int(job.id)
 
 
-DONE = [(S.DOWNLOADING, "Downloading input data"), (S.TRAINING, "Training image download completed"),
-        (S.UPLOADING, "Uploading generated training model"), (S.COMPLETED, "Training job completed")]
+DONE = [
+    (S.DOWNLOADING, "Downloading input data"),
+    (S.TRAINING, "Training image download completed"),
+    (S.UPLOADING, "Uploading generated training model"),
+    (S.COMPLETED, "Training job completed"),
+]
 
 
 def seed(home: Path) -> None:
@@ -92,11 +102,22 @@ def seed(home: Path) -> None:
     store = open_job_store(f"sqlite:///{home / 'trainforge.db'}")
     objects = LocalObjectStore(home / "storage")
     channels = [
-        {"ChannelName": "train", "ContentType": "text/csv", "InputMode": "FastFile",
-         "DataSource": {"S3DataSource": {"S3Uri": "s3://trainforge-default/data/train/",
-                                         "S3DataDistributionType": "ShardedByS3Key"}}},
-        {"ChannelName": "validation", "ContentType": "text/csv",
-         "DataSource": {"S3DataSource": {"S3Uri": "s3://trainforge-default/data/validation/"}}},
+        {
+            "ChannelName": "train",
+            "ContentType": "text/csv",
+            "InputMode": "FastFile",
+            "DataSource": {
+                "S3DataSource": {
+                    "S3Uri": "s3://trainforge-default/data/train/",
+                    "S3DataDistributionType": "ShardedByS3Key",
+                }
+            },
+        },
+        {
+            "ChannelName": "validation",
+            "ContentType": "text/csv",
+            "DataSource": {"S3DataSource": {"S3Uri": "s3://trainforge-default/data/validation/"}},
+        },
     ]
     for i in range(BULK):
         seed_job(store, job_spec(f"bulk-{i:02d}"), T0 + i, DONE)
@@ -120,23 +141,57 @@ def seed(home: Path) -> None:
             points.append({"name": "train:loss", "value": 1.0 / (step + 1 + i), "timestamp": ts})
             points.append({"name": "system/cpu_percent", "value": 50 + step, "timestamp": ts})
         store.append_metrics(job_id, "algo-1", points)
-        store.append_logs(job_id, "algo-1", [{"seq": n, "timestamp": T0 + 1020 + n, "stream": "stdout",
-                                               "message": f"[{n}] auc={0.6 + 0.015 * n:.3f}"} for n in range(20)])
+        store.append_logs(
+            job_id,
+            "algo-1",
+            [
+                {
+                    "seq": n,
+                    "timestamp": T0 + 1020 + n,
+                    "stream": "stdout",
+                    "message": f"[{n}] auc={0.6 + 0.015 * n:.3f}",
+                }
+                for n in range(20)
+            ],
+        )
     objects.put_bytes(model_artifacts_uri("s3://trainforge-default/", "xgb-tune-01"), b"model-archive-bytes")
-    seed_job(store, job_spec("bert-finetune"), T0 + 2000, [(S.DOWNLOADING, "Downloading"), (S.TRAINING, "Training"),
-             (S.FAILED, "Training job failed")], failure_reason="AlgorithmError: CUDA out of memory at step 12")
-    seed_job(store, job_spec("sweep-stopped"), T0 + 2100,
-             [(S.TRAINING, "Training"), (S.STOPPING, "Stopping"), (S.STOPPED, "Training job stopped")])
+    seed_job(
+        store,
+        job_spec("bert-finetune"),
+        T0 + 2000,
+        [(S.DOWNLOADING, "Downloading"), (S.TRAINING, "Training"), (S.FAILED, "Training job failed")],
+        failure_reason="AlgorithmError: CUDA out of memory at step 12",
+    )
+    seed_job(
+        store,
+        job_spec("sweep-stopped"),
+        T0 + 2100,
+        [(S.TRAINING, "Training"), (S.STOPPING, "Stopping"), (S.STOPPED, "Training job stopped")],
+    )
     dist = job_spec("xgb-dist", ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 2})
     dist_id = seed_job(store, dist, T0 + 2200, DONE)
     for host in ("algo-1", "algo-2"):
-        store.append_logs(dist_id, host, [{"seq": n, "timestamp": T0 + 2210 + n, "stream": "stdout",
-                                           "message": f"{host} says line {n}"} for n in range(5)])
-    evil = job_spec("xss-job", HyperParameters={"note": "<img src=x onerror=alert(2)>"},
-                    Environment={"GREETING": "<svg onload=alert(3)>"})
+        store.append_logs(
+            dist_id,
+            host,
+            [
+                {"seq": n, "timestamp": T0 + 2210 + n, "stream": "stdout", "message": f"{host} says line {n}"}
+                for n in range(5)
+            ],
+        )
+    evil = job_spec(
+        "xss-job",
+        HyperParameters={"note": "<img src=x onerror=alert(2)>"},
+        Environment={"GREETING": "<svg onload=alert(3)>"},
+    )
     evil["Tags"] = [{"Key": "note", "Value": XSS_TAG}]  # the API refuses such a tag; an old record may hold one
-    evil_id = seed_job(store, evil, T0 + 2300, [(S.TRAINING, "<i>training</i>"), (S.FAILED, "failed")],
-                       failure_reason="<script>alert(4)</script>")
+    evil_id = seed_job(
+        store,
+        evil,
+        T0 + 2300,
+        [(S.TRAINING, "<i>training</i>"), (S.FAILED, "failed")],
+        failure_reason="<script>alert(4)</script>",
+    )
     store.append_logs(evil_id, "algo-1", [{"seq": 0, "timestamp": T0 + 2310, "message": "<script>alert(5)</script>"}])
     store.append_metrics(evil_id, "algo-1", [{"name": "<b>m</b>", "value": 1.0, "timestamp": T0 + 2310}])
     store.engine.dispose()
@@ -229,7 +284,6 @@ def test_the_cookie_is_secure_over_https_and_a_login_link_needs_a_server(tmp_pat
         console_login_url(Settings(home=tmp_path / "empty", endpoint="http://127.0.0.1:9"))
 
 
-
 def test_a_wrong_token_shows_an_error_and_the_right_one_signs_in(browser: Browser, seeded: ServerProcess) -> None:
     context = browser.new_context(base_url=seeded.url)
     page = context.new_page()
@@ -307,8 +361,7 @@ def test_the_job_page_shows_the_whole_record(page: Page, seeded: ServerProcess) 
     expect(page.locator("#job-image")).to_have_text("trainforge/python:current")
     expect(page.locator("#hyperparameters")).to_contain_text("max_depth")
     channels = page.locator("#channels")
-    for text in ("s3://trainforge-default/data/train/", "text/csv", "FastFile", "ShardedByS3Key",
-                 "File (job default)"):
+    for text in ("s3://trainforge-default/data/train/", "text/csv", "FastFile", "ShardedByS3Key", "File (job default)"):
         expect(channels).to_contain_text(text)
     expect(page.locator("#resources")).to_contain_text("ml.m5.xlarge")
     expect(page.locator("#stopping")).to_contain_text("7200")
@@ -319,7 +372,8 @@ def test_the_job_page_shows_the_whole_record(page: Page, seeded: ServerProcess) 
     expect(env).to_contain_text("****")
     assert "sk-very-secret-value" not in page.content()
     expect(page.locator("#timeline-rows td:first-child")).to_have_text(
-        ["Starting", "Downloading", "Training", "Uploading", "Completed"])
+        ["Starting", "Downloading", "Training", "Uploading", "Completed"]
+    )
     expect(page.locator("#timeline-rows tr").nth(2).locator("td").nth(2)).to_have_text("7s")
     expect(page.locator("#final-metrics")).to_contain_text("validation:auc")
     expect(page.locator("#log .line")).to_have_count(20)
@@ -407,8 +461,12 @@ def test_no_page_renders_user_controlled_text_unescaped(page: Page, seeded: Serv
     expect(page.locator("main")).to_contain_text("Not found: <script>alert(7)</script>")
     assert dialogs == []
     with session_client(seeded, page) as c:
-        for url in ("/console/jobs/xss-job", "/console/jobs?q=<script>alert(6)</script>",
-                    "/console/compare?job=xss-job&job=<script>alert(7)</script>", "/console/jobs/<script>x"):
+        for url in (
+            "/console/jobs/xss-job",
+            "/console/jobs?q=<script>alert(6)</script>",
+            "/console/compare?job=xss-job&job=<script>alert(7)</script>",
+            "/console/jobs/<script>x",
+        ):
             html = c.get(url).text
             assert "<script>alert" not in html and "<img src=x" not in html and "<svg onload" not in html, url
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in c.get("/console/jobs/xss-job").text
@@ -496,8 +554,13 @@ def test_trainforge_console_prints_a_link_that_signs_in(server: ServerProcess) -
 
     import httpx as _httpx
 
-    out = _subprocess.run([_sys.executable, "-m", "trainforge.cli", "console", "--print", "--output", "json"],
-                          env=server.env, capture_output=True, text=True, timeout=60)
+    out = _subprocess.run(
+        [_sys.executable, "-m", "trainforge.cli", "console", "--print", "--output", "json"],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     link = _json.loads(out.stdout)["url"]
     assert link.startswith(server.url + "/console/login?ticket=") and server.token not in link
