@@ -11,17 +11,17 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-import pydantic
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
+from pydantic import Field, StrictBool, StrictStr, field_validator, model_validator
 
-from trainforge.errors import ValidationError
-from trainforge.spec.job import ENV_KEY_RE, ROLE_ARN_RE, TagSpec, validation_error_from_pydantic
-
-NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-NAME_RULE = (
-    "must be 1-63 characters of letters, digits and hyphens, start and end with a letter or digit "
-    "(pattern ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$)"
+from trainforge.spec.fields import (
+    IamRoleArn,
+    ResourceName,
+    SpecModel,
+    TagList,
+    check_environment,
+    parse_body,
 )
+
 MODEL_DATA_RE = re.compile(r"^s3://[^/]+/.+")
 TRAINING_JOB_TAG = "trainforge:training-job-name"
 MAX_ENVIRONMENT = 100
@@ -66,18 +66,7 @@ def allowed_predecessors(target: EndpointStatus | str) -> frozenset[EndpointStat
     return _PREDECESSORS[EndpointStatus(target)]
 
 
-def check_name(value: str) -> str:
-    """``value`` if it is a valid model, endpoint config or endpoint name; else ``ValueError`` with the rule."""
-    if not NAME_RE.match(value):
-        raise ValueError(NAME_RULE)
-    return value
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class ContainerSpec(_Model):
+class ContainerSpec(SpecModel):
     """``ContainerDefinition``: the image served and the model data it serves."""
 
     Image: Annotated[StrictStr, Field(min_length=1, max_length=255)]
@@ -100,16 +89,7 @@ class ContainerSpec(_Model):
     @field_validator("Environment")
     @classmethod
     def _environment(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return value
-        if len(value) > MAX_ENVIRONMENT:
-            raise ValueError(f"has {len(value)} entries; at most {MAX_ENVIRONMENT} are allowed")
-        for key, item in value.items():
-            if len(key) > 1024 or not ENV_KEY_RE.match(key):
-                raise ValueError(f"key {key[:40]!r} must match [a-zA-Z_][a-zA-Z0-9_]* (at most 1024 characters)")
-            if len(item) > 1024:
-                raise ValueError(f"value of {key!r} is longer than 1024 characters")
-        return value
+        return check_environment(value, max_entries=MAX_ENVIRONMENT, max_key=1024, max_value=1024)
 
     @field_validator("Mode")
     @classmethod
@@ -119,29 +99,17 @@ class ContainerSpec(_Model):
         return value
 
 
-class CreateModelRequest(_Model):
+class CreateModelRequest(SpecModel):
     """CreateModel (one container: ``PrimaryContainer``, or ``Containers`` holding exactly one)."""
 
-    ModelName: StrictStr
+    ModelName: ResourceName
     PrimaryContainer: ContainerSpec | None = None
     Containers: Annotated[list[ContainerSpec] | None, Field(min_length=1)] = None
-    ExecutionRoleArn: Annotated[StrictStr, Field(min_length=20, max_length=2048)]
+    ExecutionRoleArn: IamRoleArn
     EnableNetworkIsolation: StrictBool | None = None
-    Tags: Annotated[list[TagSpec] | None, Field(max_length=50)] = None
+    Tags: TagList = None
     VpcConfig: dict[str, Any] | None = None
     InferenceExecutionConfig: dict[str, Any] | None = None
-
-    _name = field_validator("ModelName")(classmethod(lambda cls, v: check_name(v)))
-
-    @field_validator("ExecutionRoleArn")
-    @classmethod
-    def _role(cls, value: str) -> str:
-        if not ROLE_ARN_RE.match(value):
-            raise ValueError(
-                "must be an IAM role ARN like arn:aws:iam::000000000000:role/Name "
-                "(trainforge.get_execution_role() returns one)"
-            )
-        return value
 
     @field_validator("Containers")
     @classmethod
@@ -185,11 +153,11 @@ class CreateModelRequest(_Model):
         return wire
 
 
-class ProductionVariantSpec(_Model):
+class ProductionVariantSpec(SpecModel):
     """``ProductionVariant``: which model serves, on how many instances of which type."""
 
-    VariantName: StrictStr = "AllTraffic"
-    ModelName: StrictStr
+    VariantName: ResourceName = "AllTraffic"
+    ModelName: ResourceName
     InitialInstanceCount: Annotated[int, Field(ge=1, le=100)] = 1
     InstanceType: Annotated[StrictStr, Field(min_length=1, max_length=64)]
     InitialVariantWeight: Annotated[float, Field(ge=0)] = 1.0
@@ -201,8 +169,6 @@ class ProductionVariantSpec(_Model):
     CoreDumpConfig: dict[str, Any] | None = None
     RoutingConfig: dict[str, Any] | None = None
 
-    _variant = field_validator("VariantName", "ModelName")(classmethod(lambda cls, v: check_name(v)))
-
     @field_validator("AcceleratorType")
     @classmethod
     def _no_accelerator(cls, value: str | None) -> str | None:
@@ -211,16 +177,14 @@ class ProductionVariantSpec(_Model):
         return value
 
 
-class CreateEndpointConfigRequest(_Model):
+class CreateEndpointConfigRequest(SpecModel):
     """CreateEndpointConfig (exactly one production variant is served here)."""
 
-    EndpointConfigName: StrictStr
+    EndpointConfigName: ResourceName
     ProductionVariants: Annotated[list[ProductionVariantSpec], Field(min_length=1, max_length=10)]
-    Tags: Annotated[list[TagSpec] | None, Field(max_length=50)] = None
+    Tags: TagList = None
     KmsKeyId: StrictStr | None = None
     DataCaptureConfig: dict[str, Any] | None = None
-
-    _name = field_validator("EndpointConfigName")(classmethod(lambda cls, v: check_name(v)))
 
     @field_validator("ProductionVariants")
     @classmethod
@@ -242,58 +206,44 @@ class CreateEndpointConfigRequest(_Model):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-class CreateEndpointRequest(_Model):
+class CreateEndpointRequest(SpecModel):
     """CreateEndpoint."""
 
-    EndpointName: StrictStr
-    EndpointConfigName: StrictStr
-    Tags: Annotated[list[TagSpec] | None, Field(max_length=50)] = None
+    EndpointName: ResourceName
+    EndpointConfigName: ResourceName
+    Tags: TagList = None
     DeploymentConfig: dict[str, Any] | None = None
 
-    _names = field_validator("EndpointName", "EndpointConfigName")(classmethod(lambda cls, v: check_name(v)))
 
-
-class UpdateEndpointRequest(_Model):
+class UpdateEndpointRequest(SpecModel):
     """UpdateEndpoint (the endpoint's name is in the path)."""
 
-    EndpointConfigName: StrictStr
+    EndpointConfigName: ResourceName
     RetainAllVariantProperties: StrictBool | None = None
     DeploymentConfig: dict[str, Any] | None = None
 
-    _name = field_validator("EndpointConfigName")(classmethod(lambda cls, v: check_name(v)))
 
-
-def _parse(model: type[pydantic.BaseModel], body: Any) -> Any:
-    if not isinstance(body, dict):
-        raise ValidationError("(body): the request body must be a JSON object", field="(body)")
-    try:
-        return model.model_validate(body)
-    except pydantic.ValidationError as exc:
-        raise validation_error_from_pydantic(exc) from None
+_NOT_OBJECT = "(body): the request body must be a JSON object"
 
 
 def parse_create_model(body: Any) -> CreateModelRequest:
     """Validate a CreateModel body; :class:`ValidationError` naming the field on failure."""
-    parsed: CreateModelRequest = _parse(CreateModelRequest, body)
-    return parsed
+    return parse_body(CreateModelRequest, body, not_object=_NOT_OBJECT)
 
 
 def parse_create_endpoint_config(body: Any) -> CreateEndpointConfigRequest:
     """Validate a CreateEndpointConfig body; :class:`ValidationError` naming the field on failure."""
-    parsed: CreateEndpointConfigRequest = _parse(CreateEndpointConfigRequest, body)
-    return parsed
+    return parse_body(CreateEndpointConfigRequest, body, not_object=_NOT_OBJECT)
 
 
 def parse_create_endpoint(body: Any) -> CreateEndpointRequest:
     """Validate a CreateEndpoint body; :class:`ValidationError` naming the field on failure."""
-    parsed: CreateEndpointRequest = _parse(CreateEndpointRequest, body)
-    return parsed
+    return parse_body(CreateEndpointRequest, body, not_object=_NOT_OBJECT)
 
 
 def parse_update_endpoint(body: Any) -> UpdateEndpointRequest:
     """Validate an UpdateEndpoint body; :class:`ValidationError` naming the field on failure."""
-    parsed: UpdateEndpointRequest = _parse(UpdateEndpointRequest, body)
-    return parsed
+    return parse_body(UpdateEndpointRequest, body, not_object=_NOT_OBJECT)
 
 
 def model_arn(region: str, account_id: str, name: str) -> str:

@@ -10,18 +10,24 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-import pydantic
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
+from pydantic import Field, StrictBool, StrictStr, field_validator, model_validator
 
-from trainforge.errors import ValidationError
+from trainforge.spec.fields import (
+    NAME_RE,
+    IamRoleArn,
+    KmsKey,
+    ResourceName,
+    SpecModel,
+    TagList,
+    check_environment,
+    check_s3_prefix,
+    parse_body,
+)
 
-JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+JOB_NAME_RE = NAME_RE
 CHANNEL_NAME_RE = re.compile(r"^[A-Za-z0-9\.\-_]+$")
-ENV_KEY_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-ROLE_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
 DATA_URI_RE = re.compile(r"^(s3|https)://([^/]+)/?(.*)$|^file://(/.*)$")
 OUTPUT_URI_RE = re.compile(r"^s3://([^/]+)/?(.*)$|^file://(/.*)$")
-TAG_RE = re.compile(r"^[\w\s.:/=+\-@]*$")
 
 MAX_HYPERPARAMETERS = 100
 MAX_HP_KEY = 256
@@ -31,11 +37,7 @@ MAX_ENVIRONMENT = 100
 DEFAULT_MAX_RUNTIME = 86400
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class MetricDefinitionSpec(_Model):
+class MetricDefinitionSpec(SpecModel):
     """A metric name and the regex whose first group is its value."""
 
     Name: Annotated[StrictStr, Field(min_length=1, max_length=255)]
@@ -51,7 +53,7 @@ class MetricDefinitionSpec(_Model):
         return value
 
 
-class AlgorithmSpecificationSpec(_Model):
+class AlgorithmSpecificationSpec(SpecModel):
     """What the job runs: an image (or algorithm name), the input mode, and how to start it."""
 
     TrainingImage: Annotated[StrictStr | None, Field(max_length=255)] = None
@@ -74,7 +76,7 @@ class AlgorithmSpecificationSpec(_Model):
         return self
 
 
-class S3DataSourceSpec(_Model):
+class S3DataSourceSpec(SpecModel):
     """Where a channel's objects are: a prefix (``s3://`` or ``file://``) and how hosts share them."""
 
     S3DataType: Literal["S3Prefix", "ManifestFile", "AugmentedManifestFile"] = "S3Prefix"
@@ -91,7 +93,7 @@ class S3DataSourceSpec(_Model):
         return value
 
 
-class DataSourceSpec(_Model):
+class DataSourceSpec(SpecModel):
     """A channel's data source; only ``S3DataSource`` (incl. ``file://``) is served here."""
 
     S3DataSource: S3DataSourceSpec | None = None
@@ -106,7 +108,7 @@ class DataSourceSpec(_Model):
         return self
 
 
-class ChannelSpec(_Model):
+class ChannelSpec(SpecModel):
     """One named input, staged at ``/opt/ml/input/data/<ChannelName>``."""
 
     ChannelName: Annotated[StrictStr, Field(min_length=1, max_length=64)]
@@ -125,22 +127,20 @@ class ChannelSpec(_Model):
         return value
 
 
-class OutputDataConfigSpec(_Model):
+class OutputDataConfigSpec(SpecModel):
     """Where artifacts go: ``<S3OutputPath>/<job>/output/model.tar.gz``."""
 
     S3OutputPath: Annotated[StrictStr, Field(max_length=1024)]
-    KmsKeyId: Annotated[StrictStr | None, Field(max_length=2048)] = None
+    KmsKeyId: KmsKey = None
     CompressionType: Literal["GZIP", "NONE"] | None = None
 
     @field_validator("S3OutputPath")
     @classmethod
     def _uri(cls, value: str) -> str:
-        if not OUTPUT_URI_RE.match(value):
-            raise ValueError("must be an s3://bucket/prefix URI")
-        return value
+        return check_s3_prefix(value, OUTPUT_URI_RE)
 
 
-class InstanceGroupSpec(_Model):
+class InstanceGroupSpec(SpecModel):
     """A named group of instances of one type (heterogeneous clusters)."""
 
     InstanceType: StrictStr
@@ -148,7 +148,7 @@ class InstanceGroupSpec(_Model):
     InstanceGroupName: Annotated[StrictStr, Field(min_length=1, max_length=64)]
 
 
-class ResourceConfigSpec(_Model):
+class ResourceConfigSpec(SpecModel):
     """The machines a job asks for."""
 
     InstanceType: StrictStr | None = None
@@ -173,7 +173,7 @@ class ResourceConfigSpec(_Model):
         return self
 
 
-class StoppingConditionSpec(_Model):
+class StoppingConditionSpec(SpecModel):
     """Runtime limits; ``MaxRuntimeInSeconds`` ends the job with ``Stopped/MaxRuntimeExceeded``."""
 
     MaxRuntimeInSeconds: Annotated[int, Field(ge=1, le=28 * 86400)] = DEFAULT_MAX_RUNTIME
@@ -187,21 +187,7 @@ class StoppingConditionSpec(_Model):
         return self
 
 
-class TagSpec(_Model):
-    """A key/value label."""
-
-    Key: Annotated[StrictStr, Field(min_length=1, max_length=128)]
-    Value: Annotated[StrictStr, Field(max_length=256)] = ""
-
-    @field_validator("Key", "Value")
-    @classmethod
-    def _chars(cls, value: str) -> str:
-        if not TAG_RE.match(value):
-            raise ValueError("may contain only letters, numbers, spaces and _ . : / = + - @")
-        return value
-
-
-class CheckpointConfigSpec(_Model):
+class CheckpointConfigSpec(SpecModel):
     """Checkpoints synced between ``LocalPath`` and ``S3Uri``."""
 
     S3Uri: Annotated[StrictStr, Field(max_length=1024)]
@@ -210,22 +196,20 @@ class CheckpointConfigSpec(_Model):
     @field_validator("S3Uri")
     @classmethod
     def _uri(cls, value: str) -> str:
-        if not OUTPUT_URI_RE.match(value):
-            raise ValueError("must be an s3://bucket/prefix URI")
-        return value
+        return check_s3_prefix(value, OUTPUT_URI_RE)
 
 
-class RetryStrategySpec(_Model):
+class RetryStrategySpec(SpecModel):
     """How often a job is retried after an internal failure."""
 
     MaximumRetryAttempts: Annotated[int, Field(ge=1, le=30)]
 
 
-class CreateTrainingJobRequest(_Model):
+class CreateTrainingJobRequest(SpecModel):
     """The CreateTrainingJob request as SageMaker defines it (fields a user can set through the SDK)."""
 
-    TrainingJobName: StrictStr
-    RoleArn: Annotated[StrictStr, Field(min_length=20, max_length=2048)]
+    TrainingJobName: ResourceName
+    RoleArn: IamRoleArn
     AlgorithmSpecification: AlgorithmSpecificationSpec
     OutputDataConfig: OutputDataConfigSpec
     ResourceConfig: ResourceConfigSpec
@@ -233,7 +217,7 @@ class CreateTrainingJobRequest(_Model):
     HyperParameters: dict[StrictStr, StrictStr] | None = None
     InputDataConfig: Annotated[list[ChannelSpec] | None, Field(min_length=1, max_length=MAX_CHANNELS)] = None
     VpcConfig: dict[str, Any] | None = None
-    Tags: Annotated[list[TagSpec] | None, Field(max_length=50)] = None
+    Tags: TagList = None
     EnableNetworkIsolation: StrictBool | None = None
     EnableInterContainerTrafficEncryption: StrictBool | None = None
     EnableManagedSpotTraining: StrictBool | None = None
@@ -249,26 +233,6 @@ class CreateTrainingJobRequest(_Model):
     RemoteDebugConfig: dict[str, Any] | None = None
     InfraCheckConfig: dict[str, Any] | None = None
     SessionChainingConfig: dict[str, Any] | None = None
-
-    @field_validator("TrainingJobName")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not JOB_NAME_RE.match(value):
-            raise ValueError(
-                "must be 1-63 characters of letters, digits and hyphens, start and end with a letter or digit "
-                "(pattern ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$)"
-            )
-        return value
-
-    @field_validator("RoleArn")
-    @classmethod
-    def _role(cls, value: str) -> str:
-        if not ROLE_ARN_RE.match(value):
-            raise ValueError(
-                "must be an IAM role ARN like arn:aws:iam::000000000000:role/Name "
-                "(trainforge.get_execution_role() returns one)"
-            )
-        return value
 
     @field_validator("HyperParameters")
     @classmethod
@@ -287,16 +251,7 @@ class CreateTrainingJobRequest(_Model):
     @field_validator("Environment")
     @classmethod
     def _environment(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return value
-        if len(value) > MAX_ENVIRONMENT:
-            raise ValueError(f"has {len(value)} entries; at most {MAX_ENVIRONMENT} are allowed")
-        for key, item in value.items():
-            if len(key) > 512 or not ENV_KEY_RE.match(key):
-                raise ValueError(f"key {key[:40]!r} must match [a-zA-Z_][a-zA-Z0-9_]* (at most 512 characters)")
-            if len(item) > 512:
-                raise ValueError(f"value of {key!r} is longer than 512 characters")
-        return value
+        return check_environment(value, max_entries=MAX_ENVIRONMENT, max_key=512, max_value=512)
 
     @field_validator("InputDataConfig")
     @classmethod
@@ -330,41 +285,6 @@ class CreateTrainingJobRequest(_Model):
         return rc.InstanceCount or 1
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("function-after", "function-before") or str(part).startswith(("function-", "literal[")):
-            continue
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def validation_error_from_pydantic(exc: pydantic.ValidationError, prefix: str = "") -> ValidationError:
-    """One :class:`ValidationError` naming the first failing field and listing all of them in details."""
-    problems = []
-    for err in exc.errors():
-        field = _field_path(tuple(err["loc"]))
-        if prefix:
-            field = f"{prefix}.{field}" if field else prefix
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "is not a known field (check its spelling; names are SageMaker's, e.g. 'HyperParameters')"
-        problems.append({"field": field or "(body)", "message": msg})
-    first = problems[0]
-    more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-    return ValidationError(
-        f"{first['field']}: {first['message']}{more}", field=first["field"], details={"problems": problems}
-    )
-
-
 def parse_create_request(body: Any) -> CreateTrainingJobRequest:
     """Validate a CreateTrainingJob body; raise :class:`ValidationError` naming the field on failure."""
-    if not isinstance(body, dict):
-        raise ValidationError("the request body must be a JSON object", field="(body)")
-    try:
-        return CreateTrainingJobRequest.model_validate(body)
-    except pydantic.ValidationError as exc:
-        raise validation_error_from_pydantic(exc) from None
+    return parse_body(CreateTrainingJobRequest, body)

@@ -17,15 +17,21 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-import pydantic
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
+from pydantic import Field, StrictStr, field_validator, model_validator
 
 from trainforge.errors import ValidationError
+from trainforge.spec.fields import (
+    KmsKey,
+    ResourceName,
+    SpecModel,
+    TagList,
+    check_environment,
+    check_s3_prefix,
+    parse_body,
+)
 from trainforge.spec.hosts import name_host
-from trainforge.spec.job import JOB_NAME_RE, TagSpec, validation_error_from_pydantic
 
 S3_URI_RE = re.compile(r"^s3://([^/]+)(/.*)?$")
-ENV_KEY_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,1023}$")
 MAX_ENVIRONMENT = 16
 MAX_PAYLOAD_MB = 100
 DEFAULT_MAX_PAYLOAD_MB = 6
@@ -125,17 +131,7 @@ def transform_move(
 # -- the CreateTransformJob request -----------------------------------------------------------------------------
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-def _s3_uri(value: str) -> str:
-    if not S3_URI_RE.match(value):
-        raise ValueError("must be an s3://bucket/prefix URI")
-    return value
-
-
-class TransformS3DataSource(_Model):
+class TransformS3DataSource(SpecModel):
     """Where the input is: every object under a prefix, or the objects a manifest file lists."""
 
     S3DataType: StrictStr
@@ -154,16 +150,16 @@ class TransformS3DataSource(_Model):
     @field_validator("S3Uri")
     @classmethod
     def _uri(cls, value: str) -> str:
-        return _s3_uri(value)
+        return check_s3_prefix(value, S3_URI_RE)
 
 
-class TransformDataSource(_Model):
+class TransformDataSource(SpecModel):
     """The input's data source (only ``S3DataSource``)."""
 
     S3DataSource: TransformS3DataSource
 
 
-class TransformInputSpec(_Model):
+class TransformInputSpec(SpecModel):
     """What to transform and how to cut it into records."""
 
     DataSource: TransformDataSource
@@ -182,36 +178,36 @@ class TransformInputSpec(_Model):
         return value
 
 
-class TransformOutputSpec(_Model):
+class TransformOutputSpec(SpecModel):
     """Where the answers go: ``<S3OutputPath>/<input key relative to the prefix>.out``."""
 
     S3OutputPath: Annotated[StrictStr, Field(max_length=1024)]
     Accept: Annotated[StrictStr | None, Field(max_length=256)] = None
     AssembleWith: Literal["None", "Line"] | None = None
-    KmsKeyId: Annotated[StrictStr | None, Field(max_length=2048)] = None
+    KmsKeyId: KmsKey = None
 
     @field_validator("S3OutputPath")
     @classmethod
     def _uri(cls, value: str) -> str:
-        return _s3_uri(value)
+        return check_s3_prefix(value, S3_URI_RE)
 
 
-class TransformResourcesSpec(_Model):
+class TransformResourcesSpec(SpecModel):
     """The instances the job runs on."""
 
     InstanceType: Annotated[StrictStr, Field(min_length=1)]
     InstanceCount: Annotated[int, Field(ge=1)]
-    VolumeKmsKeyId: Annotated[StrictStr | None, Field(max_length=2048)] = None
+    VolumeKmsKeyId: KmsKey = None
 
 
-class ModelClientConfigSpec(_Model):
+class ModelClientConfigSpec(SpecModel):
     """How the driver calls the model: a timeout per invocation and retries."""
 
     InvocationsTimeoutInSeconds: Annotated[int | None, Field(ge=1, le=3600)] = None
     InvocationsMaxRetries: Annotated[int | None, Field(ge=0, le=3)] = None
 
 
-class DataProcessingSpec(_Model):
+class DataProcessingSpec(SpecModel):
     """Filters on inputs and outputs, and joining the input to the output (only the defaults are served)."""
 
     InputFilter: Annotated[StrictStr | None, Field(max_length=63)] = None
@@ -230,11 +226,11 @@ class DataProcessingSpec(_Model):
         return self
 
 
-class CreateTransformJobRequest(_Model):
+class CreateTransformJobRequest(SpecModel):
     """The CreateTransformJob request (the fields a user can set through the SDK)."""
 
-    TransformJobName: StrictStr
-    ModelName: StrictStr
+    TransformJobName: ResourceName
+    ModelName: ResourceName
     TransformInput: TransformInputSpec
     TransformOutput: TransformOutputSpec
     TransformResources: TransformResourcesSpec
@@ -246,29 +242,13 @@ class CreateTransformJobRequest(_Model):
     ModelClientConfig: ModelClientConfigSpec | None = None
     DataCaptureConfig: dict[str, Any] | None = None
     ExperimentConfig: dict[str, Any] | None = None
-    Tags: Annotated[list[TagSpec] | None, Field(max_length=50)] = None
-
-    @field_validator("TransformJobName", "ModelName")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not JOB_NAME_RE.match(value):
-            raise ValueError(
-                "must be 1-63 characters of letters, digits and hyphens, start and end with a letter or digit "
-                "(pattern ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$)"
-            )
-        return value
+    Tags: TagList = None
 
     @field_validator("Environment")
     @classmethod
     def _environment(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return value
-        if len(value) > MAX_ENVIRONMENT:
-            raise ValueError(f"has {len(value)} entries; at most {MAX_ENVIRONMENT} are allowed")
-        for key in value:
-            if not ENV_KEY_RE.match(key):
-                raise ValueError(f"key {key[:40]!r} must match [a-zA-Z_][a-zA-Z0-9_]* (at most 1024 characters)")
-        return value
+        # Values are limited by the field's type (10240 characters).
+        return check_environment(value, max_entries=MAX_ENVIRONMENT, max_key=1024, max_value=None)
 
     def to_wire(self) -> dict[str, Any]:
         """The request as stored and described: JSON-ready, unset optional fields left out, SageMaker's
@@ -293,11 +273,6 @@ def parse_create_transform_request(body: Any) -> CreateTransformJobRequest:
     Raises:
         ValidationError: The first broken field, named (``details["problems"]`` lists every one), with the fix.
     """
-    if not isinstance(body, dict):
-        raise ValidationError("the request body must be a JSON object", field="(body)")
-    try:
-        request = CreateTransformJobRequest.model_validate(body)
-    except pydantic.ValidationError as exc:
-        raise validation_error_from_pydantic(exc) from None
+    request = parse_body(CreateTransformJobRequest, body)
     _check_combinations(request)
     return request
