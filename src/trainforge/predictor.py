@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from trainforge.deserializers import BaseDeserializer, BytesDeserializer
 from trainforge.errors import NotFoundError, TrainforgeError
@@ -37,6 +37,10 @@ class Predictor:
         component_name: Accepted for SageMaker compatibility (inference components are not served here).
     """
 
+    # What ``serializer``/``deserializer`` default to; a framework's predictor (``SKLearnPredictor``...) sets its own.
+    default_serializer: ClassVar[type[BaseSerializer]] = IdentitySerializer
+    default_deserializer: ClassVar[type[BaseDeserializer]] = BytesDeserializer
+
     def __init__(
         self,
         endpoint_name: str,
@@ -48,8 +52,8 @@ class Predictor:
     ) -> None:
         self.endpoint_name = endpoint_name
         self.sagemaker_session = sagemaker_session if sagemaker_session is not None else Session()
-        self.serializer: BaseSerializer = serializer if serializer is not None else IdentitySerializer()
-        self.deserializer: BaseDeserializer = deserializer if deserializer is not None else BytesDeserializer()
+        self.serializer: BaseSerializer = serializer if serializer is not None else self.default_serializer()
+        self.deserializer: BaseDeserializer = deserializer if deserializer is not None else self.default_deserializer()
         self.component_name = component_name
         self._endpoint_config_name: str | None = None
         self._model_names: list[str] | None = None

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from trainforge.deserializers import BaseDeserializer, NumpyDeserializer
+from trainforge.deserializers import NumpyDeserializer
 from trainforge.model import FrameworkModel, PredictorFactory
 from trainforge.predictor import Predictor
-from trainforge.serializers import BaseSerializer, NumpySerializer
-from trainforge.session import Session
+from trainforge.serializers import NumpySerializer
 
 
 class SKLearnPredictor(Predictor):
@@ -21,21 +20,8 @@ class SKLearnPredictor(Predictor):
         deserializer: Default :class:`~trainforge.deserializers.NumpyDeserializer`.
     """
 
-    def __init__(
-        self,
-        endpoint_name: str,
-        sagemaker_session: Session | None = None,
-        serializer: BaseSerializer | None = None,
-        deserializer: BaseDeserializer | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            endpoint_name,
-            sagemaker_session,
-            serializer=serializer if serializer is not None else NumpySerializer(),
-            deserializer=deserializer if deserializer is not None else NumpyDeserializer(),
-            **kwargs,
-        )
+    default_serializer = NumpySerializer
+    default_deserializer = NumpyDeserializer
 
 
 class SKLearnModel(FrameworkModel):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from trainforge.deserializers import BaseDeserializer, CSVDeserializer
+from trainforge.deserializers import CSVDeserializer
 from trainforge.model import FrameworkModel, PredictorFactory
 from trainforge.predictor import Predictor
-from trainforge.serializers import BaseSerializer, LibSVMSerializer
-from trainforge.session import Session
+from trainforge.serializers import LibSVMSerializer
 
 
 class XGBoostPredictor(Predictor):
@@ -21,21 +20,8 @@ class XGBoostPredictor(Predictor):
         deserializer: Default :class:`~trainforge.deserializers.CSVDeserializer`.
     """
 
-    def __init__(
-        self,
-        endpoint_name: str,
-        sagemaker_session: Session | None = None,
-        serializer: BaseSerializer | None = None,
-        deserializer: BaseDeserializer | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            endpoint_name,
-            sagemaker_session,
-            serializer=serializer if serializer is not None else LibSVMSerializer(),
-            deserializer=deserializer if deserializer is not None else CSVDeserializer(),
-            **kwargs,
-        )
+    default_serializer = LibSVMSerializer
+    default_deserializer = CSVDeserializer
 
 
 class XGBoostModel(FrameworkModel):
