@@ -11,7 +11,7 @@ from typing import Any
 
 from trainforge import inference_client as api
 from trainforge.cli.output import fmt_time, print_fields, print_json, print_table
-from trainforge.cli.serving_logs import add_log_arguments, print_logs
+from trainforge.cli.serving_logs import add_log_arguments, logs_command
 from trainforge.client import TrainforgeClient
 from trainforge.errors import NotFoundError
 from trainforge.local_server import connect
@@ -102,17 +102,9 @@ def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
     """Print an endpoint's log lines (kept after it is deleted); ``--follow`` until it is deleted or Failed."""
-    with _client(settings) as client:
-
-        def finished() -> bool:
-            try:
-                return api.describe_endpoint(client, args.name).get("EndpointStatus") in ENDED
-            except NotFoundError:
-                return True
-
-        return print_logs(
-            args, lambda cursor: api.endpoint_logs(client, args.name, cursor=cursor, host=args.host), finished
-        )
+    return logs_command(
+        args, settings, describe=api.describe_endpoint, status_key="EndpointStatus", ended=ENDED, logs=api.endpoint_logs
+    )
 
 
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from trainforge.cli.output import print_json_line
+from trainforge.client import TrainforgeClient
+from trainforge.errors import NotFoundError
+from trainforge.local_server import connect
 from trainforge.logs import LogPrinter
+from trainforge.settings import Settings
 
 FOLLOW_POLL_SECONDS = 1.0
 
@@ -59,3 +63,27 @@ def add_log_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--follow", "-f", action="store_true", help=f"keep printing new lines until the {what}")
     parser.add_argument("--cursor", type=int, default=0, help="start after this log cursor")
     parser.add_argument("--host", help="only lines of this instance (e.g. algo-1)")
+
+
+def logs_command(
+    args: argparse.Namespace,
+    settings: Settings,
+    *,
+    describe: Callable[[TrainforgeClient, str], dict[str, Any]],
+    status_key: str,
+    ended: Collection[str],
+    logs: Callable[..., dict[str, Any]],
+) -> int:
+    """A ``logs`` command: print ``args.name``'s log lines (:func:`print_logs`); ``--follow`` until
+    ``describe(client, name)[status_key]`` is one of ``ended`` or the resource is gone.
+
+    ``logs`` is the :mod:`~trainforge.inference_client` call (``endpoint_logs``, ``transform_job_logs``)."""
+    with connect(settings, start=False) as client:
+
+        def finished() -> bool:
+            try:
+                return describe(client, args.name).get(status_key) in ended
+            except NotFoundError:
+                return True
+
+        return print_logs(args, lambda cursor: logs(client, args.name, cursor=cursor, host=args.host), finished)

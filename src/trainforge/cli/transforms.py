@@ -11,9 +11,8 @@ from typing import Any
 
 from trainforge import inference_client as api
 from trainforge.cli.output import fmt_time, print_fields, print_json, print_table
-from trainforge.cli.serving_logs import add_log_arguments, print_logs
+from trainforge.cli.serving_logs import add_log_arguments, logs_command
 from trainforge.client import TrainforgeClient
-from trainforge.errors import NotFoundError
 from trainforge.local_server import connect
 from trainforge.settings import Settings
 
@@ -89,17 +88,14 @@ def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
     """Print a transform job's log lines; ``--follow`` until it is Completed, Failed or Stopped."""
-    with _client(settings) as client:
-
-        def finished() -> bool:
-            try:
-                return api.describe_transform_job(client, args.name).get("TransformJobStatus") in TERMINAL
-            except NotFoundError:
-                return True
-
-        return print_logs(
-            args, lambda cursor: api.transform_job_logs(client, args.name, cursor=cursor, host=args.host), finished
-        )
+    return logs_command(
+        args,
+        settings,
+        describe=api.describe_transform_job,
+        status_key="TransformJobStatus",
+        ended=TERMINAL,
+        logs=api.transform_job_logs,
+    )
 
 
 def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
