@@ -122,18 +122,18 @@ def test_requirements_txt_is_layered_on_the_sklearn_image(
     src = make_source(
         {
             # scikit-learn unpinned: already satisfied by the image, as pip in a SageMaker container sees it.
-            "requirements.txt": "scikit-learn\nsix==1.17.0\n",
-            "train.py": SHOW_ENV + "import six\nprint('six', six.__version__)\n",
+            "requirements.txt": "scikit-learn\ntomli-w==1.2.0\n",
+            "train.py": SHOW_ENV + "import tomli_w\nprint('tomli_w', tomli_w.__version__)\n",
         }
     )
     est = sklearn_estimator(session, src)
     est.fit()
     lines = job_lines(session, est.latest_training_job.name)
-    assert "versions 1.2.2 2.0.3" in lines and "six 1.17.0" in lines, lines
+    assert "versions 1.2.2 2.0.3" in lines and "tomli_w 1.2.0" in lines, lines
     [layer] = env_dirs(envs_dir, "trainforge/sklearn:1.2-1 + requirements.txt")
     assert f"executable {layer}/bin/python" in lines
     [base] = env_dirs(envs_dir, "trainforge/sklearn:1.2-1")
-    assert not list(base.glob("lib/python*/site-packages/six.py")), "the layer never writes into the image env"
+    assert not list(base.glob("lib/python*/site-packages/tomli_w")), "the layer never writes into the image env"
 
 
 def test_requirements_that_cannot_resolve_fail_the_job_naming_the_package(
