@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from trainforge.scheduler.endpoints import EndpointReconciler
 from trainforge.server import routes_endpoint_agent, routes_models
 from trainforge.server.auth import Principal, bearer, current_user
+from trainforge.server.log_events import log_page
 from trainforge.service.endpoint_agent import EndpointAgentService
 from trainforge.service.endpoints import EndpointService
 from trainforge.service.invocations import InvocationMetrics, InvocationRouter
@@ -89,21 +90,7 @@ async def endpoint_logs(
     lines, status = await to_thread.run_sync(
         partial(_svc(request).logs, name, caller, cursor=cursor, limit=limit, host=host)
     )
-    out: dict[str, Any] = {
-        "events": [
-            {
-                "cursor": r.cursor,
-                "host": r.host,
-                "seq": r.seq,
-                "timestamp": r.timestamp,
-                "stream": r.stream,
-                "message": r.message,
-                "attempt": r.attempt,
-            }
-            for r in lines
-        ],
-        "next_cursor": lines[-1].cursor if lines else cursor,
-    }
+    out = log_page(lines, cursor)
     if status is not None:
         out["EndpointStatus"] = status
     return out

@@ -16,10 +16,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from trainforge.server.auth import Principal, current_user
+from trainforge.server.log_events import log_event, log_page
 from trainforge.service.jobs import JobService
 from trainforge.spec.job import CreateTrainingJobRequest
 from trainforge.store.jobs import ListQuery
-from trainforge.store.records import JobRecord, LogRecord
+from trainforge.store.records import JobRecord
 
 router = APIRouter(prefix="/v1", tags=["training-jobs"])
 Caller = Annotated[Principal, Depends(current_user)]
@@ -29,18 +30,6 @@ FOLLOW_POLL_S = 0.05
 def _svc(request: Request) -> JobService:
     svc: JobService = request.app.state.jobs
     return svc
-
-
-def _event(rec: LogRecord) -> dict[str, Any]:
-    return {
-        "cursor": rec.cursor,
-        "host": rec.host,
-        "seq": rec.seq,
-        "timestamp": rec.timestamp,
-        "stream": rec.stream,
-        "message": rec.message,
-        "attempt": rec.attempt,
-    }
 
 
 @router.post("/training-jobs", summary="CreateTrainingJob")
@@ -116,8 +105,7 @@ async def job_logs(
     )
     if not follow:
         return {
-            "events": [_event(r) for r in lines],
-            "next_cursor": lines[-1].cursor if lines else cursor,
+            **log_page(lines, cursor),
             "TrainingJobStatus": job.status.value,
             "SecondaryStatus": job.secondary_status.value,
             "Attempt": job.attempt,
@@ -158,7 +146,7 @@ async def _follow(
         )
         # A transition is placed after exactly the lines stored before it (its log_cursor): supervisors send
         # lines and status reports through one ordered queue, so this is where the status happened.
-        events: list[tuple[float, dict[str, Any]]] = [(rec.cursor, {"type": "log", **_event(rec)}) for rec in lines]
+        events: list[tuple[float, dict[str, Any]]] = [(rec.cursor, {"type": "log", **log_event(rec)}) for rec in lines]
         if len(current.transitions) > seen_transitions:
             for t in current.transitions[seen_transitions:]:
                 status = {
@@ -180,7 +168,7 @@ async def _follow(
                 partial(svc.logs, job.name, caller, cursor=cursor, limit=10000, host=host, attempt=attempt)
             )
             for rec in tail:
-                yield line({"type": "log", **_event(rec)})
+                yield line({"type": "log", **log_event(rec)})
                 cursor = rec.cursor
             if not tail:
                 yield line(

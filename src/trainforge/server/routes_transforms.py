@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from trainforge.backends.base import Backend
 from trainforge.scheduler.instances import Machine
 from trainforge.server.auth import Principal, bearer, current_user
+from trainforge.server.log_events import log_page
 from trainforge.service.transform_agent import TransformAgentService
 from trainforge.service.transforms import TransformService
 from trainforge.settings import Settings
@@ -107,21 +108,7 @@ async def transform_job_logs(
     job, lines = await to_thread.run_sync(
         partial(_svc(request).logs, name, caller, cursor=cursor, limit=limit, host=host)
     )
-    return {
-        "events": [
-            {
-                "cursor": r.cursor,
-                "host": r.host,
-                "seq": r.seq,
-                "timestamp": r.timestamp,
-                "stream": r.stream,
-                "message": r.message,
-            }
-            for r in lines
-        ],
-        "next_cursor": lines[-1].cursor if lines else cursor,
-        "TransformJobStatus": job.status.value,
-    }
+    return {**log_page(lines, cursor, attempt=False), "TransformJobStatus": job.status.value}
 
 
 # -- supervisors --------------------------------------------------------------------------------------------
