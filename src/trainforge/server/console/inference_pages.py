@@ -7,7 +7,8 @@ route would otherwise answer these addresses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
@@ -18,11 +19,13 @@ from trainforge.server.console import inference_views as iv
 from trainforge.server.console.render import SECURITY_HEADERS, error_page, page, principal_of, require_session
 from trainforge.server.console.session import ConsoleSession
 from trainforge.service.endpoints import EndpointService
+from trainforge.service.principal import Principal
 from trainforge.service.transforms import TransformService
 from trainforge.store.records import LogRecord
 
 router = APIRouter(include_in_schema=False)
 LOG_PAGE = 5000
+_Svc = TypeVar("_Svc", EndpointService, TransformService)
 
 
 def _endpoints(request: Request) -> EndpointService:
@@ -51,7 +54,48 @@ def _status(request: Request, known: list[str]) -> str:
     return status if status in known else ""
 
 
-def _log_text(read: Callable[[int], list[LogRecord]], name: str) -> StreamingResponse:
+def _list_page(
+    request: Request,
+    session: ConsoleSession,
+    template: str,
+    statuses: list[str],
+    rows: Callable[[_Svc, Principal, str], list[dict[str, Any]]],
+    svc: _Svc,
+) -> Response:
+    """A list page: the viewer's ``rows(svc, viewer, status)``, ``?status=`` kept when it is one of ``statuses``."""
+    status = _status(request, statuses)
+    context = {"rows": rows(svc, principal_of(session), status), "statuses": statuses, "status": status}
+    return page(request, template, context, session=session)
+
+
+def _detail_page(
+    request: Request,
+    session: ConsoleSession,
+    template: str,
+    what: str,
+    name: str,
+    load: Callable[[_Svc, Engine, str, Principal], Mapping[str, Any]],
+    svc: _Svc,
+) -> Response:
+    """One resource's page from ``load(svc, engine, name, viewer)``; the 404 page naming ``what`` when it is not
+    the viewer's."""
+    try:
+        data = load(svc, _engine(request), name, principal_of(session))
+    except NotFoundError:
+        return _not_found(request, what, name)
+    return page(request, template, {**data, "name": name}, session=session)
+
+
+def _log_download(
+    request: Request, what: str, name: str, check: Callable[[], object], read: Callable[[int], list[LogRecord]]
+) -> Response:
+    """Every line ``read(cursor)`` pages out, as a plain-text download; the 404 page when ``check()`` finds no
+    such ``what`` for the viewer."""
+    try:
+        check()
+    except NotFoundError:
+        return _not_found(request, what, name)
+
     def chunks() -> Iterator[bytes]:
         cursor = 0
         while True:
@@ -71,31 +115,26 @@ def _log_text(read: Callable[[int], list[LogRecord]], name: str) -> StreamingRes
 @router.get("/console/endpoints")
 def endpoints_list(request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
     """The signed-in user's endpoints (an admin's: everyone's), newest first; ``?status=`` keeps one status."""
-    status = _status(request, iv.ENDPOINT_STATUSES)
-    rows = iv.endpoint_rows(_endpoints(request), principal_of(session), status)
-    context = {"rows": rows, "statuses": iv.ENDPOINT_STATUSES, "status": status}
-    return page(request, "endpoints.html", context, session=session)
+    return _list_page(request, session, "endpoints.html", iv.ENDPOINT_STATUSES, iv.endpoint_rows, _endpoints(request))
 
 
 @router.get("/console/endpoints/{name}")
 def endpoint_page(name: str, request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
     """One endpoint: status, config, model and its training job, instances, metric totals, recent log lines."""
-    try:
-        data = iv.endpoint_page(_endpoints(request), _engine(request), name, principal_of(session))
-    except NotFoundError:
-        return _not_found(request, "Endpoint", name)
-    return page(request, "endpoint.html", {**data, "name": name}, session=session)
+    return _detail_page(request, session, "endpoint.html", "Endpoint", name, iv.endpoint_page, _endpoints(request))
 
 
 @router.get("/console/endpoints/{name}/log.txt")
 def endpoint_log(name: str, request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
     """Every log line of the endpoint, all its lives, as plain text (kept after it is deleted)."""
     svc, viewer = _endpoints(request), principal_of(session)
-    try:
-        svc.logs(name, viewer, cursor=0, limit=1, host=None)
-    except NotFoundError:
-        return _not_found(request, "Endpoint", name)
-    return _log_text(lambda cursor: svc.logs(name, viewer, cursor=cursor, limit=LOG_PAGE, host=None)[0], name)
+    return _log_download(
+        request,
+        "Endpoint",
+        name,
+        lambda: svc.logs(name, viewer, cursor=0, limit=1, host=None),
+        lambda cursor: svc.logs(name, viewer, cursor=cursor, limit=LOG_PAGE, host=None)[0],
+    )
 
 
 # -- transform jobs -------------------------------------------------------------------------------------------
@@ -104,28 +143,27 @@ def endpoint_log(name: str, request: Request, session: ConsoleSession = Depends(
 @router.get("/console/transform-jobs")
 def transform_jobs_list(request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
     """The signed-in user's transform jobs (an admin's: everyone's), newest first; ``?status=`` keeps one."""
-    status = _status(request, iv.TRANSFORM_STATUSES)
-    rows = iv.transform_rows(_transforms(request), principal_of(session), status)
-    context = {"rows": rows, "statuses": iv.TRANSFORM_STATUSES, "status": status}
-    return page(request, "transform_jobs.html", context, session=session)
+    return _list_page(
+        request, session, "transform_jobs.html", iv.TRANSFORM_STATUSES, iv.transform_rows, _transforms(request)
+    )
 
 
 @router.get("/console/transform-jobs/{name}")
 def transform_job_page(name: str, request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
     """One transform job: status, input, output, resources, model and its training job, recent log lines."""
-    try:
-        data = iv.transform_page(_transforms(request), _engine(request), name, principal_of(session))
-    except NotFoundError:
-        return _not_found(request, "Transform job", name)
-    return page(request, "transform_job.html", {**data, "name": name}, session=session)
+    return _detail_page(
+        request, session, "transform_job.html", "Transform job", name, iv.transform_page, _transforms(request)
+    )
 
 
 @router.get("/console/transform-jobs/{name}/log.txt")
 def transform_job_log(name: str, request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
     """Every log line of the transform job as plain text."""
     svc, viewer = _transforms(request), principal_of(session)
-    try:
-        svc.owned(name, viewer)
-    except NotFoundError:
-        return _not_found(request, "Transform job", name)
-    return _log_text(lambda cursor: svc.logs(name, viewer, cursor=cursor, limit=LOG_PAGE, host=None)[1], name)
+    return _log_download(
+        request,
+        "Transform job",
+        name,
+        lambda: svc.owned(name, viewer),
+        lambda cursor: svc.logs(name, viewer, cursor=cursor, limit=LOG_PAGE, host=None)[1],
+    )
