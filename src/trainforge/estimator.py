@@ -21,7 +21,7 @@ from trainforge.deserializers import BaseDeserializer
 from trainforge.errors import ValidationError
 from trainforge.fw_utils import UploadedCode, git_clone_repo, tar_and_upload_dir, validate_source_code
 from trainforge.job import TrainingJob
-from trainforge.model import Model
+from trainforge.model import Model, normalize_tags
 from trainforge.predictor import Predictor
 from trainforge.serializers import BaseSerializer
 from trainforge.session import Session, get_execution_role
@@ -77,15 +77,6 @@ def _json_or_raw(value: str) -> Any:
         return json.loads(value)
     except ValueError:
         return value
-
-
-def normalize_tags(tags: Sequence[Mapping[str, str]] | Mapping[str, str] | None) -> list[dict[str, str]] | None:
-    """Tags as ``[{"Key", "Value"}]``; a dict ``{k: v}`` is accepted as SageMaker does."""
-    if tags is None:
-        return None
-    if isinstance(tags, Mapping):
-        return [{"Key": str(k), "Value": str(v)} for k, v in tags.items()]
-    return [dict(tag) for tag in tags]
 
 
 def pop_renamed_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -39,7 +39,8 @@ PredictorFactory = Callable[[str, Session], Predictor]
 Tags = Sequence[Mapping[str, str]] | Mapping[str, str] | None
 
 
-def _normalize_tags(tags: Tags) -> list[dict[str, str]] | None:
+def normalize_tags(tags: Tags) -> list[dict[str, str]] | None:
+    """Tags as ``[{"Key", "Value"}]``; a dict ``{k: v}`` is accepted as SageMaker does."""
     if tags is None:
         return None
     if isinstance(tags, Mapping):
@@ -218,7 +219,7 @@ class Model:
             container,
             enable_network_isolation=self.enable_network_isolation(),
             vpc_config=self.vpc_config,
-            tags=with_training_job_tag(_normalize_tags(tags), self._training_job_name),
+            tags=with_training_job_tag(normalize_tags(tags), self._training_job_name),
         )
         session.create_model_from_request(request)
 
@@ -269,7 +270,7 @@ class Model:
                 f"initial_instance_count: required, a positive integer (got {initial_instance_count!r})",
                 field="initial_instance_count",
             )
-        normalized_tags = _normalize_tags(tags)
+        normalized_tags = normalize_tags(tags)
         self._create_sagemaker_model(instance_type, accelerator_type, normalized_tags)
         assert self.name is not None
         variant = production_variant(
@@ -319,7 +320,7 @@ class Model:
         Raises:
             ValidationError: A bad model (named).
         """
-        normalized_tags = _normalize_tags(tags)
+        normalized_tags = normalize_tags(tags)
         self._create_sagemaker_model(instance_type, tags=normalized_tags)
         assert self.name is not None
         return Transformer(
