@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from trainforge.session import Session
 
 
-class TrainingJob:
-    """A training job started by (or attached to) an estimator.
+class JobHandle:
+    """The handle of a job on the server (``sagemaker.job._Job``): the session it lives in and its name.
 
     Args:
         sagemaker_session: The session the job lives in.
@@ -37,6 +37,18 @@ class TrainingJob:
     def name(self) -> str:
         """The job's name."""
         return self.job_name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.job_name!r})"
+
+
+class TrainingJob(JobHandle):
+    """A training job started by (or attached to) an estimator.
+
+    Args:
+        sagemaker_session: The session the job lives in.
+        job_name: The job's name.
+    """
 
     @classmethod
     def start_new(cls, sagemaker_session: Session, request: Mapping[str, Any]) -> TrainingJob:
@@ -77,9 +89,6 @@ class TrainingJob:
         """Ask the job to stop (``Stopping`` then ``Stopped``)."""
         self.sagemaker_session.stop_training_job(self.job_name)
 
-    def __repr__(self) -> str:
-        return f"TrainingJob({self.job_name!r})"
-
 
 def normalize_logs(logs: str | bool | None) -> str:
     """``fit(logs=...)``: ``True`` means ``"All"``, ``False``/``None`` mean ``"None"``; strings pass through."""
@@ -93,6 +102,7 @@ def normalize_logs(logs: str | bool | None) -> str:
 __all__ = [
     "MODEL_CONTENT_TYPE",
     "FitInputs",
+    "JobHandle",
     "TrainingJob",
     "format_inputs_to_input_config",
     "normalize_logs",

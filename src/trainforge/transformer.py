@@ -12,26 +12,18 @@ from typing import Any, Self
 
 from trainforge.errors import NotFoundError, TrainforgeError, ValidationError
 from trainforge.inference_requests import TransformSettings, transform_job_request
+from trainforge.job import JobHandle
 from trainforge.session import Session
 from trainforge.spec.names import base_name_from_image, name_from_base
 
 
-class TransformJob:
+class TransformJob(JobHandle):
     """A submitted transform job: ``transformer.latest_transform_job``.
 
     Args:
         sagemaker_session: The session the job lives in.
         job_name: The job's name.
     """
-
-    def __init__(self, sagemaker_session: Session, job_name: str) -> None:
-        self.sagemaker_session = sagemaker_session
-        self.job_name = job_name
-
-    @property
-    def name(self) -> str:
-        """The job's name."""
-        return self.job_name
 
     def describe(self) -> dict[str, Any]:
         """DescribeTransformJob (timestamps as datetimes)."""
@@ -51,9 +43,6 @@ class TransformJob:
     def stop(self) -> None:
         """Ask the job to stop (Stopping, then Stopped)."""
         self.sagemaker_session.stop_transform_job(self.job_name)
-
-    def __repr__(self) -> str:
-        return f"TransformJob({self.job_name!r})"
 
 
 class Transformer:
