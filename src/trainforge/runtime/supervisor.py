@@ -76,7 +76,7 @@ from trainforge.runtime.layout import (
     input_mode,
     resource_config,
 )
-from trainforge.runtime.limits import Limits, format_gib, rlimit_limits, select_limits
+from trainforge.runtime.limits import Limits, format_gib, select_limits
 from trainforge.runtime.objects import code_storage_environment, job_object_store
 from trainforge.runtime.packaging import publish_artifacts
 from trainforge.runtime.process import ChildProcess
@@ -86,6 +86,7 @@ from trainforge.runtime.sandbox import Probe, SandboxSpec, describe, nvidia_devi
 from trainforge.runtime.sourcecode import fetch_source
 from trainforge.runtime.spool import SPOOL_DIR
 from trainforge.runtime.stopping import StopReason, StopRequested, StopSignal
+from trainforge.runtime.supervising import base_env, envs_root, exposed_paths, hidden_paths, prepared_limits, use_python
 from trainforge.runtime.sysmetrics import SystemMetricsSampler, job_gpus
 from trainforge.spec import contract
 from trainforge.spec.algorithms import builtin_algorithm
@@ -390,48 +391,6 @@ class Supervisor:
         """The ``opt/ml`` directory as the user code sees it: ``/opt/ml`` in the sandbox, else the host's."""
         return Path(CONTAINER_OPT_ML) if self.sandboxed else self.paths.opt_ml
 
-    def _hidden_paths(self) -> list[Path]:
-        """What the sandboxed code must not see: the server's home (token, database), the jobs root (other jobs),
-        the object store, the node's home on Ray."""
-        hidden: set[Path] = {self.paths.root.parent.parent}
-        home = os.environ.get("TRAINFORGE_HOME")
-        if home:
-            hidden.add(Path(home).expanduser().resolve())
-        if self.cfg.storage.get("kind", "local") == "local" and self.cfg.storage.get("root"):
-            store_root = Path(str(self.cfg.storage["root"])).resolve()
-            hidden.add(store_root)
-            hidden.add(store_root.parent)  # the home the store lives in (token, trainforge.db, server.json)
-        if self.cfg.server_file:
-            server_dir = Path(self.cfg.server_file).resolve().parent
-            hidden.add(server_dir if server_dir != self.paths.root else self.paths.root.parent.parent)
-        return [p for p in hidden if len(p.parts) > 2]  # never "/" or a top-level directory like /home
-
-    def _exposed_paths(self, python: str) -> list[Path]:
-        """What the sandboxed code needs read-only even where it lies under a hidden directory: its interpreter's
-        environment and base installation, the image environments, the job's venv, trainforge's own files."""
-        import trainforge
-
-        paths: list[Path] = [Path(trainforge.__file__).resolve().parent.parent]
-        for exe in {python, self.cfg.python}:
-            exe_path = Path(exe)
-            paths += [exe_path.parent.parent, exe_path.resolve().parent.parent]
-            cfg_file = exe_path.parent.parent / "pyvenv.cfg"
-            try:
-                for line in cfg_file.read_text().splitlines():
-                    key, _, value = line.partition("=")
-                    if key.strip() == "home" and value.strip():
-                        paths.append(Path(value.strip()).resolve().parent)
-            except OSError:
-                pass
-        paths.append(Path(sys.prefix).resolve())
-        paths.append(Path(sys.base_prefix).resolve())
-        if self.cfg.envs_root:
-            paths.append(Path(self.cfg.envs_root).resolve())
-        else:
-            paths.append(self.paths.root / "envs")
-        paths.append(self.paths.venv)
-        return paths
-
     def _sandbox_spec(self, spec: CreateTrainingJobRequest, python: str) -> SandboxSpec:
         channels = {
             ch.ChannelName: self._bound.get(ch.ChannelName, self.paths.channel(ch.ChannelName))
@@ -445,8 +404,8 @@ class Supervisor:
             opt_ml=self.paths.opt_ml,
             tmp=self.paths.sandbox_tmp,
             channels=channels,
-            hidden=self._hidden_paths(),
-            expose=self._exposed_paths(python),
+            hidden=hidden_paths(self.cfg, self.paths.root),
+            expose=exposed_paths(self.cfg, self.paths.root, python),
             writable=writable,
             network=not self._isolated,
             devices=nvidia_devices(),
@@ -546,13 +505,12 @@ class Supervisor:
             image = job_image(algo.TrainingImage, algo.AlgorithmName)
         except ValidationError as exc:
             raise client_error(exc.message) from None
-        envs_root = Path(self.cfg.envs_root) if self.cfg.envs_root else self.paths.root / "envs"
         self._disk_phase = DiskPhase.ENVIRONMENT
         python = prepare_environment(
             image,
-            envs_root=envs_root,
+            envs_root=envs_root(self.cfg, self.paths.root),
             server_python=self.cfg.python,
-            env=self._base_env(),
+            env=base_env(),
             sink=self.reporter.line,
             on_status=lambda message: self._status(S.DOWNLOADING, message),
             stop=self.stop,
@@ -562,9 +520,6 @@ class Supervisor:
             package=package,
         )
         return str(python)
-
-    def _base_env(self) -> dict[str, str]:
-        return {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
 
     def _command(self, spec: CreateTrainingJobRequest, plan: Plan, python: str) -> tuple[list[str], dict[str, str]]:
         """The command to run and its complete environment; logs both like the toolkit."""
@@ -580,7 +535,7 @@ class Supervisor:
             num_gpus=len(self.cfg.gpu_ids) if self.cfg.gpu_ids is not None else self.cfg.instance.gpus,
             framework_module=(spec.Environment or {}).get("SAGEMAKER_TRAINING_MODULE"),
         )
-        env = self._base_env()
+        env = base_env()
         env.update(toolkit.env_vars(train_env))
         env.update(
             {
@@ -612,10 +567,7 @@ class Supervisor:
         env["PYTHONPATH"] = os.pathsep.join([str(code_dir), *image_paths, *([existing] if existing else [])])
         if self.sandboxed:
             env["TMPDIR"] = "/tmp"
-        bin_dir = Path(python).parent
-        if (bin_dir.parent / "pyvenv.cfg").is_file():
-            env["VIRTUAL_ENV"] = str(bin_dir.parent)
-            env["PATH"] = str(bin_dir) + os.pathsep + env.get("PATH", os.defpath)
+        use_python(env, python)
         if self.cfg.remote_function_key:
             env["TRAINFORGE_REMOTE_FUNCTION_KEY"] = self.cfg.remote_function_key
         env.update(spec.Environment or {})
@@ -641,17 +593,10 @@ class Supervisor:
 
     def _limited(self, cmd: list[str]) -> list[str]:
         """``cmd`` behind the limits' wrapper; a cgroup the kernel refuses falls back to rlimits, said in the log."""
-        limits = self._limits
-        if limits is None:
+        if self._limits is None:
             return cmd
-        try:
-            limits.prepare()
-        except OSError as exc:
-            limits.close()
-            fallback = rlimit_limits(limits.memory_bytes, limits.cpus, limits.name)
-            self.say(f"[trainforge] {limits.kind} refused the limits ({exc}); using {fallback.describe()}")
-            self._limits = limits = fallback
-        return limits.wrap(cmd)
+        self._limits = prepared_limits(self._limits, self.say)
+        return self._limits.wrap(cmd)
 
     def _run_child(
         self, spec: CreateTrainingJobRequest, cmd: list[str], env: dict[str, str], python: str

@@ -10,17 +10,15 @@ line it prints goes to ``sink``; the last :data:`TAIL_LINES` are kept for a fail
 from __future__ import annotations
 
 import http.client
-import os
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-import trainforge
 from trainforge.runtime.launch import SupervisorConfig
 from trainforge.runtime.process import ChildProcess, LineSink
 from trainforge.runtime.sandbox import CONTAINER_OPT_ML, SandboxSpec, bwrap_args, nvidia_devices
+from trainforge.runtime.supervising import exposed_paths, hidden_paths
 
 TAIL_LINES = 30
 PING_TIMEOUT_S = 2.0
@@ -43,39 +41,6 @@ def ping(address: str, timeout: float = PING_TIMEOUT_S) -> bool:
         conn.close()
 
 
-def hidden_paths(cfg: SupervisorConfig, root: Path) -> list[Path]:
-    """What the sandboxed server must not see: the server's home, the jobs root, the object store."""
-    hidden: set[Path] = {root.parent.parent}
-    home = os.environ.get("TRAINFORGE_HOME")
-    if home:
-        hidden.add(Path(home).expanduser().resolve())
-    if cfg.storage.get("kind", "local") == "local" and cfg.storage.get("root"):
-        store_root = Path(str(cfg.storage["root"])).resolve()
-        hidden.update({store_root, store_root.parent})
-    if cfg.server_file:
-        server_dir = Path(cfg.server_file).resolve().parent
-        hidden.add(server_dir if server_dir != root else root.parent.parent)
-    return [p for p in hidden if len(p.parts) > 2]
-
-
-def exposed_paths(cfg: SupervisorConfig, root: Path, python: str, envs_root: Path) -> list[Path]:
-    """What the sandboxed server needs read-only even under a hidden directory: its interpreter's environment
-    and base installation, the image environments, the per-launch venv, trainforge's own files."""
-    paths: list[Path] = [Path(trainforge.__file__).resolve().parent.parent]
-    for exe in {python, cfg.python}:
-        exe_path = Path(exe)
-        paths += [exe_path.parent.parent, exe_path.resolve().parent.parent]
-        try:
-            for line in (exe_path.parent.parent / "pyvenv.cfg").read_text().splitlines():
-                key, _, value = line.partition("=")
-                if key.strip() == "home" and value.strip():
-                    paths.append(Path(value.strip()).resolve().parent)
-        except OSError:
-            pass
-    paths += [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), envs_root.resolve(), root / "venv"]
-    return paths
-
-
 def sandbox_command(bwrap: str, spec: SandboxSpec, model_dir: Path, cmd: list[str], cwd: str) -> list[str]:
     """``cmd`` in the sandbox ``spec`` describes, with ``model_dir`` bound read-only at ``/opt/ml/model``."""
     args = bwrap_args(bwrap, spec, cwd=cwd)
@@ -83,7 +48,7 @@ def sandbox_command(bwrap: str, spec: SandboxSpec, model_dir: Path, cmd: list[st
     return [*args[:-3], "--ro-bind", str(model_dir), f"{CONTAINER_OPT_ML}/model", *args[-3:], *cmd]
 
 
-def sandbox_spec(cfg: SupervisorConfig, root: Path, opt_ml: Path, python: str, envs_root: Path) -> SandboxSpec:
+def sandbox_spec(cfg: SupervisorConfig, root: Path, opt_ml: Path, python: str) -> SandboxSpec:
     """The sandbox of a model server: host network (it must be reached on its port)."""
     tmp = root / "sandbox-tmp"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -91,7 +56,7 @@ def sandbox_spec(cfg: SupervisorConfig, root: Path, opt_ml: Path, python: str, e
         opt_ml=opt_ml,
         tmp=tmp,
         hidden=hidden_paths(cfg, root),
-        expose=exposed_paths(cfg, root, python, envs_root),
+        expose=exposed_paths(cfg, root, python),
         network=True,
         devices=nvidia_devices(),
     )

@@ -46,7 +46,7 @@ from trainforge.runtime.envcache import prepare_environment
 from trainforge.runtime.failure import JobFailed, client_error, internal_error, truncate
 from trainforge.runtime.launch import SupervisorConfig, SupervisorResult, write_result
 from trainforge.runtime.layout import CONTAINER_OPT_ML, JobPaths
-from trainforge.runtime.limits import Limits, rlimit_limits, select_limits
+from trainforge.runtime.limits import Limits, select_limits
 from trainforge.runtime.objects import job_object_store
 from trainforge.runtime.reporter import Reporter, spool_owner
 from trainforge.runtime.sandbox import Probe, SandboxSpec, describe, probe
@@ -57,6 +57,7 @@ from trainforge.runtime.serving.spec import AGENT_PREFIXES, ServingLaunch, servi
 from trainforge.runtime.sourcecode import fetch_source
 from trainforge.runtime.spool import SPOOL_DIR
 from trainforge.runtime.stopping import StopReason, StopRequested, StopSignal
+from trainforge.runtime.supervising import base_env, envs_root, prepared_limits, use_python
 from trainforge.spec.images import Image, resolve_image
 from trainforge.storage import ObjectStore
 
@@ -405,12 +406,11 @@ class ServingSupervisor:
         return code
 
     def _environment(self, image: Image, code: Code) -> str:
-        envs_root = Path(self.cfg.envs_root) if self.cfg.envs_root else self.paths.root / "envs"
         python = prepare_environment(
             image,
-            envs_root=envs_root,
+            envs_root=envs_root(self.cfg, self.paths.root),
             server_python=self.cfg.python,
-            env=self._base_env(),
+            env=base_env(),
             sink=self.reporter.line,
             on_status=lambda message: self.say(f"[trainforge] {message}"),
             stop=self.stop,
@@ -419,9 +419,6 @@ class ServingSupervisor:
             job_venv=self.paths.venv,
         )
         return str(python)
-
-    def _base_env(self) -> dict[str, str]:
-        return {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
 
     @property
     def _model_dir_seen(self) -> str:
@@ -436,7 +433,7 @@ class ServingSupervisor:
     def _command(
         self, python: str, framework: str, environment: dict[str, str], code: Code, bind: str, port: int
     ) -> tuple[list[str], dict[str, str]]:
-        env = self._base_env()
+        env = base_env()
         env.update(environment)
         code_dir = self._seen(code)
         existing = env.get("PYTHONPATH")
@@ -459,10 +456,7 @@ class ServingSupervisor:
             env.pop("SAGEMAKER_SUBMIT_DIRECTORY", None)
         if self._sandbox.available:
             env["TMPDIR"] = "/tmp"
-        bin_dir = Path(python).parent
-        if (bin_dir.parent / "pyvenv.cfg").is_file():
-            env["VIRTUAL_ENV"] = str(bin_dir.parent)
-            env["PATH"] = str(bin_dir) + os.pathsep + env.get("PATH", os.defpath)
+        use_python(env, python)
         if self.cfg.gpu_ids is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in self.cfg.gpu_ids)
         cmd = [python, "-m", SERVING_MODULE, "--framework", framework, "--host", bind, "--port", str(port)]
@@ -474,8 +468,7 @@ class ServingSupervisor:
         cwd = code.host or self.paths.model
         if self._sandbox.available:
             assert self._sandbox.bwrap is not None
-            envs_root = Path(self.cfg.envs_root) if self.cfg.envs_root else self.paths.root / "envs"
-            spec = sandbox_spec(self.cfg, self.paths.root, self.paths.opt_ml, python, envs_root)
+            spec = sandbox_spec(self.cfg, self.paths.root, self.paths.opt_ml, python)
             (self.paths.opt_ml / "model").mkdir(parents=True, exist_ok=True)
             launch = sandbox_command(
                 self._sandbox.bwrap, spec, self.paths.model, cmd, self._seen(code) or f"{CONTAINER_OPT_ML}/model"
@@ -490,17 +483,10 @@ class ServingSupervisor:
         return process
 
     def _limited(self, cmd: list[str]) -> list[str]:
-        limits = self._limits
-        if limits is None:
+        if self._limits is None:
             return cmd
-        try:
-            limits.prepare()
-        except OSError as exc:
-            limits.close()
-            fallback = rlimit_limits(limits.memory_bytes, limits.cpus, limits.name)
-            self.say(f"[trainforge] {limits.kind} refused the limits ({exc}); using {fallback.describe()}")
-            self._limits = limits = fallback
-        return limits.wrap(cmd)
+        self._limits = prepared_limits(self._limits, self.say)
+        return self._limits.wrap(cmd)
 
     def _stop_process(self) -> None:
         process, self._process = self._process, None
