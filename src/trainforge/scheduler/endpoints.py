@@ -36,11 +36,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainforge.backends.base import Backend, LaunchRequest
+from trainforge.backends.base import Backend
 from trainforge.errors import CapacityError, ConflictError, TrainforgeError
 from trainforge.runtime.serving.spec import ServingLaunch, launch_name
-from trainforge.scheduler.instances import Machine, Placement, hosting_instance_type, memory_limit_gib, place
-from trainforge.server.tls import supervisor_ca_pem
+from trainforge.scheduler.instances import Machine, hosting_instance_type
+from trainforge.scheduler.launching import launch_request, placement_of
 from trainforge.service.agent import hash_token
 from trainforge.settings import Settings
 from trainforge.spec.endpoints import EndpointStatus, InstanceStatus
@@ -244,11 +244,7 @@ class EndpointReconciler:
         count = int(variant.get("InitialInstanceCount", 1))
         try:
             instance = hosting_instance_type(str(variant["InstanceType"]), self.machine)
-            placement = (
-                place(instance, self.machine)
-                if self.backend.uses_local_capacity
-                else Placement(instance, max(1, instance.vcpus), None)
-            )
+            placement = placement_of(self, instance)
         except TrainforgeError as exc:
             self._fail(ep, state, f"ClientError: {exc.message}")
             return
@@ -283,26 +279,16 @@ class EndpointReconciler:
                 "VariantName": launch["variant"],
             }
         ).model_dump(mode="json", exclude_none=True)
-        request = LaunchRequest(
+        request = launch_request(
+            self,
             job_name=launch_name("endpoint", ep.name),
             spec=spec,
             placement=placement,
-            agent_token=token,
-            server_url=self.server_url,
-            server_file=str(self.settings.server_file),
-            storage=self.storage,
-            region=self.settings.region,
-            account_id=self.settings.account_id,
-            stop_grace_seconds=self.settings.stop_grace_seconds,
-            system_metrics_interval_seconds=0.0,
-            envs_root=str(self.settings.envs_root),
-            env_reuse_server=self.settings.env_reuse_server,
-            sandbox=self.settings.sandbox,
-            memory_limit_gib=memory_limit_gib(instance, self.machine),
-            ca_bundle_pem=supervisor_ca_pem(self.settings),
-            role=json.loads(ep.role_json) if ep.role_json else None,
+            token=token,
+            role_json=ep.role_json,
             attempt=attempt,
             kind="endpoint",
+            system_metrics_interval_seconds=0.0,
         )
         try:
             handle = self.backend.launch(request)

@@ -22,14 +22,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainforge.backends.base import Backend, LaunchRequest
+from trainforge.backends.base import Backend
 from trainforge.errors import CapacityError, ConflictError, TrainforgeError
 from trainforge.scheduler.endpoints import EndpointReconciler
 from trainforge.scheduler.gpus import allocate, gpus_needed, held_gpus, image_accelerator
-from trainforge.scheduler.instances import Machine, Placement, lookup, memory_limit_gib, place
+from trainforge.scheduler.instances import Machine, Placement, lookup, place
+from trainforge.scheduler.launching import launch_request, placement_of
 from trainforge.scheduler.salvage import salvage_spools
 from trainforge.scheduler.transforms import TransformReconciler
-from trainforge.server.tls import supervisor_ca_pem
 from trainforge.service.agent import hash_token
 from trainforge.service.remote_keys import job_key
 from trainforge.settings import Settings
@@ -277,11 +277,7 @@ class Scheduler:
         try:
             instance = lookup(job.instance_type, self.machine)
             # On this machine a type is fitted to it; a cluster's nodes are sized by the backend (check_fits).
-            placement = (
-                place(instance, self.machine)
-                if self.backend.uses_local_capacity
-                else Placement(instance, max(1, instance.vcpus), None)
-            )
+            placement = placement_of(self, instance)
         except TrainforgeError as exc:
             self._fail(job, f"ClientError: {exc.message}")
             return 0.0
@@ -342,27 +338,17 @@ class Scheduler:
             )
         except ConflictError:
             return  # stopped or claimed meanwhile
-        request = LaunchRequest(
+        request = launch_request(
+            self,
             job_name=job.name,
             spec=job.spec,
             placement=placement,
-            agent_token=token,
-            server_url=self.server_url,
-            server_file=str(self.settings.server_file),
-            storage=self.storage,
-            region=self.settings.region,
-            account_id=self.settings.account_id,
-            stop_grace_seconds=self.settings.stop_grace_seconds,
-            system_metrics_interval_seconds=self.settings.system_metrics_interval_seconds,
-            envs_root=str(self.settings.envs_root),
-            env_reuse_server=self.settings.env_reuse_server,
+            token=token,
+            role_json=job.role_json,
+            attempt=job.attempt,
+            kind="training",
             gpu_ids=gpu_ids,
             remote_function_key=job_key(self.remote_secret, job.name) if self.remote_secret else None,
-            sandbox=self.settings.sandbox,
-            memory_limit_gib=memory_limit_gib(placement.instance, self.machine),
-            ca_bundle_pem=supervisor_ca_pem(self.settings),
-            role=json.loads(job.role_json) if job.role_json else None,
-            attempt=job.attempt,
         )
         try:
             handle = self.backend.launch(request)

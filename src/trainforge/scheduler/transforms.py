@@ -27,12 +27,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainforge.backends.base import Backend, LaunchRequest
+from trainforge.backends.base import Backend
 from trainforge.errors import CapacityError, ConflictError, TrainforgeError
 from trainforge.runtime.serving.spec import ServingLaunch, ServingResources, launch_name
 from trainforge.scheduler.gpus import allocate, gpus_needed, held_gpus
-from trainforge.scheduler.instances import Machine, Placement, hosting_instance_type, memory_limit_gib, place
-from trainforge.server.tls import supervisor_ca_pem
+from trainforge.scheduler.instances import Machine, Placement, hosting_instance_type
+from trainforge.scheduler.launching import launch_request, placement_of
 from trainforge.service.agent import hash_token
 from trainforge.settings import Settings
 from trainforge.spec.images import resolve_image
@@ -145,9 +145,7 @@ class TransformReconciler:
 
     def _placement(self, job: TransformJobRecord) -> Placement:
         instance = hosting_instance_type(job.instance_type, self.machine, field="TransformResources.InstanceType")
-        if self.backend.uses_local_capacity:
-            return place(instance, self.machine)
-        return Placement(instance, max(1, instance.vcpus), None)  # a cluster's nodes are sized by the backend
+        return placement_of(self, instance)
 
     def _vcpus(self, job: TransformJobRecord) -> float:
         if not self.backend.uses_local_capacity:
@@ -206,27 +204,16 @@ class TransformReconciler:
             Model=job.model_spec,
             Transform=job.spec,
         ).model_dump(mode="json", exclude_none=True)
-        request = LaunchRequest(
+        request = launch_request(
+            self,
             job_name=launch_name("transform", job.name),
             spec=spec,
             placement=placement,
-            agent_token=token,
-            server_url=self.server_url,
-            server_file=str(self.settings.server_file),
-            storage=self.storage,
-            region=self.settings.region,
-            account_id=self.settings.account_id,
-            stop_grace_seconds=self.settings.stop_grace_seconds,
-            system_metrics_interval_seconds=self.settings.system_metrics_interval_seconds,
-            envs_root=str(self.settings.envs_root),
-            env_reuse_server=self.settings.env_reuse_server,
-            gpu_ids=gpu_ids,
-            sandbox=self.settings.sandbox,
-            memory_limit_gib=memory_limit_gib(placement.instance, self.machine),
-            ca_bundle_pem=supervisor_ca_pem(self.settings),
-            role=json.loads(job.role_json) if job.role_json else None,
+            token=token,
+            role_json=job.role_json,
             attempt=job.attempt,
             kind="transform",
+            gpu_ids=gpu_ids,
         )
         try:
             handle = self.backend.launch(request)
