@@ -104,8 +104,13 @@ def test_a_jobs_metrics_are_stored_and_read_back_like_sagemaker(
     assert list(df.columns) == ["timestamp", "metric_name", "value"]
     assert df["metric_name"].tolist() == ["loss"] * 3 + ["validation:rmse"] * 3
     assert df["value"].tolist() == [1.0, 0.5, 1.0 / 3, 0.6, 0.3, 0.6 / 3]
+    # Every metric's timestamps count from the training start: each point sits where its line was printed.
+    start = d["TrainingStartTime"]
+    for metric in ("loss", "validation:rmse"):
+        times = df[df["metric_name"] == metric]["timestamp"].tolist()
+        assert times == pytest.approx([p["timestamp"] - start for p in points[metric]]), metric
     loss_times = df[df["metric_name"] == "loss"]["timestamp"].tolist()
-    assert loss_times[0] == 0.0 and loss_times == sorted(loss_times) and loss_times[-1] > 0.5
+    assert loss_times[0] >= 0.0 and loss_times == sorted(loss_times) and loss_times[-1] > 0.5
     assert est.training_job_analytics.dataframe().equals(df)
 
     # System metrics: sampled at the start and then every 0.2 s while the code ran (~1.2 s), on algo-1.
