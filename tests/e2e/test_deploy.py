@@ -216,6 +216,12 @@ def test_sklearn_estimator_deploys_predicts_and_deletes(
     predictor.serializer = CSVSerializer()
     predictions = predictor.predict(ROWS)
     assert np.asarray(predictions).ravel().tolist() == [0, 2]
+    # A content type no decoder knows: the model server's 415, naming it, reaches the caller; the endpoint serves on.
+    with pytest.raises(ModelError) as unknown:
+        predictor.predict(b"5.1,3.5", initial_args={"ContentType": "application/x-unknown"})
+    assert unknown.value.details["OriginalStatusCode"] == 415, unknown.value.details
+    assert "application/x-unknown" in unknown.value.message
+    assert session.describe_endpoint(predictor.endpoint_name)["EndpointStatus"] == "InService"
 
     [model_name] = predictor._get_model_names()
     model = session.describe_model(model_name)
