@@ -29,7 +29,7 @@ from tests.support.ray_cluster import RAY_ENV, RayCluster, free_port
 from tests.support.server import ServerProcess
 from tests.support.wait import wait_for
 from trainforge.backends.ray_resources import refuse_never_fitting
-from trainforge.errors import ValidationError
+from trainforge.errors import NotFoundError, ValidationError
 from trainforge.estimator import Estimator
 from trainforge.pytorch import PyTorch
 from trainforge.runtime.sandbox import probe
@@ -379,3 +379,60 @@ def test_killing_one_ray_host_fails_the_job_naming_it_and_nothing_hangs(
     # The other host was stopped: its supervisor (the leader, which merges the hosts' artifacts) must not wait
     # for a peer that is known gone, and the killed host's user code must not live on.
     wait_for(lambda: not job_processes(ray_cluster, ray_ns, name), timeout=30, what="every host of the job to end")
+
+
+INFERENCE = """
+import json
+
+def model_fn(model_dir):
+    with open(f"{model_dir}/factor.txt") as f:
+        return int(f.read())
+
+def input_fn(body, content_type):
+    return json.loads(body)
+
+def predict_fn(data, model):
+    return [x * model for x in data]
+
+def output_fn(prediction, accept):
+    return json.dumps(prediction), "application/json"
+"""
+
+
+def test_an_endpoint_serves_from_a_ray_node_and_its_delete_leaves_nothing_running(
+    ray_session: trainforge.Session, ray_cluster: RayCluster, ray_ns: str, tmp_path: Path
+) -> None:
+    from trainforge.deserializers import JSONDeserializer
+    from trainforge.model import Model
+    from trainforge.serializers import JSONSerializer
+
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("factor.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"3"))
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "inference.py").write_text(INFERENCE)
+    model = Model(
+        image_uri="trainforge/python:current",
+        model_data=ray_session.upload_data(str(archive), key_prefix="ray-endpoint"),
+        entry_point="inference.py",
+        source_dir=str(code),
+        role=trainforge.get_execution_role(ray_session),
+        sagemaker_session=ray_session,
+    )
+    predictor = model.deploy(1, "ml.m5.large", serializer=JSONSerializer(), deserializer=JSONDeserializer())
+    assert predictor.predict([1, 2]) == [3, 6]
+    name = predictor.endpoint_name
+    [root] = list(ray_cluster.job_root(ray_ns, f"endpoint.{name}", "algo-1").parent.parent.glob(f"endpoint.{name}*"))
+    assert (root / "algo-1" / "supervisor.json").is_file()  # its instance ran where the node's Ray actor put it
+    [instance] = ray_session.describe_endpoint(name)["Instances"]
+    assert instance["Status"] == "InService" and instance["Address"].startswith("http://")
+
+    predictor.delete_endpoint()
+    wait_for(
+        lambda: not job_processes(ray_cluster, ray_ns, root.name), timeout=60, what="the endpoint's processes to end"
+    )
+    with pytest.raises(NotFoundError):
+        predictor.predict([1])
