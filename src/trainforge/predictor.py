@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from trainforge.deserializers import BaseDeserializer, BytesDeserializer
-from trainforge.errors import NotFoundError, TrainforgeError
+from trainforge.errors import NotFoundError, TrainforgeError, ValidationError
+from trainforge.inference_requests import production_variant
 from trainforge.serializers import BaseSerializer, IdentitySerializer
 from trainforge.session import Session
+from trainforge.spec.names import name_from_base
 
 logger = logging.getLogger("trainforge")
 
@@ -178,12 +180,65 @@ class Predictor:
         if failed:
             raise TrainforgeError(f"One or more models cannot be deleted: {', '.join(failed)}")
 
-    def update_endpoint(self, model_name: str | None = None, **kwargs: Any) -> None:
-        """Not available here: deploy a new endpoint (or use ``Session.update_endpoint`` with a new config)."""
-        raise NotImplementedError(
-            "Predictor.update_endpoint is not available in trainforge; create an endpoint config and call "
-            "sagemaker_session.update_endpoint(endpoint_name, config_name)"
-        )
+    def update_endpoint(
+        self,
+        initial_instance_count: int | None = None,
+        instance_type: str | None = None,
+        accelerator_type: str | None = None,
+        model_name: str | None = None,
+        tags: list[dict[str, str]] | None = None,
+        kms_key: str | None = None,
+        data_capture_config_dict: Mapping[str, Any] | None = None,
+        wait: bool = True,
+        **_: Any,
+    ) -> None:
+        """Serve the endpoint from a new endpoint config: a copy of the current one with the given model, instance
+        type and count (SageMaker's ``Predictor.update_endpoint``). The old instances serve until the new ones are
+        InService; with ``wait`` this returns then.
+
+        Raises:
+            ValidationError: A model or resources were asked for without both ``initial_instance_count`` and
+                ``instance_type``, or no model is named and the endpoint serves several.
+            UnexpectedStatusError: ``wait`` and the update failed (the FailureReason is in the message).
+        """
+        changes = bool(initial_instance_count or instance_type or accelerator_type or model_name)
+        if changes and (instance_type is None or initial_instance_count is None):
+            raise ValidationError(
+                "initial_instance_count, instance_type: both are needed to change the endpoint's model or "
+                f"resources (got initial_instance_count={initial_instance_count!r}, instance_type={instance_type!r})",
+                field="instance_type" if instance_type is None else "initial_instance_count",
+            )
+        current = self.sagemaker_session.describe_endpoint_config(self._get_endpoint_config_name())
+        variants = [dict(v) for v in current.get("ProductionVariants") or []]
+        if changes:
+            assert instance_type is not None and initial_instance_count is not None
+            if model_name is None:
+                names = self._get_model_names()
+                if len(names) != 1:
+                    raise ValidationError(
+                        f"model_name: the endpoint serves {len(names)} models ({', '.join(names)}); name the one "
+                        "the new config should serve",
+                        field="model_name",
+                    )
+                model_name = names[0]
+            variants = [
+                production_variant(model_name, instance_type, initial_instance_count, accelerator_type=accelerator_type)
+            ]
+        request: dict[str, Any] = {
+            "EndpointConfigName": name_from_base(self.endpoint_name),
+            "ProductionVariants": variants,
+        }
+        for key, value in (
+            ("Tags", tags),
+            ("KmsKeyId", kms_key if kms_key is not None else current.get("KmsKeyId")),
+            ("DataCaptureConfig", data_capture_config_dict),
+        ):
+            if value:
+                request[key] = value
+        self.sagemaker_session.sagemaker_client.create_endpoint_config(**request)
+        self.sagemaker_session.update_endpoint(self.endpoint_name, request["EndpointConfigName"], wait=wait)
+        self._endpoint_config_name = request["EndpointConfigName"]
+        self._model_names = [str(v["ModelName"]) for v in variants]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.endpoint_name!r})"

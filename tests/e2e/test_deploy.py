@@ -263,6 +263,14 @@ def test_sklearn_model_with_an_inference_script(
             predictor.predict("boom")
         assert session.describe_endpoint("iris-proba")["EndpointStatus"] == "InService"
         assert predictor.predict([ROWS[1]])[0][2] > 0.9
+        # Predictor.update_endpoint: a new config (a copy with two instances) serves once its instances are ready.
+        before = session.describe_endpoint("iris-proba")["EndpointConfigName"]
+        predictor.update_endpoint(initial_instance_count=2, instance_type=INSTANCE)
+        after = session.describe_endpoint("iris-proba")
+        assert after["EndpointStatus"] == "InService" and after["EndpointConfigName"] != before
+        assert after["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+        assert predictor.predict([ROWS[1]])[0][2] > 0.9
+        session.delete_endpoint_config(before)
     finally:
         predictor.delete_endpoint()
         model.delete_model()

@@ -23,6 +23,7 @@ from trainforge.deserializers import (
     StreamDeserializer,
     StringDeserializer,
 )
+from trainforge.errors import ValidationError
 from trainforge.predictor import Predictor
 from trainforge.pytorch import PyTorchPredictor
 from trainforge.serializers import (
@@ -149,3 +150,13 @@ def test_predictors_carry_sagemakers_defaults(tmp_path: Path) -> None:
     overridden = pandas._create_request_args(b"x", {"Accept": "application/json"}, "m.tar.gz", None, None)
     assert overridden["Accept"] == "application/json" and overridden["TargetModel"] == "m.tar.gz"
     assert pandas._create_request_args(b"x", None, None, None, None)["Accept"] == "text/csv, application/json"
+
+
+def test_update_endpoint_needs_both_count_and_type_before_asking_the_server(tmp_path: Path) -> None:
+    predictor = Predictor("ep", offline_session(tmp_path))
+    with pytest.raises(ValidationError, match="initial_instance_count, instance_type") as missing:
+        predictor.update_endpoint(instance_type="ml.m5.large")
+    assert missing.value.field == "initial_instance_count"
+    with pytest.raises(ValidationError) as no_type:
+        predictor.update_endpoint(model_name="other", initial_instance_count=1)
+    assert no_type.value.field == "instance_type"
