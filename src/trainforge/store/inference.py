@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, Table, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -155,6 +155,35 @@ def _instance(row: Row[Any]) -> InstanceRecord:
     )
 
 
+R = TypeVar("R")
+
+
+def _insert_named(
+    engine: Engine, table: Table, values: Mapping[str, Any], convert: Callable[[Row[Any]], R], taken: ConflictError
+) -> R:
+    """Insert a record whose ``name`` is unique and return it as stored; ``taken`` is raised when the name is."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(table).values(**values))
+            return convert(conn.execute(select(table).where(table.c.name == values["name"])).one())
+    except IntegrityError:
+        raise taken from None
+
+
+def _find_named(engine: Engine, table: Table, name: str, convert: Callable[[Row[Any]], R]) -> R | None:
+    """The record called ``name``, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(select(table).where(table.c.name == name)).first()
+    return None if row is None else convert(row)
+
+
+def _delete_named(engine: Engine, table: Table, name: str, not_found: str) -> None:
+    """Delete the record called ``name``; :class:`NotFoundError` with ``not_found`` if there is none."""
+    with engine.begin() as conn:
+        if conn.execute(delete(table).where(table.c.name == name)).rowcount != 1:
+            raise NotFoundError(not_found)
+
+
 class ModelStore:
     """Models in the SQL database."""
 
@@ -182,20 +211,14 @@ class ModelStore:
             "role_json": role_json,
             "creation_time": time.time() if now is None else now,
         }
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(models).values(**values))
-                return _model(conn.execute(select(models).where(models.c.name == name)).one())
-        except IntegrityError:
-            raise ConflictError(
-                f'Cannot create already existing model "{arn}".', details={"field": "ModelName", "name": name}
-            ) from None
+        taken = ConflictError(
+            f'Cannot create already existing model "{arn}".', details={"field": "ModelName", "name": name}
+        )
+        return _insert_named(self.engine, models, values, _model, taken)
 
     def find(self, name: str) -> ModelRecord | None:
         """The model called ``name``, or None."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(models).where(models.c.name == name)).first()
-        return None if row is None else _model(row)
+        return _find_named(self.engine, models, name, _model)
 
     def get(self, name: str) -> ModelRecord:
         """The model called ``name``; :class:`NotFoundError` otherwise."""
@@ -217,9 +240,7 @@ class ModelStore:
 
     def delete(self, name: str) -> None:
         """Delete the model called ``name`` (endpoints keep their resolved copy); :class:`NotFoundError` if none."""
-        with self.engine.begin() as conn:
-            if conn.execute(delete(models).where(models.c.name == name)).rowcount != 1:
-                raise NotFoundError(model_not_found_message(name))
+        _delete_named(self.engine, models, name, model_not_found_message(name))
 
     def training_job_with_artifacts(self, uri: str) -> tuple[str, str | None] | None:
         """``(name, created_by)`` of the newest training job whose ``model_artifacts`` is ``uri``, or None."""
@@ -251,21 +272,15 @@ class EndpointConfigStore:
             "created_by": created_by,
             "creation_time": time.time() if now is None else now,
         }
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(endpoint_configs).values(**values))
-                return _config(conn.execute(select(endpoint_configs).where(endpoint_configs.c.name == name)).one())
-        except IntegrityError:
-            raise ConflictError(
-                f'Cannot create already existing endpoint configuration "{arn}".',
-                details={"field": "EndpointConfigName", "name": name},
-            ) from None
+        taken = ConflictError(
+            f'Cannot create already existing endpoint configuration "{arn}".',
+            details={"field": "EndpointConfigName", "name": name},
+        )
+        return _insert_named(self.engine, endpoint_configs, values, _config, taken)
 
     def find(self, name: str) -> EndpointConfigRecord | None:
         """The endpoint config called ``name``, or None."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(endpoint_configs).where(endpoint_configs.c.name == name)).first()
-        return None if row is None else _config(row)
+        return _find_named(self.engine, endpoint_configs, name, _config)
 
     def get(self, name: str) -> EndpointConfigRecord:
         """The endpoint config called ``name``; :class:`NotFoundError` otherwise."""
@@ -285,9 +300,7 @@ class EndpointConfigStore:
 
     def delete(self, name: str) -> None:
         """Delete the endpoint config called ``name``; :class:`NotFoundError` if none."""
-        with self.engine.begin() as conn:
-            if conn.execute(delete(endpoint_configs).where(endpoint_configs.c.name == name)).rowcount != 1:
-                raise NotFoundError(config_not_found_message(name))
+        _delete_named(self.engine, endpoint_configs, name, config_not_found_message(name))
 
 
 class EndpointStore:
@@ -325,20 +338,14 @@ class EndpointStore:
             "attempt": 0,
             "log_owner": log_owner,
         }
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(endpoints).values(**values))
-                return _endpoint(conn.execute(select(endpoints).where(endpoints.c.name == name)).one())
-        except IntegrityError:
-            raise ConflictError(
-                f'Cannot create already existing endpoint "{arn}".', details={"field": "EndpointName", "name": name}
-            ) from None
+        taken = ConflictError(
+            f'Cannot create already existing endpoint "{arn}".', details={"field": "EndpointName", "name": name}
+        )
+        return _insert_named(self.engine, endpoints, values, _endpoint, taken)
 
     def find(self, name: str) -> EndpointRecord | None:
         """The endpoint called ``name``, or None."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(endpoints).where(endpoints.c.name == name)).first()
-        return None if row is None else _endpoint(row)
+        return _find_named(self.engine, endpoints, name, _endpoint)
 
     def get(self, name: str) -> EndpointRecord:
         """The endpoint called ``name``; :class:`NotFoundError` with SageMaker's message otherwise."""
