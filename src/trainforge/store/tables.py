@@ -106,6 +106,18 @@ job_hosts = Table(
     Column("message", Text, nullable=True),
     Column("failure_reason", Text, nullable=True),
     Column("updated_time", Float, nullable=False),
+    # What the host ran on, as its supervisor reported it with Training (JSON: runtime/lineage.py's shape)
+    Column("lineage", Text, nullable=True),
+)
+
+# Each requirements.txt layer's full resolution (pins with hashes), stored once so every node installs the same
+environment_locks = Table(
+    "environment_locks",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("resolution", Text, nullable=False),
+    Column("python", String(32), nullable=False),
+    Column("created_time", Float, nullable=False),
 )
 
 users = Table(
