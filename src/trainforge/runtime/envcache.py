@@ -1,16 +1,26 @@
-"""Image environments: an image's pinned requirements built once with uv, cached by content, reused after.
+"""Image environments: an image's locked requirements built once with uv, cached by content, reused after.
 
-An image (:mod:`trainforge.spec.images`) resolves to pinned requirements. The first job that needs them builds
-``<envs_root>/<key>``, where ``key`` hashes the interpreter (version and path), the sorted pins and
-:data:`BUILDER_VERSION`; every later job reuses it. A build runs under ``<envs_root>/<key>.lock`` (one builder
-per key across processes; another job needing the same environment waits, and says so in its log) into
-``<envs_root>/.tmp-<key>-<pid>``, and is renamed into place only when complete, so a half-built environment
-is never used. Environments are relocatable and byte-compiled (``uv pip install --compile-bytecode``).
+An image (:mod:`trainforge.spec.images`) resolves to its full lock (:mod:`trainforge.runtime.locks`: every
+transitive package pinned with hashes), installed with ``uv pip install --require-hashes --no-deps``, so every node
+builds the identical environment. The first job that needs it builds ``<envs_root>/<key>``, where ``key`` hashes
+the interpreter (version and path), the lock's sha256 and :data:`BUILDER_VERSION`; every later job reuses it. An
+image without a lock file (one made outside the catalogue) is built from its pins, as uv resolves them then.
+
+A build runs under ``<envs_root>/<key>.lock`` (one builder per key across processes; another job needing the same
+environment waits, and says so in its log) into ``<envs_root>/.tmp-<key>-<pid>``, and is renamed into place only
+when complete, so a half-built environment is never used. Environments are relocatable and byte-compiled
+(``uv pip install --compile-bytecode``).
 
 A code directory's ``requirements.txt`` is layered on top: a hard-linked clone of the image environment into
-which uv installs the requirements, cached as ``<envs_root>/<hash of base key + requirements.txt>``. Where the
-requirements name local files (paths, ``-e``, ``-r``/``-c``, ``--find-links``, ``file:`` URLs), whose content
-the key cannot see, and for a ``setup.py`` package, the layer is built per job at ``<job root>/venv``.
+which uv installs the requirements, cached as ``<envs_root>/<hash of base key + requirements.txt>``. The layer's
+resolution (every package pinned with hashes) is made once and stored (:mod:`trainforge.runtime.locks.layers`,
+through ``resolutions``: the server), and installed with ``--require-hashes``, so another node installs the same
+packages. Where the requirements name local files (paths, ``-e``, ``-r``/``-c``, ``--find-links``, ``file:``
+URLs), whose content the key cannot see, and for a ``setup.py`` package, the layer is built per job at
+``<job root>/venv`` as uv resolves it then, and the environment is recorded as unlocked.
+
+Each environment's metadata file (:data:`META_FILE`) records the sha256 of the lock and of the layer resolution
+it was built from; :func:`environment_record` reads them back for the job's lineage.
 
 ``trainforge/python:current`` runs in the server's interpreter and builds nothing. With
 ``reuse_server="auto"`` (setting ``TRAINFORGE_ENV_REUSE_SERVER``), any image whose every pin is installed in
@@ -27,6 +37,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +50,7 @@ from trainforge.runtime.environment import JobEnvironment, run_uv, uv_environmen
 from trainforge.runtime.failure import (
     DiskPhase,
     JobFailed,
+    algorithm_error,
     disk_full,
     disk_full_line,
     internal_error,
@@ -46,13 +58,25 @@ from trainforge.runtime.failure import (
     is_disk_full_reason,
     mentions_disk_full,
 )
+from trainforge.runtime.locks import Lock, lock_for
+from trainforge.runtime.locks.layers import (
+    ResolutionStore,
+    distributions_identity,
+    finish_resolution,
+    prefer_base,
+    resolution_command,
+    resolution_key,
+    resolution_sha256,
+)
 from trainforge.runtime.process import LineSink
 from trainforge.runtime.stopping import StopSignal
 from trainforge.spec.images import Image
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 META_FILE = "trainforge-env.json"
 PINS_FILE = "trainforge-requirements.txt"
+LOCK_FILE = "trainforge-lock.txt"
+LAYER_LOCK_FILE = "trainforge-layer-lock.txt"
 REUSE_MODES = ("auto", "never")
 LOCK_POLL_SECONDS = 0.5
 
@@ -114,15 +138,16 @@ def installed_distributions(python: str) -> dict[str, str]:
     return _probe(python, dists=True)[1]
 
 
-def env_key(interpreter: Interpreter, requirements: Iterable[str]) -> str:
-    """The cache key of an environment: a hash of the builder version, interpreter and pinned requirements
-    (order and duplicates do not matter)."""
+def env_key(interpreter: Interpreter, requirements: Iterable[str], *, lock_sha256: str | None = None) -> str:
+    """The cache key of an environment: a hash of the builder version, the interpreter and either the sha256 of the
+    lock it is built from or, without a lock, its pinned requirements (order and duplicates do not matter)."""
+    content: dict[str, object] = (
+        {"lock": lock_sha256}
+        if lock_sha256 is not None
+        else {"requirements": sorted({r.strip() for r in requirements if r.strip()})}
+    )
     payload = json.dumps(
-        {
-            "builder": BUILDER_VERSION,
-            "python": [interpreter.version, interpreter.executable],
-            "requirements": sorted({r.strip() for r in requirements if r.strip()}),
-        },
+        {"builder": BUILDER_VERSION, "python": [interpreter.version, interpreter.executable], **content},
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
@@ -173,13 +198,45 @@ def _write_meta(env_dir: Path, meta: dict[str, object]) -> None:
 
 
 @dataclass(frozen=True)
+class EnvironmentRecord:
+    """What an environment was built from: the sha256 of the image's lock and of the ``requirements.txt`` layer's
+    resolution (None where there was none), and whether every package came from one of them (``locked``)."""
+
+    lock_sha256: str | None
+    layer_sha256: str | None
+    locked: bool
+
+
+def environment_record(python: str | Path) -> EnvironmentRecord:
+    """The record of the environment whose interpreter is ``python`` (what :func:`prepare_environment` returned),
+    read from its metadata file. The server's own interpreter, which no lock built, is unlocked with no hashes."""
+    try:
+        meta = json.loads((Path(python).parent.parent / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = None
+    if not isinstance(meta, dict):
+        return EnvironmentRecord(None, None, False)
+    lock, layer = meta.get("lock_sha256"), meta.get("layer_sha256")
+    return EnvironmentRecord(
+        lock if isinstance(lock, str) else None, layer if isinstance(layer, str) else None, meta.get("locked") is True
+    )
+
+
+@dataclass(frozen=True)
 class BaseEnvironment:
-    """An image's environment: its interpreter, cache key and directory (None: the server's interpreter)."""
+    """An image's environment: its interpreter, cache key, directory (None: the server's interpreter) and lock
+    (None: the server's interpreter, or an image without a lock file)."""
 
     image: str
     python: str
     key: str
     path: Path | None
+    lock: Lock | None = None
+
+    @property
+    def lock_sha256(self) -> str | None:
+        """The sha256 of the lock the environment is built from."""
+        return self.lock.sha256 if self.lock is not None else None
 
 
 class ImageEnvironments:
@@ -193,6 +250,8 @@ class ImageEnvironments:
         on_status: Receives the ``Downloading`` status message of the environment step.
         stop: The job's stop latch: waits and builds end early when it is set.
         reuse_server: ``"auto"`` runs an image in the server's interpreter when every pin is installed there.
+        resolutions: Where ``requirements.txt`` layer resolutions are stored and shared between nodes (None: each
+            build resolves for itself).
     """
 
     def __init__(
@@ -205,8 +264,10 @@ class ImageEnvironments:
         on_status: Callable[[str], None],
         stop: StopSignal,
         reuse_server: str = "never",
+        resolutions: ResolutionStore | None = None,
     ) -> None:
         self.root = Path(root)
+        self._resolutions = resolutions
         self.server_python = server_python
         self._raw_env = dict(env)
         self._env = uv_environment(env)
@@ -247,14 +308,15 @@ class ImageEnvironments:
         else:
             self._on_status(f"Preparing the training environment {image.name} (uv)")
         if base.path is not None:
-            self._cached(base.path, image.name, lambda tmp: self._build_base(tmp, image))
+            path = base.path
+            self._cached(path, image.name, lambda tmp: self._build_base(tmp, image, base.lock))
         if per_job:
             assert code_dir is not None and job_venv is not None, "a per-job environment needs code_dir and job_venv"
             return self._per_job(base, code_dir, job_venv, package)
         if layer is None:
             return base.python
-        assert code_dir is not None
-        self._cached(layer, label, lambda tmp: self._build_layer(tmp, base, code_dir))
+        assert code_dir is not None and text is not None
+        self._cached(layer, label, lambda tmp: self._build_layer(tmp, base, code_dir, text))
         return str(venv_python(layer))
 
     def _base(self, image: Image) -> BaseEnvironment:
@@ -270,8 +332,9 @@ class ImageEnvironments:
                 return self._server_base(image)
             self.say(f"The server's interpreter lacks {', '.join(missing[:5])}: using the environment of {image.name}")
         interpreter = self._interpreter_for(image)
-        path = self.root / env_key(interpreter, image.requirements)
-        return BaseEnvironment(image.name, str(venv_python(path)), path.name, path)
+        lock = lock_for(image)
+        path = self.root / env_key(interpreter, image.requirements, lock_sha256=lock.sha256 if lock else None)
+        return BaseEnvironment(image.name, str(venv_python(path)), path.name, path, lock)
 
     def _server_base(self, image: Image) -> BaseEnvironment:
         interpreter = interpreter_of(self.server_python)
@@ -300,8 +363,9 @@ class ImageEnvironments:
 
     # ------------------------------------------------------------------------------------ cache mechanics
 
-    def _cached(self, final: Path, label: str, build: Callable[[Path], None]) -> None:
-        """Make sure ``final`` is a complete environment: reuse it, wait for its builder, or build it."""
+    def _cached(self, final: Path, label: str, build: Callable[[Path], dict[str, object]]) -> None:
+        """Make sure ``final`` is a complete environment: reuse it, wait for its builder, or build it (``build``
+        returns what the environment's metadata records beside the builder, image, key and times)."""
         if is_ready(final):
             self.say(f"Reusing training environment {label} ({final})")
             return
@@ -319,9 +383,10 @@ class ImageEnvironments:
             self.say(f"Preparing the training environment {label} with uv into {final}")
             started = time.monotonic()
             try:
-                build(tmp)
+                recorded = build(tmp)
                 self._stop.check()
-                _write_meta(tmp, {**self._meta(label, final.name), "build_seconds": time.monotonic() - started})
+                meta = {**self._meta(label, final.name), **recorded, "build_seconds": time.monotonic() - started}
+                _write_meta(tmp, meta)
                 os.rename(tmp, final)
             except BaseException as exc:
                 shutil.rmtree(tmp, ignore_errors=True)  # a full disk gets its space back before the job fails
@@ -353,28 +418,39 @@ class ImageEnvironments:
     def _meta(self, label: str, key: str) -> dict[str, object]:
         return {"builder": BUILDER_VERSION, "image": label, "key": key, "built_at": time.time()}
 
-    def _uv_run(self, cmd: list[str], cwd: Path, what: str) -> None:
+    def _uv_run(self, cmd: list[str], cwd: Path, what: str, *, kind: str | None = None) -> None:
+        """Run uv; a failure is an InternalServerError naming ``what``, or with ``kind`` (the code's own
+        requirements failed) an ``AlgorithmError: <kind>: <uv's last lines>``."""
         rc, stopped, tail = run_uv(cmd, cwd=cwd, env=self._env, sink=self._sink, should_stop=self._stop.is_set)
         self._stop.check()
         if rc != 0 and not stopped:
             if mentions_disk_full(tail):
                 raise disk_full(DiskPhase.ENVIRONMENT, f"building {what} (uv: {disk_full_line(tail)})", self.root)
+            if kind is not None:
+                raise algorithm_error(f"{kind}: {tail}")
             raise internal_error(f"cannot build {what}: {tail}")
 
     # ------------------------------------------------------------------------------------ builds
 
-    def _build_base(self, tmp: Path, image: Image) -> None:
+    def _build_base(self, tmp: Path, image: Image, lock: Lock | None) -> dict[str, object]:
+        """Build ``image``'s environment into ``tmp``: exactly its lock (hash-checked, nothing resolved), or without a
+        lock file its pins as uv resolves them now."""
         interpreter = self._interpreter_for(image)
-        self._uv_run(
-            [self._uv, "venv", "--relocatable", "--python", interpreter.executable, str(tmp)],
-            self.root,
-            f"the training environment {image.name}",
-        )
+        what = f"the training environment {image.name}"
+        self._uv_run([self._uv, "venv", "--relocatable", "--python", interpreter.executable, str(tmp)], self.root, what)
+        install = [self._uv, "pip", "install", "--compile-bytecode", "--python", str(venv_python(tmp))]
+        if lock is not None:
+            (tmp / LOCK_FILE).write_text(lock.text, encoding="utf-8")
+            if lock.packages:
+                self.say(f"Installing the lock of {image.name} ({len(lock.packages)} packages, sha256 {lock.sha256})")
+                self._uv_run([*install, "--require-hashes", "--no-deps", "-r", str(tmp / LOCK_FILE)], self.root, what)
+            return {"lock_sha256": lock.sha256, "layer_sha256": None, "locked": True}
         pins = tmp / PINS_FILE
         pins.write_text("".join(f"{r}\n" for r in image.requirements), encoding="utf-8")
         if image.requirements:
-            cmd = [self._uv, "pip", "install", "--compile-bytecode", "--python", str(venv_python(tmp)), "-r", str(pins)]
-            self._uv_run(cmd, self.root, f"the training environment {image.name}")
+            self.say(f"{image.name} has no lock: installing its pins as uv resolves them now")
+            self._uv_run([*install, "-r", str(pins)], self.root, what)
+        return {"lock_sha256": None, "layer_sha256": None, "locked": not image.requirements}
 
     def _job_environment(self, venv: Path, base: BaseEnvironment) -> JobEnvironment:
         return JobEnvironment(
@@ -386,10 +462,45 @@ class ImageEnvironments:
             clone_from=base.path,
         )
 
-    def _build_layer(self, tmp: Path, base: BaseEnvironment, code_dir: Path) -> None:
+    def _build_layer(self, tmp: Path, base: BaseEnvironment, code_dir: Path, text: str) -> dict[str, object]:
+        """Clone the base into ``tmp`` and install the stored resolution of ``requirements.txt`` into it (resolving
+        and storing it first when no node did yet)."""
         environment = self._job_environment(tmp, base)
-        environment.install_requirements(code_dir)
+        environment.create(code_dir)
         self._stop.check()
+        resolution = self._layer_resolution(base, code_dir, text)
+        (tmp / LAYER_LOCK_FILE).write_text(resolution, encoding="utf-8")
+        environment.install_locked(code_dir, tmp / LAYER_LOCK_FILE)
+        self._stop.check()
+        return {"lock_sha256": base.lock_sha256, "layer_sha256": resolution_sha256(resolution), **self._locked(base)}
+
+    def _locked(self, base: BaseEnvironment) -> dict[str, object]:
+        # A base built from a lock (or an image with nothing to install) is locked; the server's interpreter is not.
+        return {"locked": base.path is not None and environment_record(base.python).locked}
+
+    def _layer_resolution(self, base: BaseEnvironment, code_dir: Path, text: str) -> str:
+        """The resolution of ``requirements.txt`` on ``base``: the stored one, else a new one, stored."""
+        interpreter = interpreter_of(base.python)
+        base_packages = base.lock.packages if base.lock is not None else installed_distributions(base.python)
+        identity = base.lock.sha256 if base.lock is not None else distributions_identity(base_packages)
+        key = resolution_key(requirements_text=text, base_identity=identity, python_version=interpreter.version)
+        stored = self._resolutions.get(key) if self._resolutions is not None else None
+        if stored is not None:
+            self.say(f"Installing the stored resolution {key} of requirements.txt (sha256 {resolution_sha256(stored)})")
+            return stored
+        self.say(f"Resolving requirements.txt on {base.image} with uv (resolution {key})")
+        with tempfile.TemporaryDirectory(prefix="trainforge-resolve-") as scratch:
+            output = Path(scratch) / "resolution.txt"
+            prefer_base(output, base_packages)
+            cmd = resolution_command(self._uv, python=base.python, requirements="requirements.txt", output=str(output))
+            self._uv_run(cmd, code_dir, f"the requirements.txt layer on {base.image}", kind="InstallRequirementsError")
+            resolution = finish_resolution(text, output.read_text(encoding="utf-8"))
+        if self._resolutions is None:
+            return resolution
+        stored = self._resolutions.put(key, resolution, interpreter.version)
+        if stored != resolution:
+            self.say(f"Another node stored resolution {key} first: installing that one")
+        return stored
 
     def _per_job(self, base: BaseEnvironment, code_dir: Path, job_venv: Path, package: bool) -> str:
         environment = self._job_environment(job_venv, base)
@@ -398,6 +509,10 @@ class ImageEnvironments:
         else:
             environment.install_requirements(code_dir)
         self._stop.check()
+        # Resolved now from local files: recorded as unlocked (the base's lock is still named).
+        _write_meta(
+            job_venv, {"image": base.image, "lock_sha256": base.lock_sha256, "layer_sha256": None, "locked": False}
+        )
         return environment.python
 
 
@@ -414,11 +529,14 @@ def prepare_environment(
     code_dir: Path | None = None,
     job_venv: Path | None = None,
     package: bool = False,
+    resolutions: ResolutionStore | None = None,
 ) -> Path:
     """The Python executable a job of ``image`` runs with; builds or reuses its environment first.
 
     The one call for everything that runs code in an image (entry points, built-in algorithms, framework
-    helpers): see :meth:`ImageEnvironments.prepare` for ``code_dir``, ``job_venv`` and ``package``.
+    helpers): see :meth:`ImageEnvironments.prepare` for ``code_dir``, ``job_venv`` and ``package``, and
+    :class:`ImageEnvironments` for ``resolutions``. :func:`environment_record` of the returned path tells which
+    lock and layer resolution the environment was built from.
     """
     environments = ImageEnvironments(
         root=envs_root,
@@ -428,5 +546,6 @@ def prepare_environment(
         on_status=on_status,
         stop=stop,
         reuse_server=reuse_server,
+        resolutions=resolutions,
     )
     return Path(environments.prepare(image, code_dir=code_dir, job_venv=job_venv, package=package))

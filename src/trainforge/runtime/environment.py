@@ -243,6 +243,16 @@ class JobEnvironment:
         cmd = [self._uv, "pip", "install", "--compile-bytecode", "--python", self.python, "-r", "requirements.txt"]
         self._run(cmd, code_dir, "InstallRequirementsError")
 
+    def install_locked(self, code_dir: Path, lock: Path) -> None:
+        """``uv pip install --require-hashes --no-deps -r <lock>``: exactly the packages of a resolution (every
+        package pinned with hashes), nothing resolved; run in ``code_dir``."""
+        self.create(code_dir)
+        if self._should_stop():
+            return
+        self._sink("stdout", f"Installing requirements from requirements.txt as resolved in {lock.name}")
+        cmd = [self._uv, "pip", "install", "--compile-bytecode", "--require-hashes", "--no-deps"]
+        self._run([*cmd, "--python", self.python, "-r", str(lock)], code_dir, "InstallRequirementsError")
+
     def install_package(self, code_dir: Path) -> None:
         """``uv pip install .`` (the code directory as a package, plus its requirements.txt if any)."""
         self.create(code_dir)

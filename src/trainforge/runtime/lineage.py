@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Any
 
-from trainforge.runtime.envcache import installed_distributions, interpreter_of
+from trainforge.runtime.envcache import environment_record, installed_distributions, interpreter_of
 
 
 def canonical_sha256(value: Any) -> str:
@@ -83,3 +83,12 @@ def container_environment(image: str, digest: str) -> dict[str, Any]:
         "Distributions": {},
         "Fingerprint": digest,
     }
+
+
+def environment_lineage(python: str, *, image: str) -> dict[str, Any]:
+    """:func:`environment_fingerprint` of the environment :func:`~trainforge.runtime.envcache.prepare_environment`
+    returned ``python`` for: its lock and layer hashes are read from the environment's metadata file."""
+    record = environment_record(python)
+    return environment_fingerprint(
+        python, image=image, lock_sha256=record.lock_sha256, layer_sha256=record.layer_sha256, locked=record.locked
+    )
