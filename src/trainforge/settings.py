@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     """Where image environments are built and cached (default ``<home>/envs``)."""
     env_reuse_server: Literal["auto", "never"] = "never"
     """``auto``: run an image in the server's interpreter when all its pinned packages are installed there."""
+    prices_file: Path | None = None
+    """A JSON or TOML file of prices per instance-hour (``{"ml.m5.large": 0.115, "currency": "USD"}``) that replace
+    the defaults (public on-demand list prices, :mod:`trainforge.spec.prices`) for the types it names; a bad file
+    stops the server at start, naming the file and the entry."""
     tls_cert: Path | None = None
     """The server's TLS certificate (PEM); with ``tls_key`` the server serves https."""
     tls_key: Path | None = None

@@ -45,6 +45,7 @@ from trainforge.service.agent import hash_token
 from trainforge.settings import Settings
 from trainforge.spec.endpoints import EndpointStatus, InstanceStatus
 from trainforge.store.inference import EndpointRecord, EndpointStore, InstanceRecord
+from trainforge.store.usage import UsageStore
 
 log = logging.getLogger("trainforge.scheduler.endpoints")
 E = EndpointStatus
@@ -303,6 +304,7 @@ class EndpointReconciler:
             return
         launch["handle"] = handle
         self._save(ep, state)
+        UsageStore(self.store.engine).endpoint_launch(ep, attempt, launch)  # instance time, for costs
         log.info("endpoint %s: launched attempt %d (%s, %d x %s)", ep.name, attempt, why, count, instance.name)
 
     def _fail(self, ep: EndpointRecord, state: dict[str, Any], reason: str) -> None:
@@ -354,6 +356,7 @@ class EndpointReconciler:
             self.backend.kill(handle)
             self.backend.release(handle)
             gone.append(attempt)
+            UsageStore(self.store.engine).endpoint_launch(ep, attempt, launch, ended=time.time())
         for attempt in gone:
             launches.pop(attempt, None)
             self._cancelled.discard((ep.name, attempt))

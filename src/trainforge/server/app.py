@@ -17,6 +17,7 @@ from trainforge.scheduler.transforms import TransformReconciler
 from trainforge.server import (
     console,
     routes_agent,
+    routes_costs,
     routes_endpoints,
     routes_jobs,
     routes_metrics,
@@ -31,6 +32,7 @@ from trainforge.server.auth import current_user, ensure_token
 from trainforge.server.console.session import ensure_console_secret
 from trainforge.service.agent import AgentService
 from trainforge.service.audit import AuditLog
+from trainforge.service.costs import load_prices
 from trainforge.service.jobs import JobService
 from trainforge.service.keys import server_keyring
 from trainforge.service.principal import ADMIN_USER
@@ -102,8 +104,14 @@ def create_app(
     roles = routes_roles.open_roles(store.engine, account_id=settings.account_id, admin_user=ADMIN_USER)
     machine = this_machine(cpus=settings.local_cpus, gpus=settings.local_gpus, memory_gib=settings.local_memory_gib)
     backend = open_backend(settings, machine)
+    prices = load_prices(settings.prices_file)  # a bad price file stops the start, naming the file and the entry
     jobs = JobService(
-        store=store, settings=settings, machine=machine, backend=backend, resolve_role=roles.resolve_for_job
+        store=store,
+        settings=settings,
+        machine=machine,
+        backend=backend,
+        resolve_role=roles.resolve_for_job,
+        prices=prices,
     )
     scheduler = Scheduler(
         store=store,
@@ -174,6 +182,7 @@ def create_app(
     app.include_router(routes_metrics.router)
     app.include_router(routes_remote.router)
     app.include_router(routes_users.router)
+    routes_costs.install(app, prices=prices)
     routes_roles.install(app, roles=roles)
     console.install(app)
     routes_endpoints.install(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainforge.service.costs import PriceTable, job_cost
 from trainforge.service.masking import mask_record
 from trainforge.service.principal import owner_of
 from trainforge.spec.metrics import is_system_metric
@@ -50,7 +51,11 @@ def final_metrics(points: list[MetricRecord]) -> list[dict[str, Any]]:
 
 
 def describe(
-    job: JobRecord, metrics: list[MetricRecord] | None = None, *, show_secrets: bool = False
+    job: JobRecord,
+    metrics: list[MetricRecord] | None = None,
+    *,
+    show_secrets: bool = False,
+    prices: PriceTable | None = None,
 ) -> dict[str, Any]:
     """The DescribeTrainingJob response for ``job``, with ``CreatedBy`` naming its owner.
 
@@ -99,6 +104,8 @@ def describe(
         seconds = max(1, round(job.training_end_time - job.training_start_time))
         out["TrainingTimeInSeconds"] = seconds
         out["BillableTimeInSeconds"] = seconds
+    if prices is not None and (cost := job_cost(job, prices)) is not None:
+        out["Cost"] = cost  # trainforge's own: BillableTimeInSeconds x instances x price (service/costs.py)
     if job.status_message:
         out["StatusMessage"] = job.status_message
     out["ProfilingStatus"] = "Disabled"
@@ -106,8 +113,8 @@ def describe(
     return out if show_secrets else mask_record(out)
 
 
-def summary(job: JobRecord) -> dict[str, Any]:
-    """One ``TrainingJobSummaries`` entry of ListTrainingJobs."""
+def summary(job: JobRecord, prices: PriceTable | None = None) -> dict[str, Any]:
+    """One ``TrainingJobSummaries`` entry of ListTrainingJobs; with ``prices``, an ended job's ``Cost`` too."""
     out: dict[str, Any] = {
         "TrainingJobName": job.name,
         "TrainingJobArn": job.arn,
@@ -123,4 +130,6 @@ def summary(job: JobRecord) -> dict[str, Any]:
         out["TrainingStartTime"] = job.training_start_time
     if job.training_end_time is not None:
         out["TrainingEndTime"] = job.training_end_time
+    if prices is not None and (cost := job_cost(job, prices)) is not None:
+        out["Cost"] = cost
     return out

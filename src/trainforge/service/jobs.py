@@ -16,6 +16,7 @@ from trainforge.backends.base import Backend
 from trainforge.errors import CapacityError, ConflictError, NotFoundError, ValidationError
 from trainforge.scheduler.instances import Machine, lookup
 from trainforge.service.agent import NO_MODEL_ARTIFACTS, NOT_STOPPING
+from trainforge.service.costs import PriceTable
 from trainforge.service.describe import describe, summary
 from trainforge.service.principal import Principal, may_see, owner_of
 from trainforge.settings import Settings
@@ -43,6 +44,8 @@ class JobService:
     # Maps (submitter, RoleArn) to the role the job runs with ({"name", "read", "write"}) or None; its
     # ValidationError/PermissionDeniedError reach the caller as they are.
     resolve_role: Callable[[Principal, str], dict[str, Any] | None] | None = None
+    prices: PriceTable = field(default_factory=PriceTable)
+    """The server's price table: an ended job's ``Cost`` in describe and list (:mod:`trainforge.service.costs`)."""
 
     def owned(self, name: str, principal: Principal) -> JobRecord:
         """The job called ``name`` if ``principal`` may see it; otherwise the very error of an unknown job."""
@@ -125,7 +128,7 @@ class JobService:
         job = self.owned(name, principal)
         reveal = show_secrets and owner_of(job) == principal.user
         points = self.store.last_metric_points(job.id, exclude_prefix=SYSTEM_PREFIX)
-        return describe(job, points, show_secrets=reveal)
+        return describe(job, points, show_secrets=reveal, prices=self.prices)
 
     def list_jobs(self, query: ListQuery, principal: Principal) -> dict[str, Any]:
         """ListTrainingJobs: one page of the caller's summaries (everyone's for an admin) and the next token."""
@@ -137,7 +140,7 @@ class JobService:
         if not principal.admin:
             query = replace(query, created_by=principal.user)
         jobs, token = self.store.list_jobs(query)
-        out: dict[str, Any] = {"TrainingJobSummaries": [summary(j) for j in jobs]}
+        out: dict[str, Any] = {"TrainingJobSummaries": [summary(j, self.prices) for j in jobs]}
         if token:
             out["NextToken"] = token
         return out

@@ -315,3 +315,19 @@ endpoint_metric_points = Table(
     Column("timestamp", Float, nullable=False),
     Index("ix_endpoint_metric_points_owner", "owner", "name", "timestamp"),
 )
+
+usage_intervals = Table(
+    "usage_intervals",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    # One launch of instances that outlives its record: "endpoint/<name>/<creation ms>/<attempt>"
+    Column("key", String(200), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),  # endpoint
+    Column("name", String(63), nullable=False),
+    Column("owner", String(64), nullable=True),  # the resource's created_by (None: the admin, as for old jobs)
+    Column("instance_type", String(64), nullable=False),
+    Column("instance_count", Integer, nullable=False),
+    Column("start_time", Float, nullable=False),
+    Column("end_time", Float, nullable=True),  # None while the instances run
+    Index("ix_usage_intervals_start_time", "start_time"),
+)  # migration 0009
