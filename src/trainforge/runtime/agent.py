@@ -19,6 +19,7 @@ import json
 import logging
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 AGENT_PREFIX = "/v1/agent/training-jobs"
 BACKOFF_START = 0.1
 BACKOFF_CAP = 2.0
+RESOLUTION_PATIENCE_SECONDS = 60.0  # how long a layer build waits for an unreachable server before going on alone
 _RETRY_CODES = frozenset({408, 425, 429})
 
 
@@ -215,11 +217,17 @@ class AgentClient:
 
     def send(self, route: str, body: dict[str, Any], *, timeout: float | None = None) -> AgentReply:
         """POST ``body`` to ``route`` once and classify the outcome; never raises for network errors."""
+        return self.call("POST", route, body, timeout=timeout)
+
+    def call(
+        self, method: str, route: str, body: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> AgentReply:
+        """One ``method`` request to ``route`` (with ``body`` as JSON), classified; never raises for network errors."""
         try:
             if timeout is None:
-                response = self._http.post(self._url(route), json=body)
+                response = self._http.request(method, self._url(route), json=body)
             else:
-                response = self._http.post(self._url(route), json=body, timeout=timeout)
+                response = self._http.request(method, self._url(route), json=body, timeout=timeout)
         except httpx.HTTPError as exc:
             self.locator.refresh()
             failure = certificate_failure(exc)
@@ -274,3 +282,49 @@ class AgentClient:
     def post_metrics(self, points: list[dict[str, Any]], *, cancel: threading.Event | None = None) -> AgentReply:
         """Deliver metric points ``{"name", "value", "timestamp"}`` (retrying like :meth:`deliver`)."""
         return self.deliver("metrics", {"host": self.host, "points": points}, cancel=cancel)
+
+    def environment_locks(self, *, patience: float = RESOLUTION_PATIENCE_SECONDS) -> AgentEnvironmentLocks:
+        """The server's store of ``requirements.txt`` layer resolutions, reached through this client."""
+        return AgentEnvironmentLocks(self, patience=patience)
+
+
+class AgentEnvironmentLocks:
+    """Layer resolutions kept by the server (``GET``/``PUT .../environment-locks/{key}``), as
+    :class:`trainforge.runtime.locks.layers.ResolutionStore` asks.
+
+    A server that cannot be reached for ``patience`` seconds (retrying as :meth:`AgentClient.deliver` does) does not
+    hold the job up: :meth:`get` then answers None and :meth:`put` the caller's own resolution, which is installed
+    without being shared.
+    """
+
+    def __init__(self, client: AgentClient, *, patience: float = RESOLUTION_PATIENCE_SECONDS) -> None:
+        self._client = client
+        self._patience = patience
+
+    def _call(self, method: str, key: str, body: dict[str, Any] | None = None) -> AgentReply:
+        deadline = time.monotonic() + self._patience
+        delay = BACKOFF_START
+        while True:
+            reply = self._client.call(method, f"environment-locks/{key}", body)
+            if reply.kind is not ReplyKind.RETRY or time.monotonic() + delay > deadline:
+                return reply
+            log.warning("%s environment-locks/%s failed (%s); retrying in %.1fs", method, key, reply.error, delay)
+            time.sleep(delay)
+            delay = min(BACKOFF_CAP, delay * 2)
+
+    def get(self, key: str) -> str | None:
+        """The resolution the server holds for ``key``, or None (none stored, or the server unreachable)."""
+        reply = self._call("GET", key)
+        found = reply.field("Resolution") if reply.ok else None
+        if not reply.ok and reply.kind is not ReplyKind.GONE:
+            log.warning("cannot fetch the stored resolution %s: %s", key, reply.error)
+        return found if isinstance(found, str) else None
+
+    def put(self, key: str, resolution: str, python: str) -> str:
+        """Store ``resolution`` unless the server holds one for ``key``; the one it holds (else ``resolution``)."""
+        reply = self._call("PUT", key, {"resolution": resolution, "python": python})
+        stored = reply.field("Resolution") if reply.ok else None
+        if not isinstance(stored, str):
+            log.warning("cannot store the resolution %s (%s): installing it unshared", key, reply.error)
+            return resolution
+        return stored

@@ -6,10 +6,13 @@ from typing import Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from trainforge.server.auth import bearer
+from trainforge.service import environment_locks
 from trainforge.service.agent import AgentService
+from trainforge.store.environment_locks import EnvironmentLockStore
 from trainforge.store.records import JobRecord
 
 router = APIRouter(prefix="/v1/agent/training-jobs", tags=["agent"])
@@ -92,3 +95,33 @@ async def append_metrics(name: str, body: MetricBatch, request: Request) -> dict
     """Store metric points ``{name, value, timestamp[, seq]}``; a resent point with a ``seq`` is stored once."""
     job = await _job(name, request)
     return await to_thread.run_sync(_svc(request).append_metrics, job, body.host, body.points)
+
+class EnvironmentLockBody(BaseModel):
+    """A ``requirements.txt`` layer's resolution, as ``uv pip compile --generate-hashes`` wrote it."""
+
+    resolution: str
+    python: str
+
+
+def _environment_locks(request: Request) -> EnvironmentLockStore:
+    return EnvironmentLockStore(request.app.state.store.engine)
+
+
+@router.get("/{name}/environment-locks/{key}")
+async def get_environment_lock(name: str, key: str, request: Request) -> dict[str, Any]:
+    """The resolution stored under ``key`` (``{"Key", "Resolution", "Python", "CreatedTime"}``); 404 when none is."""
+    await _job(name, request)
+    return await to_thread.run_sync(environment_locks.get_environment_lock, _environment_locks(request), key)
+
+
+@router.put("/{name}/environment-locks/{key}")
+async def put_environment_lock(name: str, key: str, body: EnvironmentLockBody, request: Request) -> JSONResponse:
+    """Store a resolution under ``key`` unless one is stored (first writer wins): 201 with it when this request
+    stored it, 200 with the stored one otherwise -- the caller installs what the reply holds."""
+    await _job(name, request)
+    stored, created = await to_thread.run_sync(
+        lambda: environment_locks.put_environment_lock(
+            _environment_locks(request), key, resolution=body.resolution, python=body.python
+        )
+    )
+    return JSONResponse(stored, status_code=201 if created else 200)
