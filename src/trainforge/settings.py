@@ -71,6 +71,16 @@ class Settings(BaseSettings):
     log); ``off``: never sandboxed."""
     local_memory_gib: float | None = None
     """The memory (GiB) jobs on this machine may use in all; unset: the machine's physical memory."""
+    containers: Literal["auto", "docker", "off"] = "auto"
+    """Container images (a ``TrainingImage`` outside the catalogue, see
+    :func:`trainforge.spec.images.is_container_image`): ``auto`` accepts them and runs them with the Docker-compatible
+    engine of the node that runs the job (its ``DOCKER_HOST``; no engine there: the job fails in ``Downloading``
+    saying so); ``docker`` also checks at submit that this server's engine answers when jobs run on this machine
+    (local backend); ``off`` refuses them at submit."""
+    catalogue_containers: Literal["on", "off"] = "off"
+    """``on``: a catalogue image's job runs inside the container image ``trainforge images build`` made of it (tag = the
+    catalogue name, label ``ai.trainforge.catalogue-image``) where the node's engine has one, else in its uv
+    environment as with ``off``."""
 
     @property
     def resolved_home(self) -> Path:

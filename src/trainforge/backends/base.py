@@ -40,6 +40,8 @@ class LaunchRequest:
     system_metrics_interval_seconds: float = 5.0
     role: dict[str, Any] | None = None
     sandbox: str = "auto"
+    containers: str = "auto"
+    catalogue_containers: str = "off"
     memory_limit_gib: float | None = None
     ca_bundle_pem: str | None = None
     attempt: int = 1
@@ -78,6 +80,8 @@ class LaunchRequest:
             remote_function_key=self.remote_function_key,
             role=self.role,
             sandbox="off" if self.sandbox == "off" else "auto",
+            containers="off" if self.containers == "off" else "docker" if self.containers == "docker" else "auto",
+            catalogue_containers="on" if self.catalogue_containers == "on" else "off",
             memory_limit_gib=self.memory_limit_gib,
             ca_bundle_pem=self.ca_bundle_pem,
             attempt=self.attempt,

@@ -94,6 +94,11 @@ class SupervisorConfig(_Model):
     attempt: int = Field(default=1, ge=1)
     """Which run of the job this is: 1, then 2, 3, ... as ``RetryStrategy`` re-runs a job whose host was lost. Its
     ``agent_token`` is valid for this attempt only."""
+    containers: Literal["auto", "docker", "off"] = "auto"
+    """``TRAINFORGE_CONTAINERS``: whether a container image may run (with the engine of this node's ``DOCKER_HOST``)."""
+    catalogue_containers: Literal["on", "off"] = "off"
+    """``TRAINFORGE_CATALOGUE_CONTAINERS``: whether a catalogue image runs in its built container image when the engine
+    has one (:mod:`trainforge.runtime.container`)."""
     kind: Literal["training", "endpoint", "transform"] = "training"
     """What the supervisor runs: a training job's host, one instance of an endpoint, or one instance of a batch
     transform job. For the last two ``spec`` is a serving launch (:mod:`trainforge.runtime.serving.spec`)."""

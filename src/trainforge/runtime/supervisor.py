@@ -90,7 +90,7 @@ from trainforge.runtime.supervising import base_env, envs_root, exposed_paths, h
 from trainforge.runtime.sysmetrics import SystemMetricsSampler, job_gpus
 from trainforge.spec import contract
 from trainforge.spec.algorithms import builtin_algorithm
-from trainforge.spec.images import job_image
+from trainforge.spec.images import is_container_image, job_image
 from trainforge.spec.job import CreateTrainingJobRequest, parse_create_request
 from trainforge.spec.status import TERMINAL
 from trainforge.spec.status import SecondaryStatus as S
@@ -139,6 +139,17 @@ class Plan:
     algorithm: str | None = None
 
 
+@dataclass(frozen=True)
+class ContainerChoice:
+    """A job host that runs in a container: its image, the engine, and whether the image is a catalogue image's
+    build (``trainforge images build``: trainforge's command run with the image's venv) or the user's own (run as
+    SageMaker runs an image: ``train`` or ``ContainerEntrypoint``)."""
+
+    image: str
+    engine: Engine
+    catalogue: bool = False
+
+
 class Supervisor:
     """Runs one host of one job; :meth:`run` does everything and returns the process exit code."""
 
@@ -152,6 +163,8 @@ class Supervisor:
         self._child_started = False
         self._model_stored = False  # whether this host published the job's model (see _model_report)
         self._sandbox: Probe = Probe(None, "not probed")
+        self._container: ContainerChoice | None = None
+        self._catalogue_fallback: str | None = None  # why a catalogue job does not run in its container image
         self._isolated = False
         self._limits: Limits | None = None
         self._bound: dict[str, Path] = {}  # channel -> store directory bound read-only in place of a copy
@@ -303,7 +316,13 @@ class Supervisor:
             return Outcome(S.FAILED, MSG_FAILED, truncate(f"InternalServerError: stored job spec: {exc.message}"))
         self.stop.set_deadline(float(spec.StoppingCondition.MaxRuntimeInSeconds))
         self._isolated = bool(spec.EnableNetworkIsolation)
-        self._sandbox = probe() if self.cfg.sandbox == "auto" else Probe(None, "TRAINFORGE_SANDBOX=off")
+        self._container = self._choose_container(spec)
+        if self._container is not None:
+            self._sandbox = Probe(None, "the code runs in a container")
+        elif self.cfg.sandbox == "auto":
+            self._sandbox = probe()
+        else:
+            self._sandbox = Probe(None, "TRAINFORGE_SANDBOX=off")
         self._limits = select_limits(
             memory_gib=self.cfg.memory_limit_gib,
             cpus=self.cfg.instance.effective_vcpus,
@@ -311,6 +330,8 @@ class Supervisor:
             host=self.cfg.host,
         )
         self.say(self._sandbox_line())
+        if self._catalogue_fallback:
+            self.say(self._catalogue_fallback)
         if self.cfg.instance.notice:
             self.say(self.cfg.instance.notice)
         if self.cfg.attempt > 1:
@@ -323,13 +344,13 @@ class Supervisor:
             self.stop.check()
             if self.cfg.host not in self.cfg.hosts:
                 raise internal_error(f"host {self.cfg.host} is not one of the job's hosts {self.cfg.hosts}")
-            if self._isolated and not self._sandbox.available:
+            if self._isolated and not self._sandbox.available and self._container is None:
                 raise client_error(
                     f"EnableNetworkIsolation needs the bubblewrap sandbox, which is not available here "
                     f"({self._sandbox.reason}); install bubblewrap on the server (Debian: apt-get install bubblewrap) "
                     "and leave TRAINFORGE_SANDBOX at auto, or run the job without network isolation"
                 )
-            build_tree(self.paths, spec, self.cfg.host, self.cfg.hosts, sandboxed=self.sandboxed)
+            build_tree(self.paths, spec, self.cfg.host, self.cfg.hosts, sandboxed=self.sees_opt_ml)
             plan = self._plan(spec)
             try:
                 store = job_object_store(self.cfg)
@@ -355,9 +376,8 @@ class Supervisor:
             self._upload_best_effort(store, spec, together=False, empty_model=False)
             if oom:
                 return Outcome(S.FAILED, MSG_FAILED, self._oom_reason())
-            reason = failure_file_reason(self.paths.failure_file) or execute_error_reason(
-                rc, self.errors.message(), toolkit.format_command(cmd)
-            )
+            reason = failure_file_reason(self.paths.failure_file) or self._engine_error_reason(rc)
+            reason = reason or execute_error_reason(rc, self.errors.message(), toolkit.format_command(cmd))
             return Outcome(S.FAILED, MSG_FAILED, reason)
         except StopRequested as stop:
             return self._stopped(stop.reason, store, spec)
@@ -372,8 +392,10 @@ class Supervisor:
         return self._sandbox.available
 
     def _sandbox_line(self) -> str:
-        """The job log's first line: the sandbox (or why there is none) and the limits."""
+        """The job log's first line: the executor (a container, the sandbox, or why there is none) and the limits."""
         limits = self._limits.describe() if self._limits else "no limits"
+        if self._container is not None:
+            return self._container_line()
         if self.sandboxed:
             spec = SandboxSpec(opt_ml=self.paths.opt_ml, tmp=self.paths.sandbox_tmp, network=not self._isolated)
             return f"[trainforge] sandbox: {describe(spec)}; {limits}"
@@ -387,9 +409,181 @@ class Supervisor:
         )
 
     @property
+    def sees_opt_ml(self) -> bool:
+        """Whether the user code sees SageMaker's own ``/opt/ml`` (in the sandbox or a container)."""
+        return self.sandboxed or self._container is not None
+
+    @property
     def code_opt_ml(self) -> Path:
-        """The ``opt/ml`` directory as the user code sees it: ``/opt/ml`` in the sandbox, else the host's."""
-        return Path(CONTAINER_OPT_ML) if self.sandboxed else self.paths.opt_ml
+        """The ``opt/ml`` directory as the user code sees it: ``/opt/ml`` in the sandbox or a container, else the
+        host's."""
+        return Path(CONTAINER_OPT_ML) if self.sees_opt_ml else self.paths.opt_ml
+
+    # ----------------------------------------------------------------------------------- container
+
+    def _choose_container(self, spec: CreateTrainingJobRequest) -> ContainerChoice | None:
+        """Whether the job runs in a container: a container image always (the engine is asked here; one that does
+        not answer fails the job in ``Downloading``), a catalogue image when ``catalogue_containers`` is on and the
+        engine has its build (else its uv environment, said in the log)."""
+        image = spec.AlgorithmSpecification.TrainingImage
+        if is_container_image(image):
+            assert image is not None
+            engine = probe_engine() if self.cfg.containers != "off" else Engine(None, "TRAINFORGE_CONTAINERS=off")
+            return ContainerChoice(image, engine)
+        if self.cfg.catalogue_containers != "on" or self.cfg.containers == "off":
+            return None
+        try:
+            name = job_image(image, spec.AlgorithmSpecification.AlgorithmName).name
+        except ValidationError:
+            return None
+        if name == "trainforge/python:current":
+            return None  # the server's own interpreter: never a container
+        engine = probe_engine()
+        if engine.available and catalogue_image(name) is not None:
+            return ContainerChoice(name, engine, catalogue=True)
+        why = "the engine has no build of it" if engine.available else engine.describe()
+        self._catalogue_fallback = (
+            f"[trainforge] catalogue container image {name}: not used ({why}; build it with `trainforge images build "
+            f"{name}`); the job runs in the image's uv environment"
+        )
+        return None
+
+    def _container_line(self) -> str:
+        """The job log's first line for a container job: image, engine, network, limits."""
+        choice = self._container
+        assert choice is not None
+        network = "none" if self._isolated else "host"
+        limits: list[str] = []
+        if self.cfg.memory_limit_gib is not None:
+            limits.append(f"memory limit {format_gib(int(self.cfg.memory_limit_gib * 2**30))}")
+        limits.append(f"{self.cfg.instance.effective_vcpus} CPUs")
+        if self.cfg.gpu_ids:
+            limits.append(f"GPUs {','.join(str(i) for i in self.cfg.gpu_ids)}")
+        return (
+            f"[trainforge] executor: container {choice.image} ({choice.engine.describe()}, network: {network}); "
+            f"{', '.join(limits)} (enforced by the engine)"
+        )
+
+    def _pull_container_image(self) -> None:
+        """``Downloading``: the job's image found in the engine or pulled through it; its digest recorded and
+        logged. Raises ``JobFailed`` (a ClientError naming the image and the fix) without an engine or image."""
+        choice = self._container
+        assert choice is not None
+        if self.cfg.containers == "off":
+            raise client_error(
+                f"AlgorithmSpecification.TrainingImage {choice.image} is a container image, and containers are off "
+                "on this node (TRAINFORGE_CONTAINERS=off); set TRAINFORGE_CONTAINERS=auto, or use a catalogue image"
+            )
+        if not choice.engine.available:
+            raise client_error(
+                f"container image {choice.image} needs a container engine, and none answers here "
+                f"({choice.engine.reason}); {ENGINE_FIX}"
+            )
+        image = ensure_image(choice.image, sink=self.reporter.line, should_stop=self.stop.is_set)
+        self.stop.check()
+        digest = image_digest(image)
+        self.say(f"Container image {choice.image} ({digest})")
+        self._record_container(choice.image, digest)
+
+    def _record_container(self, image: str, digest: str) -> None:
+        """Record the container image that runs (and its digest) in the host's lineage."""
+        lineage = getattr(self, "lineage", None)
+        if lineage is not None:
+            lineage.set_container(image, digest)
+
+    def _engine_error_reason(self, rc: int) -> str | None:
+        """For a container that never ran (``docker run`` exit code 125: the engine refused it), a ClientError with
+        the engine's words; None otherwise."""
+        if self._container is None or rc != 125:
+            return None
+        said = self.errors.message().strip().splitlines()
+        detail = said[-1] if said else "no reason given"
+        return truncate(f"ClientError: the container engine could not run {self._container.image}: {detail}")
+
+    def _catalogue_install(self, plan: Plan, cmd: list[str]) -> list[str]:
+        """In a catalogue container, the code's ``requirements.txt`` (or its package) installed with pip before the
+        entry point, as SageMaker's toolkit does; ``cmd`` as it is when there is nothing to install."""
+        if plan.entry_point is None:
+            return cmd
+        kind = toolkit.entry_point_type(self.paths.code, plan.entry_point)
+        has_requirements = (self.paths.code / "requirements.txt").is_file()
+        pip = [CATALOGUE_PYTHON, "-m", "pip", "install", "--disable-pip-version-check"]
+        if kind is toolkit.EntryPointType.PYTHON_PACKAGE:
+            pip += [".", *(["-r", "requirements.txt"] if has_requirements else [])]
+        elif has_requirements:
+            pip += ["-r", "requirements.txt"]
+        else:
+            return cmd
+        script = toolkit.format_command(pip) + ' && exec "$@"'
+        return ["/bin/sh", "-c", script, "sh", *cmd]
+
+    def _run_container(
+        self, spec: CreateTrainingJobRequest, cmd: list[str], env: dict[str, str]
+    ) -> tuple[int, bool, bool]:
+        """Run the job's container to its end or a stop; ``(exit code, stopped, killed for memory)``. The container
+        is always removed."""
+        choice = self._container
+        assert choice is not None
+        env_file = self.paths.root / ENV_FILE
+        through_client = write_env_file(env_file, env)
+        checkpoints_at = checkpoint_container_path(spec)
+        writable: dict[str, Path] = {}
+        if spec.CheckpointConfig is not None and not checkpoints_at.startswith(CONTAINER_OPT_ML + "/"):
+            writable[checkpoints_at] = checkpoint_local_path(spec, self.paths)
+        memory = self.cfg.memory_limit_gib
+        if choice.catalogue or spec.AlgorithmSpecification.ContainerEntrypoint:
+            entrypoint, command = cmd[0], cmd[1:]
+        else:
+            entrypoint, command = None, cmd
+        run = RunSpec(
+            image=choice.image,
+            name=container_name(self.cfg.job_name, self.cfg.host, self.cfg.attempt),
+            opt_ml=self.paths.opt_ml,
+            env_file=env_file,
+            command=command,
+            entrypoint=entrypoint,
+            workdir=f"{CONTAINER_OPT_ML}/code" if choice.catalogue else None,
+            channels={
+                ch.ChannelName: self._bound.get(ch.ChannelName, self.paths.channel(ch.ChannelName))
+                for ch in spec.InputDataConfig or []
+            },
+            writable=writable,
+            network=not self._isolated,
+            hosts={h: self.cfg.host_addresses.get(h, "127.0.0.1") for h in self.cfg.hosts},
+            memory_bytes=int(memory * 2**30) if memory is not None else None,
+            cpus=float(self.cfg.instance.effective_vcpus),
+            gpu_ids=self.cfg.gpu_ids,
+            labels={JOB_LABEL: self.cfg.job_name, HOST_LABEL: self.cfg.host},
+        )
+        proc = ContainerProcess(run, cwd=self.paths.root, sink=self._child_line, client_env=through_client)
+        try:
+            try:
+                proc.start()
+                self._child_started = True
+            except OSError as exc:
+                raise JobFailed(
+                    execute_error_reason(127, f"{type(exc).__name__}: {exc}", toolkit.format_command(proc.argv))
+                ) from None
+            self.sysmetrics.start(proc.pid or 0, job_gpus(None, self.cfg.instance.gpus))
+            stopped = False
+            while True:
+                rc = proc.wait(POLL_INTERVAL)
+                if rc is not None:
+                    break
+                if self.stop.is_set():
+                    self._report_stopping(self.stop.reason or StopReason.USER)
+                    self.say(
+                        f"Stopping the job: docker stop (SIGTERM, then SIGKILL after {self.cfg.stop_grace_seconds:g}s)"
+                    )
+                    rc = proc.stop(self.cfg.stop_grace_seconds)
+                    stopped = True
+                    break
+            proc.finish()
+            self.sysmetrics.close()
+            oom = not stopped and rc != 0 and proc.oom_killed()
+            return rc, stopped, oom
+        finally:
+            proc.remove()
 
     def _sandbox_spec(self, spec: CreateTrainingJobRequest, python: str) -> SandboxSpec:
         channels = {
@@ -422,6 +616,11 @@ class Supervisor:
 
     def _oom_reason(self) -> str:
         limits = self._limits
+        if self._container is not None and self.cfg.memory_limit_gib is not None:
+            return out_of_memory_reason(
+                f"the code used more than the {format_gib(int(self.cfg.memory_limit_gib * 2**30))} of "
+                f"{self.cfg.instance.type} on this host; enforced by the container engine"
+            )
         if limits is None or limits.memory_bytes is None:
             return out_of_memory_reason("the code ran out of memory")
         return out_of_memory_reason(
@@ -431,9 +630,12 @@ class Supervisor:
 
     def _plan(self, spec: CreateTrainingJobRequest) -> Plan:
         algo = spec.AlgorithmSpecification
+        if self._container is not None and not self._container.catalogue:
+            # the image decides what runs: `docker run <image> train`, or ContainerEntrypoint + ContainerArguments
+            return Plan(None, [*(algo.ContainerEntrypoint or []), *(algo.ContainerArguments or [])] or ["train"])
         if algo.ContainerEntrypoint:
             command = [*algo.ContainerEntrypoint, *(algo.ContainerArguments or [])]
-            if self.sandboxed:
+            if self.sees_opt_ml:
                 return Plan(None, command)
             return Plan(None, [self.paths.map_container_path(part) for part in command])
         program = toolkit.decode_hyperparameters(spec.HyperParameters).get(toolkit.PROGRAM_HP)
@@ -455,13 +657,14 @@ class Supervisor:
             self.stop.check()
             mode = input_mode(spec, channel.InputMode)
             bound = None
-            if self.sandboxed:
+            if self.sees_opt_ml:  # a sandbox or a container: the store's directory bound
                 bound = bindable_channel(store, self.cfg.storage, channel, host_count=len(hosts), input_mode=mode)
             if bound is not None and bound.bound is not None:
                 self._bound[bound.name] = bound.bound
                 self.say(
                     f"Channel '{bound.name}': {bound.files} file(s), {bound.bytes} bytes, bound read-only (no copy)"
                 )
+                self._record_channel(store, bound)
                 continue
             staged = stage_channel(
                 store,
@@ -472,8 +675,9 @@ class Supervisor:
                 input_mode=mode,
                 should_stop=self.stop.is_set,
             )
-            suffix = ", read-only" if self.sandboxed else ""
+            suffix = ", read-only" if self.sees_opt_ml else ""
             self.say(f"Channel '{staged.name}': {staged.files} file(s), {staged.bytes} bytes{suffix}")
+            self._record_channel(store, staged)
         self.stop.check()
 
     def _prepare_code(self, store: ObjectStore, spec: CreateTrainingJobRequest, plan: Plan) -> str:
@@ -484,8 +688,12 @@ class Supervisor:
         if isinstance(submit, str) and submit:
             self.say(f"Source code: {fetch_source(store, self._host_path(submit), code, self.paths.tmp)}")
         self.stop.check()
+        if self._container is not None:
+            self._pull_container_image()
+            if not self._container.catalogue:
+                return ""  # the image has its own interpreter; nothing is built on the host
         if plan.entry_point is None:
-            return self.environment_python(spec)
+            return CATALOGUE_PYTHON if self._container is not None else self.environment_python(spec)
         kind = toolkit.entry_point_type(code, plan.entry_point)
         if kind is not toolkit.EntryPointType.PYTHON_PACKAGE:
             target = code / plan.entry_point
@@ -493,6 +701,8 @@ class Supervisor:
                 raise client_error(f"entry point '{plan.entry_point}' was not found in the source code")
             if kind is toolkit.EntryPointType.COMMAND:
                 target.chmod(target.stat().st_mode | 0o755)
+        if self._container is not None:
+            return CATALOGUE_PYTHON  # the build's venv; requirements.txt is installed inside (_catalogue_install)
         return self.environment_python(spec, code_dir=code, package=kind is toolkit.EntryPointType.PYTHON_PACKAGE)
 
     def environment_python(
@@ -535,7 +745,8 @@ class Supervisor:
             num_gpus=len(self.cfg.gpu_ids) if self.cfg.gpu_ids is not None else self.cfg.instance.gpus,
             framework_module=(spec.Environment or {}).get("SAGEMAKER_TRAINING_MODULE"),
         )
-        env = base_env()
+        container = self._container
+        env = base_env() if container is None else {}
         env.update(toolkit.env_vars(train_env))
         env.update(
             {
@@ -553,7 +764,7 @@ class Supervisor:
         env.update(code_storage.env)
         if code_storage.notice:
             self.say(code_storage.notice)
-        if self.cfg.gpu_ids is not None:
+        if self.cfg.gpu_ids is not None and container is None:  # a container sees its GPUs as 0..n-1 (--gpus)
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in self.cfg.gpu_ids)
         rendezvous = rendezvous_env(
             list(train_env["hosts"]), self.cfg.host, self.cfg.host_addresses, self.cfg.master_port
@@ -561,13 +772,17 @@ class Supervisor:
         env.update(rendezvous)
         existing = env.get("PYTHONPATH")
         image_paths = image_pythonpath(spec, plan.algorithm)
-        if rendezvous:
+        if container is not None:  # the image's copy of trainforge's helper modules; --add-host names the hosts
+            image_paths = [CATALOGUE_IMAGE_FILES for _ in image_paths[:1]]
+        elif rendezvous:
             image_paths.insert(0, str(HOSTNAMES_DIR))
         code_dir = self.code_opt_ml / "code"
-        env["PYTHONPATH"] = os.pathsep.join([str(code_dir), *image_paths, *([existing] if existing else [])])
+        if container is None or container.catalogue:
+            env["PYTHONPATH"] = os.pathsep.join([str(code_dir), *image_paths, *([existing] if existing else [])])
         if self.sandboxed:
             env["TMPDIR"] = "/tmp"
-        use_python(env, python)
+        if container is None:
+            use_python(env, python)
         if self.cfg.remote_function_key:
             env["TRAINFORGE_REMOTE_FUNCTION_KEY"] = self.cfg.remote_function_key
         env.update(spec.Environment or {})
@@ -587,6 +802,8 @@ class Supervisor:
                 cmd = launch.command(python, kind, plan.entry_point, args)
             else:
                 cmd = toolkit.entry_point_command(kind, plan.entry_point, args, python)
+        if container is not None and container.catalogue:
+            cmd = self._catalogue_install(plan, cmd)
         self.say("Training Env:\n\n" + json.dumps(train_env, indent=4, sort_keys=True) + "\n")
         self.say("Invoking script with the following command:\n\n" + toolkit.format_command(cmd) + "\n")
         return cmd, env
@@ -603,6 +820,8 @@ class Supervisor:
     ) -> tuple[int, bool, bool]:
         """Run the user's command (sandboxed when it can be, always under the limits) to its end or a stop;
         return ``(exit code, stopped, killed for memory)``."""
+        if self._container is not None:
+            return self._run_container(spec, cmd, env)
         launch = cmd
         if self.sandboxed:
             assert self._sandbox.bwrap is not None

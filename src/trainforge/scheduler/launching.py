@@ -72,6 +72,8 @@ def launch_request(
         gpu_ids=gpu_ids,
         remote_function_key=remote_function_key,
         sandbox=settings.sandbox,
+        containers=settings.containers,
+        catalogue_containers=settings.catalogue_containers,
         memory_limit_gib=memory_limit_gib(placement.instance, launcher.machine),
         ca_bundle_pem=supervisor_ca_pem(settings),
         role=json.loads(role_json) if role_json else None,

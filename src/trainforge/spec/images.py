@@ -174,6 +174,15 @@ FRAMEWORK_ALIASES: dict[str, str] = {
     "python": "python",
 }
 
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+# Docker's image reference grammar (distribution's reference package): [domain[:port]/]path[:tag][@digest].
+CONTAINER_REFERENCE = re.compile(
+    rf"^(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?/)?{_PATH_PART}(?:/{_PATH_PART})*"
+    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+CATALOGUE_PREFIX = "trainforge/"
+
 _ECR = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/(?P<repo>[^:@]+)[:@](?P<tag>.+)$")
 
 
@@ -220,6 +229,28 @@ def resolve_image(uri: str, *, field: str = "AlgorithmSpecification.TrainingImag
         "(or use trainforge.image_uris.retrieve(framework, region, version))",
         field=field,
     )
+
+
+def is_container_image(uri: str | None) -> bool:
+    """Whether a ``TrainingImage`` names a container image of its own (run with a Docker-compatible engine): neither
+    a catalogue name (``trainforge/...``, known or not) nor a SageMaker ECR URI of a catalogue framework."""
+    if not uri or uri in CATALOGUE or uri.startswith(CATALOGUE_PREFIX):
+        return False
+    m = _ECR.match(uri)
+    return not (m and m.group("repo") in FRAMEWORK_ALIASES)
+
+
+def check_container_reference(uri: str, *, field: str = "AlgorithmSpecification.TrainingImage") -> str:
+    """``uri`` when it is a well-formed image reference (``[registry[:port]/]name[:tag][@sha256:...]``, lower-case
+    name); raises :class:`ValidationError` naming ``field`` and the form otherwise."""
+    if not CONTAINER_REFERENCE.match(uri):
+        raise ValidationError(
+            f"{field}: {uri!r} is not a container image reference; use [registry[:port]/]name[:tag][@digest] with a "
+            "lower-case name (e.g. my-team/train:1 or registry.example.com:5000/train@sha256:...), or a catalogue "
+            f"image ({', '.join(CATALOGUE)})",
+            field=field,
+        )
+    return uri
 
 
 def job_image(training_image: str | None, algorithm_name: str | None = None) -> Image:
