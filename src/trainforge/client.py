@@ -414,6 +414,20 @@ class TrainforgeClient:
         result: dict[str, Any] = self._request("POST", self._job_path(name, "/stop"))
         return result
 
+    def rerun_training_job(self, name: str, *, new_name: str | None = None) -> dict[str, Any]:
+        """``POST /v1/training-jobs/{name}/rerun``: submit the job's spec again under ``new_name`` (default
+        ``<name>-rerun-<n>``); returns ``{"TrainingJobArn", "TrainingJobName", "Warnings"}``, the warnings saying
+        what changed since the job ran (channel objects, code object).
+
+        Raises:
+            NotFoundError: No job has this name.
+            ValidationError: ``new_name`` is not a valid job name.
+            ConflictError: ``new_name`` is taken.
+        """
+        body = {"TrainingJobName": new_name} if new_name is not None else {}
+        result: dict[str, Any] = self._request("POST", self._job_path(name, "/rerun"), json_body=body)
+        return result
+
     def remote_function_key(self, name: str) -> str:
         """``GET /v1/remote-function-keys/{name}``: the HMAC key of one remote-function job's payloads."""
         result: dict[str, Any] = self._request("GET", f"/v1/remote-function-keys/{quote(name, safe='')}")

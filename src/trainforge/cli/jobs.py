@@ -1,4 +1,4 @@
-"""``trainforge jobs list|describe|logs|stop|wait``: inspect and control training jobs.
+"""``trainforge jobs list|describe|logs|stop|wait|rerun|diff``: inspect, control and repeat training jobs.
 
 A user sees their own jobs (an admin everyone's). Secret-looking environment values and hyperparameters are shown
 as ``****``; ``jobs describe NAME --show-secrets`` shows them to the job's owner.
@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from trainforge.admin_client import AdminClient
+from trainforge.cli.lineage import diff_lines, job_diff, lineage_lines, write_lines
 from trainforge.cli.output import fmt_time, print_fields, print_json, print_json_line, print_table
 from trainforge.client import TrainforgeClient
 from trainforge.local_server import connect
@@ -129,10 +130,50 @@ def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
     """Show one job (``--output json``: the full DescribeTrainingJob answer); ``--show-secrets`` for its owner."""
     with _client(settings) as client:
         desc = AdminClient(client).describe_training_job(args.name, show_secrets=args.show_secrets)
-    if args.output == "json":
+    if args.lineage:
+        if args.output == "json":
+            print_json(desc.get("Lineage"))
+        else:
+            write_lines(lineage_lines(args.name, desc.get("Lineage")))
+    elif args.output == "json":
         print_json(desc)
     else:
         _print_description(desc)
+    return EXIT_OK
+
+
+def cmd_rerun(args: argparse.Namespace, settings: Settings) -> int:
+    """Submit a job's spec again (same image, code object, data, hyperparameters) and say what changed since;
+    with ``--wait``, wait for the new job to end (exit 0 Completed, 1 otherwise)."""
+    with _client(settings) as client:
+        result = client.rerun_training_job(args.name, new_name=args.new_name)
+        new = str(result["TrainingJobName"])
+        if args.output == "json":
+            print_json(result)
+        else:
+            sys.stdout.write(f"{new}\n")
+        for warning in result.get("Warnings") or []:
+            sys.stderr.write(f"warning: {warning}\n")
+        if not args.wait:
+            return EXIT_OK
+        while True:
+            desc = client.describe_training_job(new)
+            if desc.get("TrainingJobStatus") in TERMINAL_PRIMARY:
+                return _wait_result(desc, "text" if args.output == "json" else args.output, stream=sys.stderr)
+            time.sleep(args.poll)
+
+
+def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
+    """Show what differs between two jobs: hyperparameters, image and environment, code, data, final metrics and
+    the model's content hash. Exits 0 whether or not they differ."""
+    with _client(settings) as client:
+        a = client.describe_training_job(args.a)
+        b = client.describe_training_job(args.b)
+    diff = job_diff(a, b)
+    if args.output == "json":
+        print_json(diff)
+    else:
+        write_lines(diff_lines(diff))
     return EXIT_OK
 
 
@@ -181,7 +222,7 @@ def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _wait_result(desc: dict[str, Any], output: str) -> int:
+def _wait_result(desc: dict[str, Any], output: str, *, stream: TextIO | None = None) -> int:
     status = desc.get("TrainingJobStatus")
     result = {
         "TrainingJobName": desc.get("TrainingJobName"),
@@ -196,7 +237,7 @@ def _wait_result(desc: dict[str, Any], output: str) -> int:
         line = f"{result['TrainingJobName']}: {status} ({result['SecondaryStatus']})"
         if result["FailureReason"]:
             line += f". Reason: {result['FailureReason']}"
-        sys.stdout.write(line + "\n")
+        (stream or sys.stdout).write(line + "\n")
     return EXIT_OK if status == "Completed" else EXIT_JOB_DID_NOT_COMPLETE
 
 
@@ -234,7 +275,7 @@ def _positive_int(text: str) -> int:
 def register(groups: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     """Add the ``jobs`` command group."""
     jobs = groups.add_parser("jobs", help="list, inspect and control training jobs", parents=[common])
-    commands = jobs.add_subparsers(dest="command", required=True, metavar="{list,describe,logs,stop,wait}")
+    commands = jobs.add_subparsers(dest="command", required=True, metavar="{list,describe,logs,stop,wait,rerun,diff}")
 
     ls = commands.add_parser("list", help="list training jobs", parents=[common])
     ls.add_argument("--name-contains", help="only jobs whose name contains this")
@@ -252,6 +293,11 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser], common
         "--show-secrets",
         action="store_true",
         help="show secret-looking environment values and hyperparameters (only for the job's owner)",
+    )
+    describe.add_argument(
+        "--lineage",
+        action="store_true",
+        help="show what the job ran on: environment fingerprint, code sha256, data manifest, image digest",
     )
     describe.set_defaults(handler=cmd_describe)
 
@@ -280,3 +326,17 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser], common
     until.add_argument("--timeout", type=float, default=None, help="give up (exit 124) after this many seconds")
     until.add_argument("--logs", action="store_true", help="print status and log lines while waiting")
     wait.set_defaults(handler=cmd_wait)
+
+    rerun = commands.add_parser(
+        "rerun", help="run a job again with the same spec, environment, code and data", parents=[common]
+    )
+    rerun.add_argument("name")
+    rerun.add_argument("--name", dest="new_name", help="the new job's name (default <name>-rerun-<n>)")
+    rerun.add_argument("--wait", action="store_true", help="wait for the new job to end (exit 1 unless Completed)")
+    rerun.add_argument("--poll", type=float, default=2.0, help="seconds between status checks with --wait")
+    rerun.set_defaults(handler=cmd_rerun)
+
+    diff = commands.add_parser("diff", help="show what differs between two jobs", parents=[common])
+    diff.add_argument("a", metavar="A")
+    diff.add_argument("b", metavar="B")
+    diff.set_defaults(handler=cmd_diff)

@@ -42,17 +42,20 @@ class SourceObject:
     source: str
     relative: str
     size: int
+    etag: str | None = None  # the store's ETag where it keeps one (S3)
 
 
 @dataclass(frozen=True)
 class StagedChannel:
     """What was staged for one channel on this host; ``bound`` is the store directory the sandbox binds
-    read-only in place of a copy (None: the files were copied into the channel directory)."""
+    read-only in place of a copy (None: the files were copied into the channel directory). ``listed`` is every
+    object of the channel's source as listed, before any sharding over hosts (the job's data manifest)."""
 
     name: str
     files: int
     bytes: int
     bound: Path | None = None
+    listed: tuple[SourceObject, ...] = ()
 
 
 def relative_key(prefix: str, key: str) -> str:
@@ -87,7 +90,7 @@ def list_store_objects(store: ObjectStore, uri: str) -> list[SourceObject]:
     for info in store.list(uri):
         if info.key.endswith("/"):
             continue
-        out.append(SourceObject(info.uri, relative_key(parsed.key, info.key), info.size))
+        out.append(SourceObject(info.uri, relative_key(parsed.key, info.key), info.size, info.etag))
     return out
 
 
@@ -178,6 +181,7 @@ def stage_channel(
             raise client_error(f"channel '{name}': unsupported URI scheme in {uri} (use s3:// or file://)")
         if not objects:
             raise client_error(f"channel '{name}': no objects found under {uri}")
+        listed = tuple(objects)
         if source.S3DataDistributionType == "ShardedByS3Key" and host_count > 1:
             objects = shard(objects, host_index, host_count)
         files = size = 0
@@ -200,7 +204,7 @@ def stage_channel(
         if isinstance(exc, TrainforgeError):
             raise client_error(f"channel '{name}': {exc.message}") from None
         raise client_error(f"channel '{name}': could not stage {uri}: {exc}") from None
-    return StagedChannel(name, files, size)
+    return StagedChannel(name, files, size, listed=listed)
 
 
 def _disk_full(name: str, uri: str, dest: Path, objects: list[SourceObject]) -> JobFailed:
@@ -277,4 +281,4 @@ def bindable_channel(
         if ".." in PurePosixPath(obj.relative).parts or path != root / key or _starts_with(path, magic):
             return None
         size += obj.size
-    return StagedChannel(channel.ChannelName, len(objects), size, bound=directory)
+    return StagedChannel(channel.ChannelName, len(objects), size, bound=directory, listed=tuple(objects))

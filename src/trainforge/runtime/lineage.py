@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tarfile
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+from trainforge.runtime.channels import SourceObject, list_file_objects, list_manifest_objects, list_store_objects
 from trainforge.runtime.envcache import environment_record, installed_distributions, interpreter_of
+from trainforge.storage import ObjectStore
 
 
 def canonical_sha256(value: Any) -> str:
@@ -92,3 +98,168 @@ def environment_lineage(python: str, *, image: str) -> dict[str, Any]:
     return environment_fingerprint(
         python, image=image, lock_sha256=record.lock_sha256, layer_sha256=record.layer_sha256, locked=record.locked
     )
+
+
+# ----------------------------------------------------------------------------------- code, data, output, recorder
+#
+# The code fingerprint is the sha256 and size of ``sourcedir.tar.gz`` as fetched; the data manifest lists each
+# channel object's key, size and ETag, where the local store (which keeps no ETag) gives the sha256 of the object's
+# content instead; a model's content hash covers its files' names and bytes, not the archive's mtimes.
+
+HASH_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """The sha256 (hex) and the size in bytes of the file at ``path``."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(HASH_CHUNK):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def code_fingerprint(uri: str, archive: Path) -> dict[str, Any]:
+    """The ``Code`` part of a lineage: ``{"Uri", "Sha256", "Size"}`` of the source archive fetched from ``uri``."""
+    sha, size = sha256_file(archive)
+    return {"Uri": uri, "Sha256": sha, "Size": size}
+
+
+def store_object_sha256(store: ObjectStore, uri: str) -> str:
+    """The sha256 (hex) of the content of the object at ``uri`` (the plaintext, for an object encrypted at rest)."""
+    digest = hashlib.sha256()
+    for block in store.read_chunks(uri):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest_entry(store: ObjectStore, obj: SourceObject) -> dict[str, Any]:
+    """One data-manifest entry ``{"Key", "Size", "ETag"}`` for a channel object: an ``s3://`` object's size and
+    ETag from the store (the content's sha256 where the store keeps no ETag), a ``file://`` file's size and sha256.
+    """
+    if not obj.source.startswith("s3://"):
+        sha, size = sha256_file(Path(obj.source))
+        return {"Key": f"file://{obj.source}", "Size": size, "ETag": sha}
+    size, etag = obj.size, obj.etag
+    if etag is None:
+        info = store.info(obj.source)  # a ManifestFile entry is listed without size; the local store has no ETag
+        size, etag = info.size, info.etag
+    return {"Key": obj.source, "Size": size, "ETag": etag or store_object_sha256(store, obj.source)}
+
+
+def channel_manifest(store: ObjectStore, objects: Iterable[SourceObject]) -> list[dict[str, Any]]:
+    """A channel's data manifest: one :func:`manifest_entry` per object, sorted by key."""
+    return sorted((manifest_entry(store, obj) for obj in objects), key=lambda entry: str(entry["Key"]))
+
+
+def current_manifest(store: ObjectStore, uri: str, data_type: str = "S3Prefix") -> list[dict[str, Any]]:
+    """The data manifest of a channel source as it is now (listed the way staging lists it).
+
+    Raises the store's errors (``NotFoundError`` for a missing bucket or manifest object) and
+    :class:`~trainforge.runtime.failure.JobFailed` for an unreadable manifest file.
+    """
+    if uri.startswith("file://"):
+        objects = list_file_objects(uri)
+    elif data_type == "ManifestFile":
+        objects = list_manifest_objects(store, uri)
+    else:
+        objects = list_store_objects(store, uri)
+    return channel_manifest(store, objects)
+
+
+def _content_line(kind: str, name: str, value: str) -> bytes:
+    return f"{kind}\0{name}\0{value}\n".encode("utf-8", "surrogateescape")
+
+
+def _member_name(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return name.rstrip("/")
+
+
+def archive_content_sha256(archive: Path) -> str:
+    """The content hash of a ``tar(.gz)``: sha256 over its regular files (name and the sha256 of the bytes) and
+    symbolic links (name and target), sorted by name. Directories, owners, modes and mtimes do not count, so the
+    same files packaged twice hash the same, and :func:`tree_content_sha256` of the packaged directory agrees."""
+    lines: list[bytes] = []
+    with tarfile.open(archive, "r:*") as tar:
+        for member in tar:
+            name = _member_name(member.name)
+            if member.isfile():
+                handle = tar.extractfile(member)
+                assert handle is not None
+                digest = hashlib.sha256()
+                with handle:
+                    while block := handle.read(HASH_CHUNK):
+                        digest.update(block)
+                lines.append(_content_line("F", name, digest.hexdigest()))
+            elif member.issym():
+                lines.append(_content_line("L", name, member.linkname))
+    return hashlib.sha256(b"".join(sorted(lines))).hexdigest()
+
+
+def tree_content_sha256(root: Path) -> str:
+    """The content hash (as :func:`archive_content_sha256` defines it) of the files under ``root``."""
+    lines: list[bytes] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*filenames, *(d for d in dirnames if os.path.islink(os.path.join(dirpath, d)))]:
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                lines.append(_content_line("L", rel, os.readlink(path)))
+            elif path.is_file():
+                lines.append(_content_line("F", rel, sha256_file(path)[0]))
+    return hashlib.sha256(b"".join(sorted(lines))).hexdigest()
+
+
+class LineageRecorder:
+    """Collects one host's lineage while its supervisor prepares and runs the job; :meth:`payload` is what the
+    supervisor reports (with its ``Training`` status and its final one). Parts never recorded stay null
+    (``Data`` empty): a job that failed early reports what was known by then."""
+
+    def __init__(self) -> None:
+        self._environment: dict[str, Any] | None = None
+        self._code: dict[str, Any] | None = None
+        self._data: dict[str, list[dict[str, Any]]] = {}
+        self._container: dict[str, Any] | None = None
+        self._output: dict[str, Any] | None = None
+
+    def set_code(self, code: dict[str, Any]) -> None:
+        """Record the ``Code`` part (see :func:`code_fingerprint`)."""
+        self._code = code
+
+    def add_channel(self, name: str, manifest: list[dict[str, Any]]) -> None:
+        """Record channel ``name``'s data manifest (see :func:`channel_manifest`)."""
+        self._data[name] = manifest
+
+    def set_environment(self, environment: dict[str, Any]) -> None:
+        """Record the ``Environment`` part (see :func:`environment_fingerprint`)."""
+        self._environment = environment
+
+    def set_container(self, image: str, digest: str) -> None:
+        """Record a container job's image: ``Container`` = ``{"Image", "Digest"}`` and the environment that
+        stands for it (:func:`container_environment`)."""
+        self._container = {"Image": image, "Digest": digest}
+        self._environment = container_environment(image, digest)
+
+    def set_model_content(self, sha256: str) -> None:
+        """Record the content hash of the model this host packaged (``Output.ModelContentSha256``)."""
+        self._output = {"ModelContentSha256": sha256}
+
+    @property
+    def known(self) -> bool:
+        """Whether anything was recorded yet."""
+        return any((self._environment, self._code, self._data, self._container, self._output))
+
+    def payload(self) -> dict[str, Any]:
+        """The lineage as the agent status route takes it (``lineage``), a fresh copy each call."""
+        out: dict[str, Any] = {
+            "Environment": self._environment,
+            "Code": self._code,
+            "Data": {name: list(entries) for name, entries in self._data.items()},
+            "Container": self._container,
+        }
+        if self._output is not None:
+            out["Output"] = dict(self._output)
+        return out

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from trainforge.errors import TrainforgeError
 from trainforge.runtime.failure import DiskPhase, disk_full, is_disk_full
+from trainforge.runtime.lineage import archive_content_sha256, tree_content_sha256
 from trainforge.spec import contract
 from trainforge.storage import ObjectStore, s3_join
 
@@ -86,11 +87,13 @@ def _publish_file(store: ObjectStore, uri: str, path: Path) -> None:
 @dataclass(frozen=True)
 class Artifact:
     """One published artifact: where it went, how many top-level entries or files it holds, and which it is
-    (``model`` or ``output``; empty when the caller did not say)."""
+    (``model`` or ``output``; empty when the caller did not say). ``content_sha256`` is the model's content hash
+    (:func:`~trainforge.runtime.lineage.archive_content_sha256`; None for output data)."""
 
     uri: str
     entries: int
     kind: str = ""
+    content_sha256: str | None = None
 
 
 def is_empty_dir(path: Path) -> bool:
@@ -107,8 +110,11 @@ def output_prefix(output_path: str, job_name: str) -> str:
     return s3_join(output_path, job_name, "output")
 
 
-def publish_archive(store: ObjectStore, src_dir: Path, uri: str, tmp_dir: Path) -> Artifact:
-    """Archive ``src_dir`` into a temporary file under ``tmp_dir`` and store it at ``uri``."""
+def publish_archive(
+    store: ObjectStore, src_dir: Path, uri: str, tmp_dir: Path, *, content_hash: bool = False
+) -> Artifact:
+    """Archive ``src_dir`` into a temporary file under ``tmp_dir`` and store it at ``uri``; with ``content_hash``
+    the artifact carries the archive's content hash."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".artifact-", suffix=".tar.gz", dir=tmp_dir)
     os.close(fd)
@@ -122,10 +128,11 @@ def publish_archive(store: ObjectStore, src_dir: Path, uri: str, tmp_dir: Path) 
             archive.unlink(missing_ok=True)
             what = f"packaging {uri.rsplit('/', 1)[-1]} from {src_dir} ({tree_bytes(src_dir)} bytes)"
             raise disk_full(DiskPhase.UPLOAD, what, tmp_dir) from None
+        digest = archive_content_sha256(archive) if content_hash else None
         publish_file(store, uri, archive)
     finally:
         archive.unlink(missing_ok=True)
-    return Artifact(uri, entries)
+    return Artifact(uri, entries, content_sha256=digest)
 
 
 def tree_bytes(root: Path) -> int:
@@ -178,9 +185,12 @@ def publish_artifacts(
     stored: list[Artifact] = []
     if empty_model or not is_empty_dir(model_dir):
         if compressed:
-            model = publish_archive(store, model_dir, s3_join(prefix, contract.MODEL_ARCHIVE), tmp_dir)
+            model = publish_archive(
+                store, model_dir, s3_join(prefix, contract.MODEL_ARCHIVE), tmp_dir, content_hash=True
+            )
         else:
             model = publish_tree(store, model_dir, s3_join(prefix, "model"))
+            model = replace(model, content_sha256=tree_content_sha256(model_dir))
         stored.append(replace(model, kind="model"))
     if compressed:
         output = publish_archive(store, output_data_dir, s3_join(prefix, contract.OUTPUT_ARCHIVE), tmp_dir)

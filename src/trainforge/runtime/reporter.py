@@ -67,22 +67,33 @@ class LogLine:
 def _ticket_of(data: dict[str, Any]) -> StatusTicket:
     """The ticket of a status record read back from the spool."""
     model_stored = data.get("model_stored")
+    lineage = data.get("lineage")
     return StatusTicket(
         str(data["status"]),
         str(data.get("message") or ""),
         data.get("failure_reason"),
         model_stored if isinstance(model_stored, bool) else None,
+        lineage=lineage if isinstance(lineage, dict) else None,
     )
 
 
 class StatusTicket:
     """A queued status report; :meth:`wait` blocks until the server answered it (or it was dropped)."""
 
-    def __init__(self, status: str, message: str, failure_reason: str | None, model_stored: bool | None = None) -> None:
+    def __init__(
+        self,
+        status: str,
+        message: str,
+        failure_reason: str | None,
+        model_stored: bool | None = None,
+        *,
+        lineage: dict[str, Any] | None = None,
+    ) -> None:
         self.status = status
         self.message = message
         self.failure_reason = failure_reason
         self.model_stored = model_stored
+        self.lineage = lineage
         self.outcome: ReplyKind | None = None
         self.reply: Any = None
         self._done = threading.Event()
@@ -388,12 +399,19 @@ class Reporter:
             self._written_now()
 
     def status(
-        self, status: str, message: str, failure_reason: str | None = None, *, model_stored: bool | None = None
+        self,
+        status: str,
+        message: str,
+        failure_reason: str | None = None,
+        *,
+        model_stored: bool | None = None,
+        lineage: dict[str, Any] | None = None,
     ) -> StatusTicket:
         """Queue a status report behind every line queued so far (synced to disk) and return its ticket.
 
-        ``model_stored`` (a final report's, when not None) says whether the job's model was stored."""
-        ticket = StatusTicket(status, message, failure_reason, model_stored)
+        ``model_stored`` (a final report's, when not None) says whether the job's model was stored; ``lineage``
+        (when not None) is what the host ran on (:mod:`trainforge.runtime.lineage`), stored by the server."""
+        ticket = StatusTicket(status, message, failure_reason, model_stored, lineage=lineage)
         with self._cond:
             if self._gone:
                 ticket.resolve(ReplyKind.GONE)
@@ -406,6 +424,8 @@ class Reporter:
             }
             if model_stored is not None:
                 record["model_stored"] = model_stored
+            if lineage is not None:
+                record["lineage"] = lineage
             self._append(record, ticket)
             self._written_now(sync=True)
         return ticket
@@ -588,6 +608,8 @@ class Reporter:
         body = self._client.status_body(ticket.status, ticket.message, ticket.failure_reason)
         if ticket.model_stored is not None:
             body["model_stored"] = ticket.model_stored
+        if ticket.lineage is not None:
+            body["lineage"] = ticket.lineage
         reply = self._client.deliver("status", body, cancel=self._cancel)
         if reply.kind is ReplyKind.RETRY:
             return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tarfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from trainforge.errors import TrainforgeError
@@ -100,11 +101,19 @@ def _empty(directory: Path) -> None:
             child.unlink()
 
 
-def fetch_source(store: ObjectStore, location: str, code_dir: Path, tmp_dir: Path) -> str:
+def fetch_source(
+    store: ObjectStore,
+    location: str,
+    code_dir: Path,
+    tmp_dir: Path,
+    *,
+    on_archive: Callable[[str, Path], None] | None = None,
+) -> str:
     """Fill ``code_dir`` from ``location`` (``s3://``, ``file://`` or a local path; tarball or directory).
 
-    Returns a short description for the job log. Raises :class:`JobFailed` with a ``ClientError`` when the
-    code cannot be fetched or the archive is unsafe.
+    ``on_archive(location, path)`` is called with the archive as fetched, before it is extracted (a directory
+    source has none), e.g. to fingerprint the code. Returns a short description for the job log. Raises
+    :class:`JobFailed` with a ``ClientError`` when the code cannot be fetched or the archive is unsafe.
     """
     if location.startswith("s3://"):
         archive = tmp_dir / "sourcedir.tar.gz"
@@ -113,6 +122,8 @@ def fetch_source(store: ObjectStore, location: str, code_dir: Path, tmp_dir: Pat
         except TrainforgeError as exc:
             raise client_error(f"cannot download source code {location}: {exc.message}") from None
         try:
+            if on_archive is not None:
+                on_archive(location, archive)
             count = extract_archive(archive, code_dir, location)
         finally:
             archive.unlink(missing_ok=True)
@@ -125,6 +136,8 @@ def fetch_source(store: ObjectStore, location: str, code_dir: Path, tmp_dir: Pat
             raise client_error(f"cannot copy source directory {location}: {exc}") from None
         return f"copied source directory {path}"
     if path.is_file():
+        if on_archive is not None:
+            on_archive(location, path)
         count = extract_archive(path, code_dir, location)
         return f"extracted {count} entries from {path}"
     raise client_error(f"source code {location} does not exist")

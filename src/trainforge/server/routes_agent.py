@@ -26,6 +26,7 @@ class StatusReport(BaseModel):
     message: str | None = None
     failure_reason: str | None = None
     model_stored: bool | None = None  # a final report's: whether the job's model was stored (False: no artifact)
+    lineage: dict[str, Any] | None = None  # what the host ran on (trainforge.spec.lineage), with Training and the end
 
 
 class LogBatch(BaseModel):
@@ -70,6 +71,7 @@ async def report_status(name: str, body: StatusReport, request: Request) -> dict
             failure_reason=body.failure_reason,
             host=body.host,
             model_stored=body.model_stored,
+            lineage=body.lineage,
         )
     )
     request.app.state.jobs.wake.set()
@@ -95,6 +97,7 @@ async def append_metrics(name: str, body: MetricBatch, request: Request) -> dict
     """Store metric points ``{name, value, timestamp[, seq]}``; a resent point with a ``seq`` is stored once."""
     job = await _job(name, request)
     return await to_thread.run_sync(_svc(request).append_metrics, job, body.host, body.points)
+
 
 class EnvironmentLockBody(BaseModel):
     """A ``requirements.txt`` layer's resolution, as ``uv pip compile --generate-hashes`` wrote it."""

@@ -14,10 +14,12 @@ from typing import Annotated, Any
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from trainforge.server.auth import Principal, current_user
 from trainforge.server.log_events import log_event, log_page
 from trainforge.service.jobs import JobService
+from trainforge.service.rerun import RerunService
 from trainforge.spec.job import CreateTrainingJobRequest
 from trainforge.store.jobs import ListQuery
 from trainforge.store.records import JobRecord
@@ -82,6 +84,23 @@ async def describe_training_job(
 async def stop_training_job(name: str, request: Request, caller: Caller) -> dict[str, Any]:
     """Request a stop: ``Stopping`` then ``Stopped`` once the job's code has ended and artifacts are saved."""
     return await to_thread.run_sync(_svc(request).stop, name, caller)
+
+
+class RerunBody(BaseModel):
+    """Optional body of a rerun: the new job's name (default ``<name>-rerun-<n>``)."""
+
+    TrainingJobName: str | None = None
+
+
+@router.post("/training-jobs/{name}/rerun", summary="Rerun a training job", status_code=201)
+async def rerun_training_job(
+    name: str, request: Request, caller: Caller, body: RerunBody | None = None
+) -> dict[str, Any]:
+    """Submit the job's spec again (same image, code object, channels, hyperparameters, role) under a new name;
+    ``Warnings`` say what changed since it ran (channel objects, code object)."""
+    svc = RerunService(jobs=_svc(request), objects=request.app.state.objects)
+    new_name = body.TrainingJobName if body is not None else None
+    return await to_thread.run_sync(partial(svc.rerun, name, caller, new_name=new_name))
 
 
 @router.get("/training-jobs/{name}/logs", summary="Read or follow a job's log", response_model=None)

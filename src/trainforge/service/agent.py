@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ from trainforge.errors import AuthError, ConflictError, ValidationError
 from trainforge.service.metric_extraction import ExtractorCache
 from trainforge.spec.contract import FAILURE_REASON_MAX
 from trainforge.spec.hosts import job_move
+from trainforge.spec.lineage import check_lineage
 from trainforge.spec.metrics import MAX_NAME_LENGTH, metric_value
 from trainforge.spec.status import TERMINAL, SecondaryStatus
 from trainforge.store.jobs import JobStore
@@ -76,9 +78,13 @@ class AgentService:
         failure_reason: str | None,
         host: str = "algo-1",
         model_stored: bool | None = None,
+        lineage: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Apply one host's status report: record the host's own status, then move the job through the
         transition table to what its hosts' statuses make it (:mod:`trainforge.spec.hosts`).
+
+        ``lineage`` (a supervisor sends it with ``Training`` and with its final report) is stored as what this
+        host ran on (:mod:`trainforge.spec.lineage`); a malformed one is a :class:`ValidationError` naming it.
 
         ``model_stored=False`` on a report that ends the job other than Completed says no model was stored: the
         job then has no ``ModelArtifacts`` (SageMaker records none for a Failed or Stopped job without a model).
@@ -93,12 +99,15 @@ class AgentService:
             raise ValidationError(f"status: {status!r} is not a SecondaryStatus", field="status") from None
         if failure_reason is not None:
             failure_reason = failure_reason[:FAILURE_REASON_MAX]
+        lineage_json = None if lineage is None else json.dumps(check_lineage(lineage), separators=(",", ":"))
         if job.terminal or job.secondary_status in _BETWEEN_ATTEMPTS:
             raise ConflictError(
                 f"training job {job.name!r} is {job.secondary_status.value}; it cannot move to {reported.value}",
                 details={"current": job.secondary_status.value, "requested": reported.value, "attempt": job.attempt},
             )
-        hosts = self.store.record_host(job.id, host, reported, message, failure_reason, attempt=job.attempt)
+        hosts = self.store.record_host(
+            job.id, host, reported, message, failure_reason, attempt=job.attempt, lineage=lineage_json
+        )
         for _attempt in range(3):
             move = job_move(
                 host=host,

@@ -55,9 +55,11 @@ def describe(
     metrics: list[MetricRecord] | None = None,
     *,
     show_secrets: bool = False,
+    lineage: dict[str, Any] | None = None,
     prices: PriceTable | None = None,
 ) -> dict[str, Any]:
-    """The DescribeTrainingJob response for ``job``, with ``CreatedBy`` naming its owner.
+    """The DescribeTrainingJob response for ``job``, with ``CreatedBy`` naming its owner and, when its hosts
+    reported one, ``Lineage`` (trainforge's own: :func:`trainforge.spec.lineage.job_lineage`).
 
     ``ModelArtifacts`` names where the model is (or will be) stored; a job that ended Failed or Stopped without
     storing a model (its model directory was empty, or it never ran) has none, as on SageMaker.
@@ -110,6 +112,8 @@ def describe(
         out["StatusMessage"] = job.status_message
     out["ProfilingStatus"] = "Disabled"
     out["CreatedBy"] = {"UserProfileName": owner_of(job)}
+    if lineage is not None:
+        out["Lineage"] = lineage
     return out if show_secrets else mask_record(out)
 
 

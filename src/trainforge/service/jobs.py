@@ -14,7 +14,6 @@ from typing import Any
 
 from trainforge.backends.base import Backend
 from trainforge.errors import CapacityError, ConflictError, NotFoundError, ValidationError
-from trainforge.runtime.container import ENGINE_FIX, fresh_engine_probe
 from trainforge.scheduler.instances import Machine, lookup
 from trainforge.service.agent import NO_MODEL_ARTIFACTS, NOT_STOPPING
 from trainforge.service.costs import PriceTable
@@ -23,8 +22,9 @@ from trainforge.service.principal import Principal, may_see, owner_of
 from trainforge.settings import Settings
 from trainforge.spec.algorithms import with_metric_definitions
 from trainforge.spec.contract import MODEL_ARCHIVE, job_arn, model_artifacts_uri
-from trainforge.spec.images import check_container_reference, is_container_image, job_image
+from trainforge.spec.images import job_image
 from trainforge.spec.job import CreateTrainingJobRequest
+from trainforge.spec.lineage import job_lineage
 from trainforge.spec.metrics import SYSTEM_PREFIX
 from trainforge.spec.status import SecondaryStatus, TrainingJobStatus
 from trainforge.store.jobs import JobStore, ListQuery, NewJob, job_not_found
@@ -73,11 +73,7 @@ class JobService:
         instance = lookup(request.instance_type, self.machine)
         self.backend.check_fits(instance, request.instance_count)
         algo = request.AlgorithmSpecification
-        if is_container_image(algo.TrainingImage):
-            assert algo.TrainingImage is not None
-            self.check_container_image(algo.TrainingImage)
-        else:
-            job_image(algo.TrainingImage, algo.AlgorithmName)  # an unknown image is a 400 listing the known ones
+        job_image(algo.TrainingImage, algo.AlgorithmName)  # an unknown image is a 400 listing the known ones
         modes = {request.AlgorithmSpecification.TrainingInputMode}
         for ch in request.InputDataConfig or []:
             if ch.InputMode:
@@ -87,27 +83,6 @@ class JobService:
                 "AlgorithmSpecification.TrainingInputMode: Pipe mode is not available yet; use File or FastFile",
                 field="AlgorithmSpecification.TrainingInputMode",
             )
-
-    def check_container_image(self, image: str) -> None:
-        """Reject a container image this deployment cannot run: a malformed reference, containers turned off, or
-        (``TRAINFORGE_CONTAINERS=docker`` with jobs on this machine) no engine answering here."""
-        field = "AlgorithmSpecification.TrainingImage"
-        if self.settings.containers == "off":
-            raise ValidationError(
-                f"{field}: {image!r} is a container image, and this server runs none (TRAINFORGE_CONTAINERS=off); "
-                "use a catalogue image (trainforge.image_uris.retrieve(...)), or start the server with "
-                "TRAINFORGE_CONTAINERS=auto where a Docker engine runs",
-                field=field,
-            )
-        check_container_reference(image, field=field)
-        if self.settings.containers == "docker" and self.backend.uses_local_capacity:
-            engine = fresh_engine_probe()
-            if not engine.available:
-                raise ValidationError(
-                    f"{field}: {image!r} is a container image, and no container engine answers on this server "
-                    f"({engine.reason}); {ENGINE_FIX}",
-                    field=field,
-                )
 
     def check_unowned_or_own(self, name: str, principal: Principal) -> None:
         """Pass when no job is called ``name`` yet or it is ``principal``'s to see; else the unknown-job error."""
@@ -154,7 +129,8 @@ class JobService:
         job = self.owned(name, principal)
         reveal = show_secrets and owner_of(job) == principal.user
         points = self.store.last_metric_points(job.id, exclude_prefix=SYSTEM_PREFIX)
-        return describe(job, points, show_secrets=reveal, prices=self.prices)
+        lineage = job_lineage(self.store.host_lineages(job.id))
+        return describe(job, points, show_secrets=reveal, lineage=lineage, prices=self.prices)
 
     def list_jobs(self, query: ListQuery, principal: Principal) -> dict[str, Any]:
         """ListTrainingJobs: one page of the caller's summaries (everyone's for an admin) and the next token."""

@@ -16,6 +16,9 @@ class ObjectInfo:
     key: str
     size: int
     mtime: float
+    # The store's version tag of the content (S3's ETag, quotes removed); None where the store keeps none (the
+    # local store: see trainforge.runtime.lineage.object_etag for the hash used there instead)
+    etag: str | None = None
 
     @property
     def uri(self) -> str:

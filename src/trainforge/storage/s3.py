@@ -41,6 +41,11 @@ def _code(exc: bexc.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def _etag(value: object) -> str | None:
+    """An S3 ETag without its quotes (None when the reply has none)."""
+    return value.strip('"') if isinstance(value, str) and value else None
+
+
 def _message(exc: bexc.ClientError) -> str:
     err = exc.response.get("Error", {})
     return f"{err.get('Code', '')}: {err.get('Message', '')}".strip(": ")
@@ -288,7 +293,13 @@ class S3ObjectStore:
             raise self._error(exc, "read", uri) from None
         except Exception as exc:
             raise self._error(exc, "read", uri) from None
-        return ObjectInfo(parsed.bucket, parsed.key, int(head["ContentLength"]), head["LastModified"].timestamp())
+        return ObjectInfo(
+            parsed.bucket,
+            parsed.key,
+            int(head["ContentLength"]),
+            head["LastModified"].timestamp(),
+            _etag(head.get("ETag")),
+        )
 
     def get_bytes(self, uri: str) -> bytes:
         """The content of the object at ``uri``."""
@@ -342,7 +353,13 @@ class S3ObjectStore:
         try:
             for page in pages:
                 for item in page.get("Contents", ()):
-                    yield ObjectInfo(parsed.bucket, item["Key"], int(item["Size"]), item["LastModified"].timestamp())
+                    yield ObjectInfo(
+                        parsed.bucket,
+                        item["Key"],
+                        int(item["Size"]),
+                        item["LastModified"].timestamp(),
+                        _etag(item.get("ETag")),
+                    )
         except Exception as exc:
             raise self._error(exc, "list", uri_prefix) from None
 

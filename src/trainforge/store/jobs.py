@@ -309,8 +309,11 @@ class JobStore:
         *,
         now: float | None = None,
         attempt: int | None = None,
+        lineage: str | None = None,
     ) -> dict[str, HostRecord]:
         """Store ``host``'s own status and return every host's, as one serialized step per job.
+
+        ``lineage`` (JSON, when not None) replaces what the host reported it ran on; None keeps what it reported.
 
         Reports of two hosts of one job never interleave here (the job's row is locked on PostgreSQL, writes
         are ``BEGIN IMMEDIATE`` on SQLite), so the last of several simultaneous reports sees all of them. A host
@@ -326,6 +329,8 @@ class JobStore:
             "failure_reason": failure_reason[:1024] if failure_reason else None,
             "updated_time": t,
         }
+        if lineage is not None:
+            values["lineage"] = lineage
         dialect = self.engine.dialect.name
         with self.engine.begin() as conn:
             if dialect == "postgresql":
@@ -349,6 +354,16 @@ class JobStore:
                     .values(**{k: v for k, v in values.items() if k not in ("job_id", "host")})
                 )
             return self._hosts(conn, job_id)
+
+    def host_lineages(self, job_id: int) -> dict[str, dict[str, Any]]:
+        """What each host that reported one said it ran on (its lineage), by host name."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(job_hosts.c.host, job_hosts.c.lineage).where(
+                    job_hosts.c.job_id == job_id, job_hosts.c.lineage.is_not(None)
+                )
+            ).all()
+        return {r.host: json.loads(r.lineage) for r in rows}
 
     def host_states(self, job_id: int) -> dict[str, HostRecord]:
         """Each reporting host's own status, by host name."""

@@ -11,6 +11,7 @@ from trainforge.server.console import views
 from trainforge.service.describe import describe
 from trainforge.service.principal import Principal, may_see
 from trainforge.spec.contract import host_name
+from trainforge.spec.lineage import job_lineage
 from trainforge.storage import ObjectStore
 from trainforge.store.jobs import JobStore
 from trainforge.store.records import JobRecord
@@ -42,7 +43,8 @@ def status_json(job: JobRecord, now: float) -> dict[str, Any]:
 def job_page(store: JobStore, objects: ObjectStore, job: JobRecord, now: float) -> dict[str, Any]:
     """The context of ``job.html``: the DescribeTrainingJob record (secrets masked) and what is derived from it."""
     points = store.read_metrics(job.id)
-    record = describe(job, points)  # secrets masked
+    lineage = job_lineage(store.host_lineages(job.id))
+    record = describe(job, points, lineage=lineage)  # secrets masked
     metric_names, system_names = views.split_metric_names([p.name for p in points])
     spec = job.spec
     env = spec.get("Environment") or {}
@@ -55,6 +57,7 @@ def job_page(store: JobStore, objects: ObjectStore, job: JobRecord, now: float) 
         "image": spec.get("AlgorithmSpecification", {}).get("TrainingImage")
         or spec.get("AlgorithmSpecification", {}).get("AlgorithmName", ""),
         "channels": views.channels(spec),
+        "lineage": views.lineage_view(lineage),
         "environment": [(k, v, views.looks_secret(k)) for k, v in views.masked_environment(env).items()],
         "owner": record["CreatedBy"]["UserProfileName"],
         "artifacts": views.artifacts(job, objects),

@@ -11,8 +11,8 @@ import contextlib
 import time
 from collections.abc import Iterator
 from functools import partial
-from typing import Annotated
-from urllib.parse import quote
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
@@ -37,9 +37,8 @@ from trainforge.server.console.render import (
 from trainforge.server.console.session import ConsoleSession, clear_session_cookie, set_session_cookie
 from trainforge.service.jobs import JobService
 from trainforge.service.principal import Principal
+from trainforge.service.rerun import RerunService
 from trainforge.service.users import UserService
-from trainforge.spec.job import parse_create_request
-from trainforge.spec.names import base_from_name, name_from_base
 from trainforge.store.jobs import JobStore
 from trainforge.store.records import JobRecord
 
@@ -49,6 +48,8 @@ NOTICES = {"stop-requested": "Stop requested: the job's code gets SIGTERM, then 
 BAD_TICKET = (
     "This sign-in link has expired or was already used. Run 'trainforge console' for a new one, or paste the API token."
 )
+MAX_CLONE_WARNINGS = 20  # shown on the new job's page after a Clone, carried in its address
+MAX_WARNING_CHARS = 600
 STALE_FORM = "This form has expired (you signed in again meanwhile). Reload the page and try again."
 
 
@@ -187,7 +188,8 @@ def _job_response(
 ) -> Response:
     context = detail.job_page(_store(request), console_of(request).objects, job, time.time())
     cloned_from = request.query_params.get("cloned_from")
-    context.update(notice=notice, error=error, cloned_from=cloned_from)
+    warnings = request.query_params.getlist("warning")[:MAX_CLONE_WARNINGS] if cloned_from else []
+    context.update(notice=notice, error=error, cloned_from=cloned_from, clone_warnings=warnings)
     return page(request, "job.html", context, session=session, status_code=status_code)
 
 
@@ -220,16 +222,14 @@ async def stop_job(name: str, request: Request, session: ConsoleSession = Depend
     return redirect(f"{_job_url(name)}?notice=stop-requested")
 
 
-def _clone(svc: JobService, job: JobRecord, principal: Principal) -> str:
-    spec = dict(job.spec)
-    spec["TrainingJobName"] = name_from_base(base_from_name(job.name))
-    svc.submit(parse_create_request(spec), principal)
-    return str(spec["TrainingJobName"])
+def _clone(request: Request, job: JobRecord, principal: Principal) -> dict[str, Any]:
+    return RerunService(jobs=_svc(request), objects=console_of(request).objects).rerun(job.name, principal)
 
 
 @router.post("/console/jobs/{name}/clone", name="CloneTrainingJob")
 async def clone_job(name: str, request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
-    """Submit the job's spec again under ``<base name>-<timestamp>``; on to the new job's page."""
+    """Rerun the job (its spec, image, code object and data again) as ``<name>-rerun-<n>``; on to the new job's
+    page, which shows what changed since the original ran (the rerun's warnings)."""
     form = await read_form(request)
     if not console_of(request).sessions.csrf_ok(session, form.get("csrf")):
         return error_page(request, status_code=403, title="Form expired", message=STALE_FORM)
@@ -238,13 +238,16 @@ async def clone_job(name: str, request: Request, session: ConsoleSession = Depen
     except NotFoundError:
         return _no_job(request, name)
     try:
-        new_name = await to_thread.run_sync(_clone, _svc(request), job, principal_of(session))
+        result = await to_thread.run_sync(_clone, request, job, principal_of(session))
     except TrainforgeError as exc:
         return await to_thread.run_sync(
             partial(_job_response, request, session, job, error=f"Clone failed: {exc.message}", status_code=400)
         )
+    new_name = str(result["TrainingJobName"])
     request.state.audit_detail = f"new job {new_name}"
-    return redirect(f"{_job_url(new_name)}?cloned_from={quote(name, safe='')}")
+    query = [("cloned_from", name)]
+    query += [("warning", w[:MAX_WARNING_CHARS]) for w in result["Warnings"][:MAX_CLONE_WARNINGS]]
+    return redirect(f"{_job_url(new_name)}?{urlencode(query)}")
 
 
 @router.get("/console/jobs/{name}/artifacts/{kind}")

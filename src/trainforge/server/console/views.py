@@ -216,3 +216,31 @@ def split_metric_names(names: Sequence[str]) -> tuple[list[str], list[str]]:
     """Metric names split into (training metrics, ``system/...`` metrics), each sorted."""
     names = sorted(set(names))
     return [n for n in names if not n.startswith(SYSTEM_PREFIX)], [n for n in names if n.startswith(SYSTEM_PREFIX)]
+
+
+def lineage_view(lineage: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The job page's lineage section: environment (with its distributions sorted by name), container, code, each
+    channel's objects with their count and bytes, the model's content hash, hosts that ran another environment.
+    None when the job recorded no lineage."""
+    if not lineage:
+        return None
+    env = lineage.get("Environment") or None
+    data = lineage.get("Data") or {}
+    channels = [
+        {
+            "name": name,
+            "objects": objects,
+            "count": len(objects),
+            "bytes": sum(int(o.get("Size") or 0) for o in objects),
+        }
+        for name, objects in sorted(data.items())
+    ]
+    return {
+        "environment": env,
+        "distributions": sorted((env or {}).get("Distributions", {}).items()),
+        "container": lineage.get("Container") or None,
+        "code": lineage.get("Code") or None,
+        "channels": channels,
+        "model_sha": (lineage.get("Output") or {}).get("ModelContentSha256"),
+        "hosts": lineage.get("Hosts") or [],
+    }
