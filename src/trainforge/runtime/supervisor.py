@@ -46,6 +46,23 @@ from trainforge.runtime import checkpoints, toolkit, warm
 from trainforge.runtime.agent import AgentClient, ReplyKind, ServerLocator
 from trainforge.runtime.builtin import algorithm_command, image_pythonpath
 from trainforge.runtime.channels import bindable_channel, stage_channel
+from trainforge.runtime.container import (
+    CATALOGUE_IMAGE_FILES,
+    CATALOGUE_PYTHON,
+    ENGINE_FIX,
+    ENV_FILE,
+    HOST_LABEL,
+    JOB_LABEL,
+    ContainerProcess,
+    Engine,
+    RunSpec,
+    catalogue_image,
+    container_name,
+    ensure_image,
+    image_digest,
+    probe_engine,
+    write_env_file,
+)
 from trainforge.runtime.distributed import rendezvous_env, torchrun_enabled, torchrun_launch
 from trainforge.runtime.envcache import prepare_environment
 from trainforge.runtime.failure import (
