@@ -14,6 +14,7 @@ from typing import Any
 
 from trainforge.backends.base import Backend
 from trainforge.errors import CapacityError, ConflictError, NotFoundError, ValidationError
+from trainforge.runtime.container import ENGINE_FIX, fresh_engine_probe
 from trainforge.scheduler.instances import Machine, lookup
 from trainforge.service.agent import NO_MODEL_ARTIFACTS, NOT_STOPPING
 from trainforge.service.costs import PriceTable
@@ -22,7 +23,7 @@ from trainforge.service.principal import Principal, may_see, owner_of
 from trainforge.settings import Settings
 from trainforge.spec.algorithms import with_metric_definitions
 from trainforge.spec.contract import MODEL_ARCHIVE, job_arn, model_artifacts_uri
-from trainforge.spec.images import job_image
+from trainforge.spec.images import check_container_reference, is_container_image, job_image
 from trainforge.spec.job import CreateTrainingJobRequest
 from trainforge.spec.lineage import job_lineage
 from trainforge.spec.metrics import SYSTEM_PREFIX
@@ -73,7 +74,11 @@ class JobService:
         instance = lookup(request.instance_type, self.machine)
         self.backend.check_fits(instance, request.instance_count)
         algo = request.AlgorithmSpecification
-        job_image(algo.TrainingImage, algo.AlgorithmName)  # an unknown image is a 400 listing the known ones
+        if is_container_image(algo.TrainingImage):
+            assert algo.TrainingImage is not None
+            self.check_container_image(algo.TrainingImage)
+        else:
+            job_image(algo.TrainingImage, algo.AlgorithmName)  # an unknown image is a 400 listing the known ones
         modes = {request.AlgorithmSpecification.TrainingInputMode}
         for ch in request.InputDataConfig or []:
             if ch.InputMode:
@@ -83,6 +88,27 @@ class JobService:
                 "AlgorithmSpecification.TrainingInputMode: Pipe mode is not available yet; use File or FastFile",
                 field="AlgorithmSpecification.TrainingInputMode",
             )
+
+    def check_container_image(self, image: str) -> None:
+        """Reject a container image this deployment cannot run: a malformed reference, containers turned off, or
+        (``TRAINFORGE_CONTAINERS=docker`` with jobs on this machine) no engine answering here."""
+        field = "AlgorithmSpecification.TrainingImage"
+        if self.settings.containers == "off":
+            raise ValidationError(
+                f"{field}: {image!r} is a container image, and this server runs none (TRAINFORGE_CONTAINERS=off); "
+                "use a catalogue image (trainforge.image_uris.retrieve(...)), or start the server with "
+                "TRAINFORGE_CONTAINERS=auto where a Docker engine runs",
+                field=field,
+            )
+        check_container_reference(image, field=field)
+        if self.settings.containers == "docker" and self.backend.uses_local_capacity:
+            engine = fresh_engine_probe()
+            if not engine.available:
+                raise ValidationError(
+                    f"{field}: {image!r} is a container image, and no container engine answers on this server "
+                    f"({engine.reason}); {ENGINE_FIX}",
+                    field=field,
+                )
 
     def check_unowned_or_own(self, name: str, principal: Principal) -> None:
         """Pass when no job is called ``name`` yet or it is ``principal``'s to see; else the unknown-job error."""
