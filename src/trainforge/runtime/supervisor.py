@@ -681,7 +681,6 @@ class Supervisor:
                 self.say(
                     f"Channel '{bound.name}': {bound.files} file(s), {bound.bytes} bytes, bound read-only (no copy)"
                 )
-                self._record_channel(store, bound)
                 continue
             staged = stage_channel(
                 store,
@@ -694,7 +693,6 @@ class Supervisor:
             )
             suffix = ", read-only" if self.sees_opt_ml else ""
             self.say(f"Channel '{staged.name}': {staged.files} file(s), {staged.bytes} bytes{suffix}")
-            self._record_channel(store, staged)
         self.stop.check()
 
     def _prepare_code(self, store: ObjectStore, spec: CreateTrainingJobRequest, plan: Plan) -> str:
