@@ -45,7 +45,7 @@ from trainforge.errors import TrainforgeError, ValidationError
 from trainforge.runtime import checkpoints, toolkit, warm
 from trainforge.runtime.agent import AgentClient, ReplyKind, ServerLocator
 from trainforge.runtime.builtin import algorithm_command, image_pythonpath
-from trainforge.runtime.channels import bindable_channel, stage_channel
+from trainforge.runtime.channels import StagedChannel, bindable_channel, stage_channel
 from trainforge.runtime.container import (
     CATALOGUE_IMAGE_FILES,
     CATALOGUE_PYTHON,
@@ -64,7 +64,7 @@ from trainforge.runtime.container import (
     write_env_file,
 )
 from trainforge.runtime.distributed import rendezvous_env, torchrun_enabled, torchrun_launch
-from trainforge.runtime.envcache import prepare_environment
+from trainforge.runtime.envcache import environment_record, prepare_environment
 from trainforge.runtime.failure import (
     DiskPhase,
     ErrorCapture,
@@ -94,6 +94,7 @@ from trainforge.runtime.layout import (
     resource_config,
 )
 from trainforge.runtime.limits import Limits, format_gib, select_limits
+from trainforge.runtime.lineage import LineageRecorder, channel_manifest, code_fingerprint, environment_fingerprint
 from trainforge.runtime.objects import code_storage_environment, job_object_store
 from trainforge.runtime.packaging import publish_artifacts
 from trainforge.runtime.process import ChildProcess
@@ -187,6 +188,7 @@ class Supervisor:
         self._bound: dict[str, Path] = {}  # channel -> store directory bound read-only in place of a copy
         self._checkpoint_sync: checkpoints.CheckpointSync | None = None  # uploads checkpoints while the code runs
         self._disk_phase = DiskPhase.SETUP  # what a full disk met now fails (see _disk_full_reason)
+        self.lineage = LineageRecorder()  # what this host runs on, reported with Training and the final status
         locator = ServerLocator(cfg.server_url, cfg.server_file, ca_bundle_pem=cfg.ca_bundle_pem)
         self._client = AgentClient(locator=locator, token=cfg.agent_token, job_name=cfg.job_name, host=cfg.host)
         self._hb_client = AgentClient(locator=locator, token=cfg.agent_token, job_name=cfg.job_name, host=cfg.host)
@@ -293,6 +295,7 @@ class Supervisor:
                     outcome.message,
                     outcome.failure_reason,
                     model_stored=self._model_report(outcome.status),
+                    lineage=self._lineage_report(),
                 )
                 ticket.wait()
                 delivered = ticket.delivered
@@ -313,9 +316,16 @@ class Supervisor:
             return False
         final = S.MAX_RUNTIME_EXCEEDED if self.stop.reason is StopReason.MAX_RUNTIME else S.STOPPED
         message = MSG_MAX_RUNTIME if final is S.MAX_RUNTIME_EXCEEDED else MSG_STOPPED
-        ticket = self.reporter.status(final.value, message, model_stored=self._model_report(final))
+        ticket = self.reporter.status(
+            final.value, message, model_stored=self._model_report(final), lineage=self._lineage_report()
+        )
         ticket.wait()
         return ticket.delivered
+
+    def _lineage_report(self) -> dict[str, Any] | None:
+        """The lineage a final report carries: everything recorded (with the model's content hash once packaged;
+        for a job that failed before Training, what was known by then), or None when nothing was."""
+        return self.lineage.payload() if self.lineage.known else None
 
     def _model_report(self, final: S) -> bool | None:
         """What the final report says of the model: whether it was stored, for an end other than Completed
@@ -382,7 +392,7 @@ class Supervisor:
             python = self._prepare_code(store, spec, plan)
             self.stop.check()
             cmd, env = self._command(spec, plan, python)
-            self._status(S.TRAINING, MSG_TRAINING)
+            self.reporter.status(S.TRAINING.value, MSG_TRAINING, lineage=self.lineage.payload())
             self._disk_phase = DiskPhase.SETUP
             self._start_checkpoint_sync(store, spec)
             rc, stopped, oom = self._run_child(spec, cmd, env, python)
@@ -681,6 +691,7 @@ class Supervisor:
                 self.say(
                     f"Channel '{bound.name}': {bound.files} file(s), {bound.bytes} bytes, bound read-only (no copy)"
                 )
+                self._record_channel(store, bound)
                 continue
             staged = stage_channel(
                 store,
@@ -693,7 +704,17 @@ class Supervisor:
             )
             suffix = ", read-only" if self.sees_opt_ml else ""
             self.say(f"Channel '{staged.name}': {staged.files} file(s), {staged.bytes} bytes{suffix}")
+            self._record_channel(store, staged)
         self.stop.check()
+
+    def _record_channel(self, store: ObjectStore, staged: StagedChannel) -> None:
+        """Record the channel's data manifest in the lineage; one that cannot be read is left out, with a line
+        saying why (the job itself got its data)."""
+        try:
+            self.lineage.add_channel(staged.name, channel_manifest(store, staged.listed))
+        except (TrainforgeError, OSError) as exc:
+            why = exc.message if isinstance(exc, TrainforgeError) else str(exc)
+            self.say(f"[trainforge] lineage: channel '{staged.name}' has no data manifest ({why})", "stderr")
 
     def _prepare_code(self, store: ObjectStore, spec: CreateTrainingJobRequest, plan: Plan) -> str:
         """Fetch the source, build or reuse the image's environment (with the code's requirements.txt or
@@ -701,7 +722,14 @@ class Supervisor:
         submit = toolkit.decode_hyperparameters(spec.HyperParameters).get(toolkit.SUBMIT_DIR_HP)
         code = self.paths.code
         if isinstance(submit, str) and submit:
-            self.say(f"Source code: {fetch_source(store, self._host_path(submit), code, self.paths.tmp)}")
+            fetched = fetch_source(
+                store,
+                self._host_path(submit),
+                code,
+                self.paths.tmp,
+                on_archive=lambda _where, archive: self.lineage.set_code(code_fingerprint(submit, archive)),
+            )
+            self.say(f"Source code: {fetched}")
         self.stop.check()
         if self._container is not None:
             self._pull_container_image()
@@ -743,6 +771,16 @@ class Supervisor:
             code_dir=code_dir,
             job_venv=self.paths.venv,
             package=package,
+        )
+        record = environment_record(python)
+        self.lineage.set_environment(
+            environment_fingerprint(
+                str(python),
+                image=image.name,
+                lock_sha256=record.lock_sha256,
+                layer_sha256=record.layer_sha256,
+                locked=record.locked,
+            )
         )
         return str(python)
 
@@ -1004,6 +1042,9 @@ class Supervisor:
         except OSError as exc:
             raise internal_error(f"cannot package artifacts: {exc}") from None
         self._model_stored = any(artifact.kind == "model" for artifact in artifacts)
+        for artifact in artifacts:
+            if artifact.kind == "model" and artifact.content_sha256 is not None:
+                self.lineage.set_model_content(artifact.content_sha256)
         if not self._model_stored:
             self.say("The model directory is empty: no model is stored for this job")
         for artifact in artifacts:
