@@ -58,7 +58,7 @@ from trainforge.runtime.failure import (
     is_disk_full_reason,
     mentions_disk_full,
 )
-from trainforge.runtime.locks import Lock, lock_for
+from trainforge.runtime.locks import LOCKS_DIR, Lock, lock_for
 from trainforge.runtime.locks.layers import (
     ResolutionStore,
     distributions_identity,
@@ -252,6 +252,7 @@ class ImageEnvironments:
         reuse_server: ``"auto"`` runs an image in the server's interpreter when every pin is installed there.
         resolutions: Where ``requirements.txt`` layer resolutions are stored and shared between nodes (None: each
             build resolves for itself).
+        locks_dir: Where the images' locks are read (default: the ones shipped with trainforge).
     """
 
     def __init__(
@@ -265,8 +266,10 @@ class ImageEnvironments:
         stop: StopSignal,
         reuse_server: str = "never",
         resolutions: ResolutionStore | None = None,
+        locks_dir: Path = LOCKS_DIR,
     ) -> None:
         self.root = Path(root)
+        self._locks_dir = locks_dir
         self._resolutions = resolutions
         self.server_python = server_python
         self._raw_env = dict(env)
@@ -332,7 +335,7 @@ class ImageEnvironments:
                 return self._server_base(image)
             self.say(f"The server's interpreter lacks {', '.join(missing[:5])}: using the environment of {image.name}")
         interpreter = self._interpreter_for(image)
-        lock = lock_for(image)
+        lock = lock_for(image, directory=self._locks_dir)
         path = self.root / env_key(interpreter, image.requirements, lock_sha256=lock.sha256 if lock else None)
         return BaseEnvironment(image.name, str(venv_python(path)), path.name, path, lock)
 
