@@ -771,6 +771,7 @@ class Supervisor:
             code_dir=code_dir,
             job_venv=self.paths.venv,
             package=package,
+            resolutions=self._client.environment_locks(),
         )
         record = environment_record(python)
         self.lineage.set_environment(
