@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support import docker as docker_support
 from tests.support.postgres import postgres_cluster
 from tests.support.ray_cluster import RayCluster, ray_head
 from tests.support.s3 import S3Server, moto_server
@@ -65,3 +67,28 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster
     pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
     with ray_head(tmp_path_factory.mktemp("raynode"), num_cpus=8) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[docker_support.DockerEngine]:
+    """A real dockerd of the session's own (Debian's docker.io: its own socket, data root and exec root; no
+    iptables, no bridge), stopped by its pid at the end with its containers removed. ``.env`` holds the
+    ``DOCKER_HOST`` that selects it. Skipped, saying why, where no engine can run (no dockerd, not root, start
+    failure)."""
+    reason = docker_support.engine_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with contextlib.ExitStack() as stack:
+        try:
+            engine = stack.enter_context(docker_support.docker_engine())
+        except docker_support.EngineUnavailable as exc:
+            pytest.skip(str(exc))
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def test_images(docker_engine: docker_support.DockerEngine) -> docker_support.TestImages:
+    """Test images in the session's engine by role: ``busybox`` (busybox-static), ``python`` (Debian's python3.11,
+    venv + pip working) and ``toolkit`` (python + the real sagemaker-training toolkit and its ``train``), each
+    built from Debian packages (and PyPI wheels) on first use; packages are cached in ~/.cache/trainforge-tests."""
+    return docker_support.TestImages(docker_engine)
