@@ -61,6 +61,7 @@ from trainforge.runtime.container import (
     ensure_image,
     image_digest,
     probe_engine,
+    remove_container,
     write_env_file,
 )
 from trainforge.runtime.distributed import rendezvous_env, torchrun_enabled, torchrun_launch
@@ -514,9 +515,7 @@ class Supervisor:
 
     def _record_container(self, image: str, digest: str) -> None:
         """Record the container image that runs (and its digest) in the host's lineage."""
-        lineage = getattr(self, "lineage", None)
-        if lineage is not None:
-            lineage.set_container(image, digest)
+        self.lineage.set_container(image, digest)
 
     def _engine_error_reason(self, rc: int) -> str | None:
         """For a container that never ran (``docker run`` exit code 125: the engine refused it), a ClientError with
@@ -1145,6 +1144,7 @@ def resume(cfg: SupervisorConfig, root: Path) -> int:
         client, spool_dir=paths.root / SPOOL_DIR, spool_owner=spool_owner(cfg.agent_token), mirror=paths.job_log
     )
     log.info("resuming %s/%s: %s", cfg.job_name, cfg.host, "spool pending" if reporter.resumed else "spool empty")
+    _remove_leftover_container(cfg)
     reporter.start()
     status, reason, delivered = "Unknown", None, False
     if finished is not None:
@@ -1173,6 +1173,17 @@ def resume(cfg: SupervisorConfig, root: Path) -> int:
     )
     write_result(paths.root, result)
     return 0
+
+
+def _remove_leftover_container(cfg: SupervisorConfig) -> None:
+    """The container a dead supervisor of this launch may have left running (it outlives its ``docker run``
+    client), removed by its deterministic name; nothing for a job that runs no container."""
+    image = (cfg.spec.get("AlgorithmSpecification") or {}).get("TrainingImage")
+    if cfg.containers == "off" or not (is_container_image(image) or cfg.catalogue_containers == "on"):
+        return
+    name = container_name(cfg.job_name, cfg.host, cfg.attempt)
+    if remove_container(name):
+        log.info("removed the container %s its dead supervisor left", name)
 
 
 def main(argv: list[str] | None = None) -> int:
