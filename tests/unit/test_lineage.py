@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.contract.test_object_store_contract import s3_store
+from tests.support.s3 import S3Server
 from trainforge.cli.lineage import diff_lines, job_diff, lineage_lines
 from trainforge.errors import ValidationError
 from trainforge.runtime.channels import SourceObject, stage_channel
@@ -311,3 +313,16 @@ def test_lineage_text_names_each_part() -> None:
         assert part in text
     assert "recorded no lineage" in lineage_lines("x", None)[0]
     assert mapping_changes({"a": 1}, {"a": 1}) == {}
+
+
+def test_on_s3_the_manifest_uses_the_stores_etag(s3_server: S3Server) -> None:
+    """Listing and info on S3 carry the object's ETag, and the data manifest takes it as it is (no content read)."""
+    store = s3_store(s3_server)
+    store.ensure_bucket("lineage")
+    store.put_bytes("s3://lineage/train/a.csv", b"1,2\n")
+    [listed] = list(store.list("s3://lineage/train/"))
+    assert listed.etag == hashlib.md5(b"1,2\n").hexdigest()  # a single-part upload's ETag is its MD5
+    assert store.info("s3://lineage/train/a.csv").etag == listed.etag
+    assert current_manifest(store, "s3://lineage/train/") == [
+        {"Key": "s3://lineage/train/a.csv", "Size": 4, "ETag": listed.etag}
+    ]
