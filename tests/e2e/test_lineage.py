@@ -36,6 +36,16 @@ with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w") as out:
     out.write(f"{loss:.6f}\\n")
 """
 ETAG_1 = hashlib.sha256(b"1\n").hexdigest()
+REQUEST_FIELDS = (
+    "TrainingJobName",
+    "HyperParameters",
+    "AlgorithmSpecification",
+    "RoleArn",
+    "InputDataConfig",
+    "OutputDataConfig",
+    "ResourceConfig",
+    "StoppingCondition",
+)
 METRICS = [{"Name": "loss", "Regex": r"loss=([0-9.]+)"}]
 
 
@@ -202,3 +212,11 @@ def test_rerun_errors_and_jobs_that_failed_early(
         assert len(nothing["Warnings"]) == 1 and "recorded no lineage" in nothing["Warnings"][0]
         for rerun in (f"{name}-rerun-1", f"{name}-rerun-2", nothing["TrainingJobName"]):
             ended(server, rerun)
+        # A @remote function's payload is signed for its job's name: a rerun could never verify it, so it is refused.
+        spec = {**describe(server, bare), "TrainingJobName": "remote-like"}
+        spec["HyperParameters"] = {**spec["HyperParameters"], "sagemaker_program": '"trainforge_remote_invoke.py"'}
+        body = {key: spec[key] for key in REQUEST_FIELDS if key in spec}
+        assert c.post("/v1/training-jobs", json=body).status_code == 200
+        ended(server, "remote-like")
+        remote = c.post("/v1/training-jobs/remote-like/rerun")
+        assert remote.status_code == 400 and "@remote function" in remote.json()["error"]["message"]

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainforge.errors import ConflictError, NotFoundError, TrainforgeError, ValidationError
+from trainforge.remote_function.workspace import INVOKE_SCRIPT
 from trainforge.runtime.lineage import current_manifest, store_object_sha256
-from trainforge.runtime.toolkit import SUBMIT_DIR_HP, decode_value
+from trainforge.runtime.toolkit import PROGRAM_HP, SUBMIT_DIR_HP, decode_value
 from trainforge.service.jobs import JobService
 from trainforge.service.principal import Principal
 from trainforge.spec.fields import NAME_RE
@@ -57,6 +58,7 @@ class RerunService:
             ConflictError: ``new_name`` is taken.
         """
         original = self.jobs.owned(name, principal)
+        self._check_rerunnable(original)
         target = self._target_name(original.name, new_name)
         spec = {**original.spec, "TrainingJobName": target}
         request = parse_create_request(spec)
@@ -64,6 +66,17 @@ class RerunService:
         warnings = self.warnings(original, request, lineage)
         reply = self.jobs.submit(request, principal)
         return {"TrainingJobArn": reply["TrainingJobArn"], "TrainingJobName": target, "Warnings": warnings}
+
+    def _check_rerunnable(self, original: JobRecord) -> None:
+        """Refuse what a rerun can never run: a ``@remote`` function's job, whose payload is signed with a key made
+        for the original job's name (a job under another name cannot verify it)."""
+        program = decode_value((original.spec.get("HyperParameters") or {}).get(PROGRAM_HP, '""'))
+        if program == INVOKE_SCRIPT:
+            raise ValidationError(
+                f"TrainingJobName: training job {original.name!r} ran a @remote function, whose payload is signed for "
+                "that job's name only; call the function again to run it again",
+                field="TrainingJobName",
+            )
 
     def _taken(self, name: str) -> bool:
         try:
