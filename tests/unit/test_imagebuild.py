@@ -101,6 +101,16 @@ def test_a_failed_step_is_reported_with_what_pip_said() -> None:
         "The command '/bin/sh -c python3 -m venv /opt/trainforge/venv' returned a non-zero code: 1 "
         "(ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE.)"
     )
+    coloured = [
+        " ---> Running in 0123abcd",
+        "\x1b[91mERROR: No matching distribution found for joblib===1.3.2",
+        "\x1b[0m\x1b[91mThe command '/bin/sh -c x' returned a non-zero code: 1",
+        "\x1b[0m",
+    ]
+    assert imagebuild.failure_line(coloured, 1) == (
+        "The command '/bin/sh -c x' returned a non-zero code: 1 (ERROR: No matching distribution found for "
+        "joblib===1.3.2)"
+    )
     pull_failure = ["Step 1/8 : FROM acme/absent:1", "pull access denied for acme/absent, repository does not exist"]
     assert imagebuild.failure_line(pull_failure, 1) == pull_failure[-1]
     assert imagebuild.failure_line([], 125) == "docker build exit code 125"

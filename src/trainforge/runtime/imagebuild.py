@@ -21,6 +21,7 @@ extra index has (``torch==2.13.0+cpu``).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -50,6 +51,7 @@ DEFAULT_BASE = "python:3.11-slim-bookworm"
 LOCK_IN_IMAGE = "/opt/trainforge/lock.txt"
 SERVER_INTERPRETER = "trainforge/python:current"
 _PIP_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class ImageBuildError(TrainforgeError):
@@ -174,7 +176,8 @@ def pip_build_args(env: Mapping[str, str]) -> list[str]:
 def failure_line(lines: list[str], rc: int) -> str:
     """One line saying why a build failed: the builder's last line, followed (in parentheses) by what the failing
     ``RUN`` step said -- pip's last ``ERROR:`` line, else the step's first line."""
-    meaningful = [line.strip() for line in lines if line.strip()]
+    plain = (_ANSI.sub("", line).strip() for line in lines)  # the builder colours a step's stderr
+    meaningful = [line for line in plain if line]
     if not meaningful:
         return f"docker build exit code {rc}"
     final = meaningful[-1]
@@ -211,7 +214,7 @@ def build_image(
         sink(stream, line)
 
     with build_context(image, lock, base=base) as ctx:
-        cmd = [DOCKER, "build", "--network", "host", *pip_build_args(env), "-t", image.name, str(ctx)]
+        cmd = [DOCKER, "build", "--force-rm", "--network", "host", *pip_build_args(env), "-t", image.name, str(ctx)]
         try:
             rc, _ = run_logged(cmd, cwd=ctx, env=env, sink=keep, should_stop=lambda: False)
         except OSError as exc:
