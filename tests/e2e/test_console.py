@@ -525,13 +525,13 @@ def test_a_running_jobs_log_grows_live_and_stop_stops_it(browser: Browser, serve
     page.context.close()
 
 
-def test_clone_submits_the_same_spec_under_a_new_name(browser: Browser, server: ServerProcess) -> None:
+def test_clone_reruns_the_same_spec_under_a_new_name(browser: Browser, server: ServerProcess) -> None:
     submit_running_job(server, "clone-me")
     page = signed_in(browser, server)
     page.goto("/console/jobs/clone-me")
     page.once("dialog", lambda d: d.accept())
     page.click("#clone-button")
-    expect(page).to_have_url(re.compile(r"/console/jobs/clone-me-\d{4}(-\d\d){5}-\d{3}\?cloned_from=clone-me$"))
+    expect(page).to_have_url(re.compile(r"/console/jobs/clone-me-rerun-1\?cloned_from=clone-me(&warning=[^&]*)*$"))
     expect(page.locator("#cloned-notice")).to_contain_text("clone-me")
     new_name = page.locator("#job-name").inner_text()
     with server.client() as c:
