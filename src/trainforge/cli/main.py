@@ -13,7 +13,7 @@ import sys
 import pydantic
 
 from trainforge import __version__
-from trainforge.cli import console, endpoints, jobs, models, server, transforms, users
+from trainforge.cli import console, costs, endpoints, jobs, models, server, transforms, users
 from trainforge.cli import images as images_cli
 from trainforge.cli import roles as roles_cli
 from trainforge.errors import NotFoundError, ServerUnavailableError, TrainforgeError, ValidationError
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(
         dest="group",
         required=True,
-        metavar="{server,jobs,endpoints,models,transform-jobs,console,users,tokens,audit,roles,images}",
+        metavar="{server,jobs,endpoints,models,transform-jobs,console,users,tokens,audit,roles,costs,images}",
     )
     server.register(groups, common)
     jobs.register(groups, common)
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     console.register(groups, common)
     users.register(groups, common)
     roles_cli.register(groups, common)
+    costs.register(groups, common)
     images_cli.register(groups, common)
     return parser
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.staticfiles import StaticFiles
 
-from trainforge.server.console import api, inference_pages, pages
+from trainforge.server.console import api, costs, inference_pages, pages
 from trainforge.server.console.links import console_login_url
 from trainforge.server.console.render import STATIC_DIR, LoginRequired, build_console, login_redirect
 from trainforge.store.console import ConsoleNonceStore
@@ -39,4 +39,5 @@ def install(app: FastAPI) -> None:
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")
     app.include_router(api.router)
     app.include_router(inference_pages.router)  # before pages: its catch-all 404 route comes last
+    app.include_router(costs.router)  # before pages too
     app.include_router(pages.router)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from trainforge.server.console import detail, views
+from trainforge.server.console.costs import prices_of
 from trainforge.server.console.listing import ListParams, list_json, list_page
 from trainforge.server.console.render import principal_of, require_session
 from trainforge.server.console.session import ConsoleSession
@@ -35,7 +36,7 @@ def _svc(request: Request) -> JobService:
 def jobs(request: Request, session: ConsoleSession = Depends(require_session)) -> dict[str, Any]:
     """One page of the jobs list for the list page's query parameters."""
     params = ListParams.parse(request.query_params)
-    return list_json(list_page(_store(request), params, viewer=principal_of(session)))
+    return list_json(list_page(_store(request), params, viewer=principal_of(session), prices=prices_of(request)))
 
 
 @router.get("/jobs/{name}")

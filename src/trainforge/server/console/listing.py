@@ -10,6 +10,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from trainforge.server.console import queries, views
+from trainforge.server.console.costs import job_cost_text
+from trainforge.service.costs import PriceTable
 from trainforge.service.principal import Principal
 from trainforge.spec.status import TrainingJobStatus
 from trainforge.store.jobs import JobStore, ListQuery
@@ -76,9 +78,17 @@ class ListParams:
         return self.query_string(sort=column, order=order, page=1)
 
 
-def list_page(store: JobStore, params: ListParams, *, viewer: Principal, now: float | None = None) -> dict[str, Any]:
+def list_page(
+    store: JobStore,
+    params: ListParams,
+    *,
+    viewer: Principal,
+    now: float | None = None,
+    prices: PriceTable | None = None,
+) -> dict[str, Any]:
     """One page of ``viewer``'s rows (everyone's for an admin) and the numbers around it (``total``, ``pages``,
-    ``first``/``last`` row index).
+    ``first``/``last`` row index). Each row's ``cost`` is its ended job's cost under ``prices`` (the defaults when
+    not given).
 
     A page past the end shows the last page. Costs three statements whatever the number of jobs.
     """
@@ -101,7 +111,8 @@ def list_page(store: JobStore, params: ListParams, *, viewer: Principal, now: fl
     )
     jobs, _ = store.list_jobs(query)
     metrics = queries.final_metrics_by_job(store, [j.id for j in jobs])
-    rows = [views.job_row(j, metrics.get(j.id, []), t) for j in jobs]
+    table = prices or PriceTable()
+    rows = [{**views.job_row(j, metrics.get(j.id, []), t), "cost": job_cost_text(j, table)} for j in jobs]
     return {
         "params": params,
         "rows": rows,

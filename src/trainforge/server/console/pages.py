@@ -20,6 +20,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from trainforge.errors import AuthError, NotFoundError, StorageError, TrainforgeError, ValidationError
 from trainforge.server.console import detail, views
+from trainforge.server.console.costs import job_cost_text, prices_of
 from trainforge.server.console.listing import PAGE_SIZES, SORTS, STATUSES, ListParams, list_page
 from trainforge.server.console.render import (
     BASE,
@@ -155,7 +156,7 @@ async def logout(request: Request, session: ConsoleSession = Depends(require_ses
 def jobs_list(request: Request, session: ConsoleSession = Depends(require_session)) -> Response:
     """The jobs list: filter by status, search by name, sort, pages; its script refreshes it while jobs run."""
     params = ListParams.parse(request.query_params)
-    data = list_page(_store(request), params, viewer=principal_of(session))
+    data = list_page(_store(request), params, viewer=principal_of(session), prices=prices_of(request))
     context = {
         **data,
         "statuses": STATUSES,
@@ -187,6 +188,7 @@ def _job_response(
     status_code: int = 200,
 ) -> Response:
     context = detail.job_page(_store(request), console_of(request).objects, job, time.time())
+    context["cost"] = job_cost_text(job, prices_of(request))
     cloned_from = request.query_params.get("cloned_from")
     warnings = request.query_params.getlist("warning")[:MAX_CLONE_WARNINGS] if cloned_from else []
     context.update(notice=notice, error=error, cloned_from=cloned_from, clone_warnings=warnings)

@@ -39,6 +39,7 @@
       TF.el("td", { class: "nowrap", text: r.instance_type + " × " + r.instance_count }),
       TF.el("td", { class: "nowrap" }, [time]),
       TF.el("td", { class: "duration", text: r.duration }),
+      TF.el("td", { class: "nowrap cost", text: r.cost }),
       metrics,
     ]);
     tr.dataset.name = r.name;
@@ -49,7 +50,7 @@
     const checked = new Set(boxes().filter((b) => b.checked).map((b) => b.value));
     const rows = res.rows.map((r) => row(r, checked.has(r.name)));
     if (!rows.length) {
-      rows.push(TF.el("tr", { class: "empty" }, [TF.el("td", { colspan: "7", text: "No training jobs match." })]));
+      rows.push(TF.el("tr", { class: "empty" }, [TF.el("td", { colspan: "8", text: "No training jobs match." })]));
     }
     tbody.replaceChildren(...rows);
     TF.localizeTimes(tbody);
