@@ -175,7 +175,8 @@ def test_an_unknown_image_is_rejected_at_submit(server: ServerProcess, session: 
     body = {
         "TrainingJobName": "bad-image",
         "RoleArn": trainforge.get_execution_role(),
-        "AlgorithmSpecification": {"TrainingImage": "nvcr.io/nvidia/pytorch:24.01", "TrainingInputMode": "File"},
+        # Not a catalogue name, and not a container image reference either (upper case, a space): refused at submit
+        "AlgorithmSpecification": {"TrainingImage": "NVCR.io/Nvidia/PyTorch 24.01", "TrainingInputMode": "File"},
         "OutputDataConfig": {"S3OutputPath": "s3://trainforge-default/out"},
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
         "StoppingCondition": {"MaxRuntimeInSeconds": 600},

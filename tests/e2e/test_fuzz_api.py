@@ -178,7 +178,7 @@ def test_agent_api_with_a_job_token(server: ServerProcess, agent_job: str) -> No
     the handlers (any other name answers 401, covered by the runs above)."""
     run = fuzz(_schema(server, AGENT_TOKEN, agent_only=True))
     print("agent:", run.report())
-    assert len(run.operations) == 5
+    assert len(run.operations) == 7  # status, logs, metrics, heartbeat, data key, environment lock get/put
     assert run.statuses.get(200, 0) > 0  # past the token check: heartbeats, logs and metrics stored
     assert not run.problems, "\n\n".join(run.problems[:10])
 
