@@ -46,24 +46,8 @@ from trainforge.runtime import checkpoints, toolkit, warm
 from trainforge.runtime.agent import AgentClient, ReplyKind, ServerLocator
 from trainforge.runtime.builtin import algorithm_command, image_pythonpath
 from trainforge.runtime.channels import StagedChannel, bindable_channel, stage_channel
-from trainforge.runtime.container import (
-    CATALOGUE_IMAGE_FILES,
-    CATALOGUE_PYTHON,
-    ENGINE_FIX,
-    ENV_FILE,
-    HOST_LABEL,
-    JOB_LABEL,
-    ContainerProcess,
-    Engine,
-    RunSpec,
-    catalogue_image,
-    container_name,
-    ensure_image,
-    image_digest,
-    probe_engine,
-    remove_container,
-    write_env_file,
-)
+from trainforge.runtime.container import CATALOGUE_IMAGE_FILES, CATALOGUE_PYTHON
+from trainforge.runtime.container_executor import ContainerExecutor, choose_container, remove_leftover_container
 from trainforge.runtime.distributed import rendezvous_env, torchrun_enabled, torchrun_launch
 from trainforge.runtime.envcache import environment_record, prepare_environment
 from trainforge.runtime.failure import (
@@ -109,7 +93,7 @@ from trainforge.runtime.supervising import base_env, envs_root, exposed_paths, h
 from trainforge.runtime.sysmetrics import SystemMetricsSampler, job_gpus
 from trainforge.spec import contract
 from trainforge.spec.algorithms import builtin_algorithm
-from trainforge.spec.images import is_container_image, job_image
+from trainforge.spec.images import job_image
 from trainforge.spec.job import CreateTrainingJobRequest, parse_create_request
 from trainforge.spec.status import TERMINAL
 from trainforge.spec.status import SecondaryStatus as S
@@ -158,17 +142,6 @@ class Plan:
     algorithm: str | None = None
 
 
-@dataclass(frozen=True)
-class ContainerChoice:
-    """A job host that runs in a container: its image, the engine, and whether the image is a catalogue image's
-    build (``trainforge images build``: trainforge's command run with the image's venv) or the user's own (run as
-    SageMaker runs an image: ``train`` or ``ContainerEntrypoint``)."""
-
-    image: str
-    engine: Engine
-    catalogue: bool = False
-
-
 class Supervisor:
     """Runs one host of one job; :meth:`run` does everything and returns the process exit code."""
 
@@ -182,7 +155,7 @@ class Supervisor:
         self._child_started = False
         self._model_stored = False  # whether this host published the job's model (see _model_report)
         self._sandbox: Probe = Probe(None, "not probed")
-        self._container: ContainerChoice | None = None
+        self._container: ContainerExecutor | None = None  # the container executor, for a job that runs in one
         self._catalogue_fallback: str | None = None  # why a catalogue job does not run in its container image
         self._isolated = False
         self._limits: Limits | None = None
@@ -344,8 +317,20 @@ class Supervisor:
             return Outcome(S.FAILED, MSG_FAILED, truncate(f"InternalServerError: stored job spec: {exc.message}"))
         self.stop.set_deadline(float(spec.StoppingCondition.MaxRuntimeInSeconds))
         self._isolated = bool(spec.EnableNetworkIsolation)
-        self._container = self._choose_container(spec)
-        if self._container is not None:
+        choice, self._catalogue_fallback = choose_container(self.cfg, spec)
+        if choice is not None:
+            self._container = ContainerExecutor(
+                choice,
+                cfg=self.cfg,
+                paths=self.paths,
+                isolated=self._isolated,
+                say=self.say,
+                sink=self.reporter.line,
+                output=self._child_line,
+                stop=self.stop,
+                lineage=self.lineage,
+                sysmetrics=self.sysmetrics,
+            )
             self._sandbox = Probe(None, "the code runs in a container")
         elif self.cfg.sandbox == "auto":
             self._sandbox = probe()
@@ -404,7 +389,8 @@ class Supervisor:
             self._upload_best_effort(store, spec, together=False, empty_model=False)
             if oom:
                 return Outcome(S.FAILED, MSG_FAILED, self._oom_reason())
-            reason = failure_file_reason(self.paths.failure_file) or self._engine_error_reason(rc)
+            engine_reason = self._container.engine_error_reason(rc, self.errors) if self._container else None
+            reason = failure_file_reason(self.paths.failure_file) or engine_reason
             reason = reason or execute_error_reason(rc, self.errors.message(), toolkit.format_command(cmd))
             return Outcome(S.FAILED, MSG_FAILED, reason)
         except StopRequested as stop:
@@ -423,7 +409,7 @@ class Supervisor:
         """The job log's first line: the executor (a container, the sandbox, or why there is none) and the limits."""
         limits = self._limits.describe() if self._limits else "no limits"
         if self._container is not None:
-            return self._container_line()
+            return self._container.describe()
         if self.sandboxed:
             spec = SandboxSpec(opt_ml=self.paths.opt_ml, tmp=self.paths.sandbox_tmp, network=not self._isolated)
             return f"[trainforge] sandbox: {describe(spec)}; {limits}"
@@ -447,175 +433,19 @@ class Supervisor:
         host's."""
         return Path(CONTAINER_OPT_ML) if self.sees_opt_ml else self.paths.opt_ml
 
-    # ----------------------------------------------------------------------------------- container
-
-    def _choose_container(self, spec: CreateTrainingJobRequest) -> ContainerChoice | None:
-        """Whether the job runs in a container: a container image always (the engine is asked here; one that does
-        not answer fails the job in ``Downloading``), a catalogue image when ``catalogue_containers`` is on and the
-        engine has its build (else its uv environment, said in the log)."""
-        image = spec.AlgorithmSpecification.TrainingImage
-        if is_container_image(image):
-            assert image is not None
-            engine = probe_engine() if self.cfg.containers != "off" else Engine(None, "TRAINFORGE_CONTAINERS=off")
-            return ContainerChoice(image, engine)
-        if self.cfg.catalogue_containers != "on" or self.cfg.containers == "off":
-            return None
-        try:
-            name = job_image(image, spec.AlgorithmSpecification.AlgorithmName).name
-        except ValidationError:
-            return None
-        if name == "trainforge/python:current":
-            return None  # the server's own interpreter: never a container
-        engine = probe_engine()
-        if engine.available and catalogue_image(name) is not None:
-            return ContainerChoice(name, engine, catalogue=True)
-        why = "the engine has no build of it" if engine.available else engine.describe()
-        self._catalogue_fallback = (
-            f"[trainforge] catalogue container image {name}: not used ({why}; build it with `trainforge images build "
-            f"{name}`); the job runs in the image's uv environment"
-        )
-        return None
-
-    def _container_line(self) -> str:
-        """The job log's first line for a container job: image, engine, network, limits."""
-        choice = self._container
-        assert choice is not None
-        network = "none" if self._isolated else "host"
-        limits: list[str] = []
-        if self.cfg.memory_limit_gib is not None:
-            limits.append(f"memory limit {format_gib(int(self.cfg.memory_limit_gib * 2**30))}")
-        limits.append(f"{self.cfg.instance.effective_vcpus} CPUs")
-        if self.cfg.gpu_ids:
-            limits.append(f"GPUs {','.join(str(i) for i in self.cfg.gpu_ids)}")
-        return (
-            f"[trainforge] executor: container {choice.image} ({choice.engine.describe()}, network: {network}); "
-            f"{', '.join(limits)} (enforced by the engine)"
-        )
-
-    def _pull_container_image(self) -> None:
-        """``Downloading``: the job's image found in the engine or pulled through it; its digest recorded and
-        logged. Raises ``JobFailed`` (a ClientError naming the image and the fix) without an engine or image."""
-        choice = self._container
-        assert choice is not None
-        if self.cfg.containers == "off":
-            raise client_error(
-                f"AlgorithmSpecification.TrainingImage {choice.image} is a container image, and containers are off "
-                "on this node (TRAINFORGE_CONTAINERS=off); set TRAINFORGE_CONTAINERS=auto, or use a catalogue image"
-            )
-        if not choice.engine.available:
-            raise client_error(
-                f"container image {choice.image} needs a container engine, and none answers here "
-                f"({choice.engine.reason}); {ENGINE_FIX}"
-            )
-        image = ensure_image(choice.image, sink=self.reporter.line, should_stop=self.stop.is_set)
-        self.stop.check()
-        digest = image_digest(image)
-        self.say(f"Container image {choice.image} ({digest})")
-        self._record_container(choice.image, digest)
-
-    def _record_container(self, image: str, digest: str) -> None:
-        """Record the container image that runs (and its digest) in the host's lineage."""
-        self.lineage.set_container(image, digest)
-
-    def _engine_error_reason(self, rc: int) -> str | None:
-        """For a container that never ran (``docker run`` exit code 125: the engine refused it), a ClientError with
-        the engine's words; None otherwise."""
-        if self._container is None or rc != 125:
-            return None
-        said = self.errors.message().strip().splitlines()
-        detail = said[-1] if said else "no reason given"
-        return truncate(f"ClientError: the container engine could not run {self._container.image}: {detail}")
-
-    def _catalogue_install(self, plan: Plan, cmd: list[str]) -> list[str]:
-        """In a catalogue container, the code's ``requirements.txt`` (or its package) installed with pip before the
-        entry point, as SageMaker's toolkit does; ``cmd`` as it is when there is nothing to install."""
-        if plan.entry_point is None:
-            return cmd
-        kind = toolkit.entry_point_type(self.paths.code, plan.entry_point)
-        has_requirements = (self.paths.code / "requirements.txt").is_file()
-        pip = [CATALOGUE_PYTHON, "-m", "pip", "install", "--disable-pip-version-check"]
-        if kind is toolkit.EntryPointType.PYTHON_PACKAGE:
-            pip += [".", *(["-r", "requirements.txt"] if has_requirements else [])]
-        elif has_requirements:
-            pip += ["-r", "requirements.txt"]
-        else:
-            return cmd
-        script = toolkit.format_command(pip) + ' && exec "$@"'
-        return ["/bin/sh", "-c", script, "sh", *cmd]
-
-    def _run_container(
-        self, spec: CreateTrainingJobRequest, cmd: list[str], env: dict[str, str]
-    ) -> tuple[int, bool, bool]:
-        """Run the job's container to its end or a stop; ``(exit code, stopped, killed for memory)``. The container
-        is always removed."""
-        choice = self._container
-        assert choice is not None
-        env_file = self.paths.root / ENV_FILE
-        through_client = write_env_file(env_file, env)
-        checkpoints_at = checkpoint_container_path(spec)
-        writable: dict[str, Path] = {}
-        if spec.CheckpointConfig is not None and not checkpoints_at.startswith(CONTAINER_OPT_ML + "/"):
-            writable[checkpoints_at] = checkpoint_local_path(spec, self.paths)
-        memory = self.cfg.memory_limit_gib
-        if choice.catalogue or spec.AlgorithmSpecification.ContainerEntrypoint:
-            entrypoint, command = cmd[0], cmd[1:]
-        else:
-            entrypoint, command = None, cmd
-        run = RunSpec(
-            image=choice.image,
-            name=container_name(self.cfg.job_name, self.cfg.host, self.cfg.attempt),
-            opt_ml=self.paths.opt_ml,
-            env_file=env_file,
-            command=command,
-            entrypoint=entrypoint,
-            workdir=f"{CONTAINER_OPT_ML}/code" if choice.catalogue else None,
-            channels={
-                ch.ChannelName: self._bound.get(ch.ChannelName, self.paths.channel(ch.ChannelName))
-                for ch in spec.InputDataConfig or []
-            },
-            writable=writable,
-            network=not self._isolated,
-            hosts={h: self.cfg.host_addresses.get(h, "127.0.0.1") for h in self.cfg.hosts},
-            memory_bytes=int(memory * 2**30) if memory is not None else None,
-            cpus=float(self.cfg.instance.effective_vcpus),
-            gpu_ids=self.cfg.gpu_ids,
-            labels={JOB_LABEL: self.cfg.job_name, HOST_LABEL: self.cfg.host},
-        )
-        proc = ContainerProcess(run, cwd=self.paths.root, sink=self._child_line, client_env=through_client)
-        try:
-            try:
-                proc.start()
-                self._child_started = True
-            except OSError as exc:
-                raise JobFailed(
-                    execute_error_reason(127, f"{type(exc).__name__}: {exc}", toolkit.format_command(proc.argv))
-                ) from None
-            self.sysmetrics.start(proc.pid or 0, job_gpus(None, self.cfg.instance.gpus))
-            stopped = False
-            while True:
-                rc = proc.wait(POLL_INTERVAL)
-                if rc is not None:
-                    break
-                if self.stop.is_set():
-                    self._report_stopping(self.stop.reason or StopReason.USER)
-                    self.say(
-                        f"Stopping the job: docker stop (SIGTERM, then SIGKILL after {self.cfg.stop_grace_seconds:g}s)"
-                    )
-                    rc = proc.stop(self.cfg.stop_grace_seconds)
-                    stopped = True
-                    break
-            proc.finish()
-            self.sysmetrics.close()
-            oom = not stopped and rc != 0 and proc.oom_killed()
-            return rc, stopped, oom
-        finally:
-            proc.remove()
-
-    def _sandbox_spec(self, spec: CreateTrainingJobRequest, python: str) -> SandboxSpec:
-        channels = {
+    def _channel_dirs(self, spec: CreateTrainingJobRequest) -> dict[str, Path]:
+        """Each channel's host directory, bound at its path in the sandbox or container: the store's own directory
+        when bound read-only in place of a copy, else the staged copy."""
+        return {
             ch.ChannelName: self._bound.get(ch.ChannelName, self.paths.channel(ch.ChannelName))
             for ch in spec.InputDataConfig or []
         }
+
+    def _child_has_started(self) -> None:
+        self._child_started = True
+
+    def _sandbox_spec(self, spec: CreateTrainingJobRequest, python: str) -> SandboxSpec:
+        channels = self._channel_dirs(spec)
         writable: dict[str, Path] = {}
         container_checkpoints = checkpoint_container_path(spec)
         if spec.CheckpointConfig is not None and container_checkpoints.startswith("/tmp/"):
@@ -731,7 +561,7 @@ class Supervisor:
             self.say(f"Source code: {fetched}")
         self.stop.check()
         if self._container is not None:
-            self._pull_container_image()
+            self._container.pull()
             if not self._container.catalogue:
                 return ""  # the image has its own interpreter; nothing is built on the host
         if plan.entry_point is None:
@@ -856,7 +686,7 @@ class Supervisor:
             else:
                 cmd = toolkit.entry_point_command(kind, plan.entry_point, args, python)
         if container is not None and container.catalogue:
-            cmd = self._catalogue_install(plan, cmd)
+            cmd = container.catalogue_install(plan.entry_point, cmd)
         self.say("Training Env:\n\n" + json.dumps(train_env, indent=4, sort_keys=True) + "\n")
         self.say("Invoking script with the following command:\n\n" + toolkit.format_command(cmd) + "\n")
         return cmd, env
@@ -874,7 +704,14 @@ class Supervisor:
         """Run the user's command (sandboxed when it can be, always under the limits) to its end or a stop;
         return ``(exit code, stopped, killed for memory)``."""
         if self._container is not None:
-            return self._run_container(spec, cmd, env)
+            return self._container.run(
+                spec,
+                cmd,
+                env,
+                channels=self._channel_dirs(spec),
+                on_start=self._child_has_started,
+                on_stopping=self._report_stopping,
+            )
         launch = cmd
         if self.sandboxed:
             assert self._sandbox.bwrap is not None
@@ -1144,7 +981,7 @@ def resume(cfg: SupervisorConfig, root: Path) -> int:
         client, spool_dir=paths.root / SPOOL_DIR, spool_owner=spool_owner(cfg.agent_token), mirror=paths.job_log
     )
     log.info("resuming %s/%s: %s", cfg.job_name, cfg.host, "spool pending" if reporter.resumed else "spool empty")
-    _remove_leftover_container(cfg)
+    remove_leftover_container(cfg)
     reporter.start()
     status, reason, delivered = "Unknown", None, False
     if finished is not None:
@@ -1173,17 +1010,6 @@ def resume(cfg: SupervisorConfig, root: Path) -> int:
     )
     write_result(paths.root, result)
     return 0
-
-
-def _remove_leftover_container(cfg: SupervisorConfig) -> None:
-    """The container a dead supervisor of this launch may have left running (it outlives its ``docker run``
-    client), removed by its deterministic name; nothing for a job that runs no container."""
-    image = (cfg.spec.get("AlgorithmSpecification") or {}).get("TrainingImage")
-    if cfg.containers == "off" or not (is_container_image(image) or cfg.catalogue_containers == "on"):
-        return
-    name = container_name(cfg.job_name, cfg.host, cfg.attempt)
-    if remove_container(name):
-        log.info("removed the container %s its dead supervisor left", name)
 
 
 def main(argv: list[str] | None = None) -> int:
