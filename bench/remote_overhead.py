@@ -41,8 +41,9 @@ def main() -> None:
     settings = load_settings()
     session = trainforge.Session(settings=settings)
     cold_fn = remote(noop, instance_type="local", sagemaker_session=session, job_name_prefix="cold")
-    warm_fn = remote(noop, instance_type="local", sagemaker_session=session, job_name_prefix="warm",
-                     keep_alive_period_in_seconds=60)
+    warm_fn = remote(
+        noop, instance_type="local", sagemaker_session=session, job_name_prefix="warm", keep_alive_period_in_seconds=60
+    )
 
     def timed(fn: object) -> float:
         sink = io.StringIO()
@@ -60,14 +61,19 @@ def main() -> None:
     finally:
         stop_server(settings)
     med = statistics.median
-    print(json.dumps({
-        "runs": args.runs,
-        "direct_call_s": round(med(direct), 6),
-        "cold_round_trip_s": round(med(cold), 3),
-        "first_keep_alive_call_s": round(first_warm, 3),
-        "warm_round_trip_s": round(med(warm), 3),
-        "targets": {"warm_s": 0.3, "cold_s": 1.5},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "runs": args.runs,
+                "direct_call_s": round(med(direct), 6),
+                "cold_round_trip_s": round(med(cold), 3),
+                "first_keep_alive_call_s": round(first_warm, 3),
+                "warm_round_trip_s": round(med(warm), 3),
+                "targets": {"warm_s": 0.3, "cold_s": 1.5},
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":
