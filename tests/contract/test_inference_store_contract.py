@@ -4,13 +4,10 @@ the check that the migrations create exactly the inference tables ``store/tables
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, inspect
 
-from tests.support.postgres import fresh_database
 from trainforge.errors import ConflictError, NotFoundError
 from trainforge.service.invocations import InvocationMetrics, metric_totals
 from trainforge.spec.endpoints import EndpointStatus as E
@@ -29,17 +26,6 @@ INFERENCE_TABLES = (
     "inference_log_lines",
     "endpoint_metric_points",
 )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = fresh_database(request.getfixturevalue("postgres_url"))
-    store = open_job_store(url)  # alembic upgrade head
-    yield store.engine
-    store.engine.dispose()
 
 
 def new_endpoint(store: EndpointStore, name: str, now: float = 1000.0) -> int:

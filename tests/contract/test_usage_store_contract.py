@@ -7,21 +7,18 @@ are recorded as the endpoint reconciler records them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, inspect
 
-from tests.support.postgres import fresh_database
 from trainforge.errors import ValidationError
 from trainforge.service.costs import CostService, charge, job_cost, parse_prices
 from trainforge.service.principal import Principal
 from trainforge.spec.status import SecondaryStatus as S
 from trainforge.spec.transforms import InstanceStatus, TransformJobStatus
-from trainforge.store import JobStore, NewJob, open_job_store
+from trainforge.store import JobStore, NewJob
 from trainforge.store.inference import EndpointRecord, EndpointStore
 from trainforge.store.tables import usage_intervals
 from trainforge.store.transforms import NewTransformJob, TransformJobStore
@@ -31,17 +28,6 @@ DAY1 = datetime(2026, 12, 1, tzinfo=UTC).timestamp()
 DAY2 = DAY1 + 86400
 ADMIN = Principal("admin", admin=True)
 PRICES = parse_prices({"ml.m5.large": 0.36, "ml.c5.xlarge": 0.72, "ml.t2.medium": 3.6}, source="test")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = fresh_database(request.getfixturevalue("postgres_url"))
-    store = open_job_store(url)  # alembic upgrade head
-    yield store.engine
-    store.engine.dispose()
 
 
 def run_job(jobs: JobStore, name: str, owner: str | None, kind: str, count: int, start: float, seconds: float) -> None:

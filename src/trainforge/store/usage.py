@@ -166,13 +166,9 @@ class UsageStore:
         """Training jobs that ended and whose training started in ``[since, until)``, of ``owner`` when given,
         by training start."""
         j = jobs
-        conds: list[Any] = [j.c.training_start_time.is_not(None), j.c.training_end_time.is_not(None)]
-        if since is not None:
-            conds.append(j.c.training_start_time >= since)
-        if until is not None:
-            conds.append(j.c.training_start_time < until)
-        if owner is not None:
-            conds.append(j.c.created_by == owner)
+        conds = _ended_and_started_within(
+            j.c.training_start_time, j.c.training_end_time, j.c.created_by, since=since, until=until, owner=owner
+        )
         stmt = (
             select(
                 j.c.name,
@@ -205,13 +201,9 @@ class UsageStore:
         """Transform jobs that ended and whose transform started in ``[since, until)``, of ``owner`` when given,
         by transform start. Their instance type and count are read from the stored request."""
         t = transform_jobs
-        conds: list[Any] = [t.c.transform_start_time.is_not(None), t.c.transform_end_time.is_not(None)]
-        if since is not None:
-            conds.append(t.c.transform_start_time >= since)
-        if until is not None:
-            conds.append(t.c.transform_start_time < until)
-        if owner is not None:
-            conds.append(t.c.created_by == owner)
+        conds = _ended_and_started_within(
+            t.c.transform_start_time, t.c.transform_end_time, t.c.created_by, since=since, until=until, owner=owner
+        )
         stmt = (
             select(t.c.name, t.c.created_by, t.c.spec, t.c.transform_start_time, t.c.transform_end_time, t.c.status)
             .where(and_(*conds))
@@ -234,3 +226,18 @@ class UsageStore:
                     )
                 )
         return out
+
+
+def _ended_and_started_within(
+    start: Any, end: Any, created_by: Any, *, since: float | None, until: float | None, owner: str | None
+) -> list[Any]:
+    """The conditions on a job table's rows: ended (``start`` and ``end`` set), started in ``[since, until)``, of
+    ``owner`` (``created_by``) when given."""
+    conds: list[Any] = [start.is_not(None), end.is_not(None)]
+    if since is not None:
+        conds.append(start >= since)
+    if until is not None:
+        conds.append(start < until)
+    if owner is not None:
+        conds.append(created_by == owner)
+    return conds
