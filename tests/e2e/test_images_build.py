@@ -153,5 +153,12 @@ def test_a_server_with_catalogue_containers_runs_the_job_in_the_built_image(
         described = job.describe()
         assert described["TrainingJobStatus"] == "Completed", described.get("FailureReason")
         lines = [e["message"] for e in session.client.logs(job.name, limit=10000)["events"]]
+    # The record names the build that ran and the lock it was built from (its label)
+    lock = lock_for(CATALOGUE[NAME])
+    assert lock is not None
+    environment = described["Lineage"]["Environment"]
+    assert environment["Image"] == NAME and environment["Fingerprint"].startswith("sha256:"), environment
+    assert environment["LockSha256"] == lock.sha256
+    assert described["Lineage"]["Container"]["Digest"] == environment["Fingerprint"]
     assert "executable /opt/trainforge/venv/bin/python" in lines, lines[-20:]
     assert lines[0].startswith(f"[trainforge] executor: container {NAME} (docker "), lines[0]

@@ -39,7 +39,8 @@ BUSYBOX_TAG = "tftest/busybox:1"
 PYTHON_TAG = "tftest/python:3.11"
 TOOLKIT_TAG = "tftest/toolkit:5.1.4"
 
-# The python image: the interpreter, its standard library, venv + the wheels ensurepip installs, a shell, coreutils.
+# The python image: the interpreter, its standard library, venv + the wheels ensurepip installs, a shell, coreutils,
+# and the C++ and OpenMP runtimes that numpy/scipy/scikit-learn wheels link (as python:3.11-slim has them).
 PYTHON_PACKAGES = (
     "python3.11-minimal",
     "libpython3.11-stdlib",
@@ -50,6 +51,8 @@ PYTHON_PACKAGES = (
     "dash",
     "coreutils",
     "ca-certificates",
+    "libstdc++6",
+    "libgomp1",
 )
 # Maintainer-script machinery that a root file system assembled by dpkg-deb -x never runs, and perl it pulls in.
 EXCLUDED_PACKAGES = ("perl*", "libperl*", "dpkg", "install-info", "debconf", "cdebconf", "debconf-2.0")

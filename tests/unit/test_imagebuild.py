@@ -57,6 +57,30 @@ def test_the_context_carries_the_lock_bytes_and_the_helper_sources_only() -> Non
     assert not ctx.exists()
 
 
+def test_the_host_pips_ca_bundle_is_trusted_by_the_install_and_not_kept(tmp_path: Path) -> None:
+    """Behind a proxy or a private index with its own CA, the host's pip trusts ``PIP_CERT``; the build's pip does
+    too, and the image does not keep the file."""
+    bundle = tmp_path / "corporate-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    env = {"PIP_CONFIG_FILE": "/dev/null", "PIP_CERT": str(bundle), "HOME": str(tmp_path)}
+    assert imagebuild.pip_ca_bundle(env) == bundle
+    assert imagebuild.pip_ca_bundle({**env, "PIP_CERT": str(tmp_path / "absent.pem")}) is None
+    image = CATALOGUE["trainforge/kmeans:1"]
+    lock = lock_for(image)
+    assert lock is not None and lock.packages
+    with imagebuild.build_context(image, lock, base="b", ca_bundle=bundle) as ctx:
+        assert (ctx / "pip-ca.pem").read_bytes() == bundle.read_bytes()
+        text = (ctx / "Dockerfile").read_text()
+    run = text[text.index("RUN ") : text.index("COPY image_files")]
+    assert "COPY pip-ca.pem /tmp/trainforge-pip-ca.pem" in text.splitlines()
+    assert "PIP_CERT=/tmp/trainforge-pip-ca.pem /opt/trainforge/venv/bin/pip install" in run
+    assert run.rstrip().endswith("rm -f /tmp/trainforge-pip-ca.pem")
+    empty = lock_for(CATALOGUE["trainforge/python:3.11"])
+    assert empty is not None
+    with imagebuild.build_context(CATALOGUE["trainforge/python:3.11"], empty, base="b", ca_bundle=bundle) as ctx:
+        assert not (ctx / "pip-ca.pem").exists() and "PIP_CERT" not in (ctx / "Dockerfile").read_text()
+
+
 def test_names_are_checked_and_the_servers_interpreter_is_skipped_with_a_note() -> None:
     with pytest.raises(ValidationError, match="pass --all") as neither:
         imagebuild.buildable([], every=False)

@@ -23,6 +23,7 @@ from trainforge.runtime.container import (
     ENV_FILE,
     HOST_LABEL,
     JOB_LABEL,
+    LOCK_LABEL,
     ContainerProcess,
     Engine,
     RunSpec,
@@ -165,7 +166,7 @@ class ContainerExecutor:
         self._stop.check()
         digest = image_digest(image)
         self._say(f"Container image {choice.image} ({digest})")
-        self._lineage.set_container(choice.image, digest)
+        self._lineage.set_container(choice.image, digest, lock_sha256=image.labels.get(LOCK_LABEL) or None)
 
     def engine_error_reason(self, rc: int, errors: ErrorCapture) -> str | None:
         """For a container that never ran (``docker run`` exit code 125: the engine refused it), a ClientError with

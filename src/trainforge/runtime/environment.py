@@ -58,7 +58,7 @@ def pip_config_files(env: Mapping[str, str]) -> list[Path]:
 
 
 def pip_settings(env: Mapping[str, str]) -> dict[str, list[str]]:
-    """pip's ``index-url``, ``extra-index-url`` and ``find-links``, as lists of locations.
+    """pip's ``index-url``, ``extra-index-url``, ``find-links`` and ``cert`` (its CA bundle), as lists of locations.
 
     Config files are read in pip's order (``[global]`` then ``[install]``), and ``PIP_*`` environment
     variables win over them. ``PIP_CONFIG_FILE=/dev/null`` disables the files, as in pip.
@@ -74,13 +74,14 @@ def pip_settings(env: Mapping[str, str]) -> dict[str, list[str]]:
             for section in ("global", "install"):
                 if not parser.has_section(section):
                     continue
-                for key in ("index-url", "extra-index-url", "find-links"):
+                for key in ("index-url", "extra-index-url", "find-links", "cert"):
                     if parser.has_option(section, key):
                         settings[key] = parser.get(section, key).split()
     for key, var in (
         ("index-url", "PIP_INDEX_URL"),
         ("extra-index-url", "PIP_EXTRA_INDEX_URL"),
         ("find-links", "PIP_FIND_LINKS"),
+        ("cert", "PIP_CERT"),
     ):
         if env.get(var, "").strip():
             settings[key] = env[var].split()

@@ -77,13 +77,14 @@ def environment_fingerprint(
     }
 
 
-def container_environment(image: str, digest: str) -> dict[str, Any]:
+def container_environment(image: str, digest: str, lock_sha256: str | None = None) -> dict[str, Any]:
     """The ``Environment`` part of a container job's lineage: the image reference and, as its fingerprint, the
-    digest of the image that ran (what is inside a container image is the image's own business)."""
+    digest of the image that ran (what is inside a container image is the image's own business); for a catalogue
+    image's build, the lock it was built from (its ``ai.trainforge.lock-sha256`` label)."""
     return {
         "Image": image,
         "Python": None,
-        "LockSha256": None,
+        "LockSha256": lock_sha256,
         "LayerSha256": None,
         "Locked": True,
         "Distributions": {},
@@ -237,11 +238,11 @@ class LineageRecorder:
         """Record the ``Environment`` part (see :func:`environment_fingerprint`)."""
         self._environment = environment
 
-    def set_container(self, image: str, digest: str) -> None:
+    def set_container(self, image: str, digest: str, *, lock_sha256: str | None = None) -> None:
         """Record a container job's image: ``Container`` = ``{"Image", "Digest"}`` and the environment that
-        stands for it (:func:`container_environment`)."""
+        stands for it (:func:`container_environment`; ``lock_sha256`` for a catalogue image's build)."""
         self._container = {"Image": image, "Digest": digest}
-        self._environment = container_environment(image, digest)
+        self._environment = container_environment(image, digest, lock_sha256)
 
     def set_model_content(self, sha256: str) -> None:
         """Record the content hash of the model this host packaged (``Output.ModelContentSha256``)."""
