@@ -60,12 +60,17 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[RayCluster]:
     """A real local Ray cluster for the session (one head on 127.0.0.1, 8 CPUs, no GPUs), shared by every Ray
-    test and stopped by its own pid at the end; its node's ``TRAINFORGE_HOME`` is a session directory. Skipped
-    without Ray."""
+    test and stopped by its own pid at the end; its node's ``TRAINFORGE_HOME`` is a session directory, and where the
+    session's Docker engine runs, the node's ``DOCKER_HOST`` points at it (the node's own engine, as a Ray node
+    has). Skipped without Ray."""
     pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
-    with ray_head(tmp_path_factory.mktemp("raynode"), num_cpus=8) as cluster:
+    try:
+        node_env = dict(request.getfixturevalue("docker_engine").env)
+    except pytest.skip.Exception:
+        node_env = {}  # no engine here: the Ray tests run all the same, the container one skips
+    with ray_head(tmp_path_factory.mktemp("raynode"), num_cpus=8, extra_env=node_env) as cluster:
         yield cluster
 
 

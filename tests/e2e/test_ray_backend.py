@@ -25,6 +25,7 @@ import pytest
 
 import trainforge
 from tests.e2e.test_multihost import TORCH_SCRIPT  # the same script as on the local backend
+from tests.support.docker import DockerEngine
 from tests.support.ray_cluster import RAY_ENV, RayCluster, free_port
 from tests.support.server import ServerProcess
 from tests.support.wait import wait_for
@@ -436,3 +437,33 @@ def test_an_endpoint_serves_from_a_ray_node_and_its_delete_leaves_nothing_runnin
     )
     with pytest.raises(NotFoundError):
         predictor.predict([1])
+
+
+def test_a_container_job_runs_with_the_ray_nodes_own_engine(
+    ray_server: ServerProcess,
+    ray_session: trainforge.Session,
+    docker_engine: DockerEngine,
+    test_images: dict[str, str],
+) -> None:
+    """A container image on the Ray backend runs with the engine of the node its host lands on (the node's
+    ``DOCKER_HOST``; the server's environment names none)."""
+    assert "DOCKER_HOST" not in ray_server.env
+    image = test_images["busybox"]
+    script = 'echo "in a container on $SM_CURRENT_HOST"; echo ray > /opt/ml/model/model.txt'
+    est = Estimator(
+        image_uri=image,
+        container_entry_point=["sh", "-c", script],
+        role=trainforge.get_execution_role(),
+        instance_type="ml.m5.large",
+        instance_count=1,
+        sagemaker_session=ray_session,
+    )
+    est.fit(wait=True, logs=False)
+    job = est.latest_training_job.describe()
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    lines = log_lines(ray_session, job["TrainingJobName"])
+    assert lines[0].startswith(f"[trainforge] executor: container {image} (docker "), lines[0]
+    assert "in a container on algo-1" in lines
+    image_id = docker_engine.docker("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
+    assert job["Lineage"]["Container"] == {"Image": image, "Digest": image_id}
+    assert model_files(ray_server, str(est.model_data)) == {"model.txt": b"ray\n"}

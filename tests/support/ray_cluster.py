@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,11 +121,19 @@ class RayCluster:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def start_head(node_home: Path, *, num_cpus: int = 8, dashboard: bool = False, timeout: float = 90) -> RayCluster:
+def start_head(
+    node_home: Path,
+    *,
+    num_cpus: int = 8,
+    dashboard: bool = False,
+    timeout: float = 90,
+    extra_env: Mapping[str, str] | None = None,
+) -> RayCluster:
     """Start ``ray start --head --block`` on 127.0.0.1 with ``num_cpus`` CPUs and free ports; wait until ready.
 
-    ``node_home`` becomes the node's ``TRAINFORGE_HOME``. With ``dashboard`` the dashboard (and with it Ray's
-    Job Submission API) listens on a free port (``dashboard_url``).
+    ``node_home`` becomes the node's ``TRAINFORGE_HOME``; ``extra_env`` is added to the node's environment (e.g.
+    the ``DOCKER_HOST`` of the node's container engine). With ``dashboard`` the dashboard (and with it Ray's Job
+    Submission API) listens on a free port (``dashboard_url``).
     """
     node_home.mkdir(parents=True, exist_ok=True)
     temp_dir = Path(tempfile.mkdtemp(prefix="tfray-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
@@ -152,6 +160,7 @@ def start_head(node_home: Path, *, num_cpus: int = 8, dashboard: bool = False, t
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFORGE_", "RAY_"))}
     env.update(RAY_ENV)
     env["TRAINFORGE_HOME"] = str(node_home)
+    env.update(extra_env or {})
     log_path = temp_dir / "head.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
