@@ -47,7 +47,7 @@ from trainforge.runtime.agent import AgentClient, ReplyKind, ServerLocator
 from trainforge.runtime.builtin import algorithm_command, image_pythonpath
 from trainforge.runtime.channels import StagedChannel, bindable_channel, stage_channel
 from trainforge.runtime.container import CATALOGUE_IMAGE_FILES, CATALOGUE_PYTHON
-from trainforge.runtime.container_executor import ContainerExecutor, choose_container, remove_leftover_container
+from trainforge.runtime.container_executor import ContainerExecutor, choose_container
 from trainforge.runtime.distributed import rendezvous_env, torchrun_enabled, torchrun_launch
 from trainforge.runtime.envcache import environment_record, prepare_environment
 from trainforge.runtime.failure import (
@@ -67,7 +67,7 @@ from trainforge.runtime.failure import (
 )
 from trainforge.runtime.hostnames import HOSTNAMES_DIR
 from trainforge.runtime.hostparts import leader, merge_parts, upload_parts
-from trainforge.runtime.launch import SupervisorConfig, SupervisorResult, read_config, read_result, write_result
+from trainforge.runtime.launch import SupervisorConfig, SupervisorResult, read_config, write_result
 from trainforge.runtime.layout import (
     CONTAINER_OPT_ML,
     JobPaths,
@@ -968,50 +968,6 @@ class Supervisor:
             self.say("The job ended on another host meanwhile; this host's artifacts are not published", "stderr")
 
 
-def resume(cfg: SupervisorConfig, root: Path) -> int:
-    """Take over from a supervisor of this launch that died (its user code died with it): deliver what its spool
-    still holds, in order, from the acknowledged position, then, unless it had ended (``result.json``) or the
-    server already has a final status for this host, report the host ``Failed`` naming it. Leaves
-    ``result.json``; returns 0."""
-    paths = JobPaths.at(root)
-    finished = read_result(paths.root)
-    locator = ServerLocator(cfg.server_url, cfg.server_file, ca_bundle_pem=cfg.ca_bundle_pem)
-    client = AgentClient(locator=locator, token=cfg.agent_token, job_name=cfg.job_name, host=cfg.host)
-    reporter = Reporter(
-        client, spool_dir=paths.root / SPOOL_DIR, spool_owner=spool_owner(cfg.agent_token), mirror=paths.job_log
-    )
-    log.info("resuming %s/%s: %s", cfg.job_name, cfg.host, "spool pending" if reporter.resumed else "spool empty")
-    remove_leftover_container(cfg)
-    reporter.start()
-    status, reason, delivered = "Unknown", None, False
-    if finished is not None:
-        status, reason, delivered = finished.status, finished.failure_reason, finished.delivered
-    try:
-        if finished is None and not reporter.gone:
-            reply = client.deliver("heartbeat", {"host": cfg.host})
-            host_state = (reply.field("hosts") or {}).get(cfg.host)
-            ended = reply.field("TrainingJobStatus") in TERMINAL_PRIMARY or host_state in TERMINAL_SECONDARY
-            final = [s for s, _ in reporter.statuses_sent if s in TERMINAL_SECONDARY]
-            if reply.ok and not ended and not final:
-                reason = truncate(
-                    f"InternalServerError: the supervisor of host {cfg.host} ended unexpectedly (killed, or its "
-                    "machine restarted); its user code ended with it"
-                )
-                ticket = reporter.status(S.FAILED.value, MSG_FAILED, reason)
-                ticket.wait()
-                status, delivered = S.FAILED.value, ticket.delivered
-            else:
-                status = final[-1] if final else str(host_state or reply.field("SecondaryStatus") or "Unknown")
-    finally:
-        reporter.close()
-        client.close()
-    result = SupervisorResult(
-        job_name=cfg.job_name, host=cfg.host, status=status, failure_reason=reason, delivered=delivered
-    )
-    write_result(paths.root, result)
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m trainforge.runtime.supervisor [--resume] <root>/supervisor.json``.
 
@@ -1036,6 +992,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_serving(cfg, path.resolve().parent)
     if resuming:
+        from trainforge.runtime.resume import resume
+
         return resume(cfg, path.resolve().parent)
     rc = Supervisor(cfg, path.resolve().parent).run()
     if cfg.warm_dir and warm.keep_alive_seconds(cfg.spec) > 0:
