@@ -341,7 +341,8 @@ def test_builtin_xgboost_csv_in_predictions_out(
     broken = Model(est.image_uri, missing, sagemaker_session=session, name="xgb-missing")
     with pytest.raises(UnexpectedStatusError, match=r"nothing/model\.tar\.gz"):
         broken.deploy(1, INSTANCE, endpoint_name="xgb-missing")
-    assert not serving_processes(srv, "xgb-missing")
+    # The instance's supervisor reports Failed, then delivers its last lines and exits: nothing is left running
+    wait_for(lambda: not serving_processes(srv, "xgb-missing"), timeout=30, what="xgb-missing's processes to end")
     session.delete_endpoint("xgb-missing")
     broken.delete_model()
 
