@@ -17,7 +17,14 @@ import pytest
 
 from tests.unit.test_envcache import Harness, make_wheel
 from trainforge.cli.main import main
-from trainforge.runtime.envcache import META_FILE, env_key, environment_record, interpreter_of, is_ready
+from trainforge.runtime.envcache import (
+    META_FILE,
+    env_key,
+    environment_record,
+    installed_distributions,
+    interpreter_of,
+    is_ready,
+)
 from trainforge.runtime.failure import JobFailed
 from trainforge.runtime.lineage import environment_fingerprint, environment_lineage
 from trainforge.runtime.locks import (
@@ -210,6 +217,11 @@ def test_two_roots_build_the_identical_environment_from_the_lock(lab: Harness, t
     assert Path(second).parent.parent != env_dir and is_ready(Path(second).parent.parent)
     a, b = environment_lineage(first, image=DEMO.name), environment_lineage(second, image=DEMO.name)
     assert a == b
+    # The build recorded what it installed; a job reads that instead of asking the interpreter, with the same result
+    record = environment_record(first)
+    assert record.distributions == installed_distributions(first)
+    assert record.python_version == interpreter_of(first).version
+    assert environment_fingerprint(first, image=DEMO.name, lock_sha256=lock.sha256)["Fingerprint"] == a["Fingerprint"]
     assert a["Distributions"] == {"tfdemo": "0.1", "tfneeds": "1.0", "tfdep": "3.0"}
     assert (a["LockSha256"], a["LayerSha256"], a["Locked"]) == (lock.sha256, None, True)
     assert str(tmp_path) not in str(a)

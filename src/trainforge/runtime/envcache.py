@@ -205,6 +205,10 @@ class EnvironmentRecord:
     lock_sha256: str | None
     layer_sha256: str | None
     locked: bool
+    python_version: str | None = None
+    """The interpreter's version and the installed distributions as the build recorded them (None: not recorded,
+    e.g. the server's interpreter or an environment built before they were; ask the interpreter then)."""
+    distributions: dict[str, str] | None = None
 
 
 def environment_record(python: str | Path) -> EnvironmentRecord:
@@ -217,8 +221,18 @@ def environment_record(python: str | Path) -> EnvironmentRecord:
     if not isinstance(meta, dict):
         return EnvironmentRecord(None, None, False)
     lock, layer = meta.get("lock_sha256"), meta.get("layer_sha256")
+    installed = meta.get("installed")
+    version = distributions = None
+    if isinstance(installed, dict) and isinstance(installed.get("python"), str):
+        found = installed.get("distributions")
+        if isinstance(found, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+            version, distributions = installed["python"], dict(found)
     return EnvironmentRecord(
-        lock if isinstance(lock, str) else None, layer if isinstance(layer, str) else None, meta.get("locked") is True
+        lock if isinstance(lock, str) else None,
+        layer if isinstance(layer, str) else None,
+        meta.get("locked") is True,
+        version,
+        distributions,
     )
 
 
@@ -389,6 +403,9 @@ class ImageEnvironments:
                 recorded = build(tmp)
                 self._stop.check()
                 meta = {**self._meta(label, final.name), **recorded, "build_seconds": time.monotonic() - started}
+                # What is installed, once: an environment never changes after its build, so jobs read it from here
+                interpreter, dists = _probe(str(venv_python(tmp)), dists=True)
+                meta["installed"] = {"python": interpreter.version, "distributions": dict(sorted(dists.items()))}
                 _write_meta(tmp, meta)
                 os.rename(tmp, final)
             except BaseException as exc:

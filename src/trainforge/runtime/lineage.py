@@ -44,6 +44,7 @@ def environment_fingerprint(
     lock_sha256: str | None,
     layer_sha256: str | None = None,
     locked: bool = True,
+    installed: tuple[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The ``Environment`` part of a host's lineage for the interpreter ``python``.
 
@@ -56,14 +57,19 @@ def environment_fingerprint(
             or None where there is no such layer.
         locked: False where something was installed without a lock (requirements naming local files, a
             ``setup.py`` package): the distributions are still listed, but another node may resolve differently.
+        installed: The interpreter's version and installed distributions when already known (recorded by the
+            environment's build); None asks the interpreter.
 
     Returns:
         ``{"Image", "Python", "LockSha256", "LayerSha256", "Locked", "Distributions", "Fingerprint"}`` with
         ``Distributions`` mapping each installed distribution's normalized name to its version, sorted by name.
         Raises :class:`~trainforge.runtime.failure.JobFailed` when the interpreter cannot be inspected.
     """
-    version = interpreter_of(python).version
-    distributions = dict(sorted(installed_distributions(python).items()))
+    if installed is not None:
+        version, distributions = installed[0], dict(sorted(installed[1].items()))
+    else:
+        version = interpreter_of(python).version
+        distributions = dict(sorted(installed_distributions(python).items()))
     return {
         "Image": image,
         "Python": version,
@@ -96,8 +102,16 @@ def environment_lineage(python: str, *, image: str) -> dict[str, Any]:
     """:func:`environment_fingerprint` of the environment :func:`~trainforge.runtime.envcache.prepare_environment`
     returned ``python`` for: its lock and layer hashes are read from the environment's metadata file."""
     record = environment_record(python)
+    installed = None
+    if record.python_version is not None and record.distributions is not None:
+        installed = (record.python_version, record.distributions)
     return environment_fingerprint(
-        python, image=image, lock_sha256=record.lock_sha256, layer_sha256=record.layer_sha256, locked=record.locked
+        python,
+        image=image,
+        lock_sha256=record.lock_sha256,
+        layer_sha256=record.layer_sha256,
+        locked=record.locked,
+        installed=installed,
     )
 
 

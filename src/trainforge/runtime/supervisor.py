@@ -49,7 +49,7 @@ from trainforge.runtime.channels import StagedChannel, bindable_channel, stage_c
 from trainforge.runtime.container import CATALOGUE_IMAGE_FILES, CATALOGUE_PYTHON
 from trainforge.runtime.container_executor import ContainerExecutor, choose_container
 from trainforge.runtime.distributed import rendezvous_env, torchrun_enabled, torchrun_launch
-from trainforge.runtime.envcache import environment_record, prepare_environment
+from trainforge.runtime.envcache import prepare_environment
 from trainforge.runtime.failure import (
     DiskPhase,
     ErrorCapture,
@@ -79,7 +79,7 @@ from trainforge.runtime.layout import (
     resource_config,
 )
 from trainforge.runtime.limits import Limits, format_gib, select_limits
-from trainforge.runtime.lineage import LineageRecorder, channel_manifest, code_fingerprint, environment_fingerprint
+from trainforge.runtime.lineage import LineageRecorder, channel_manifest, code_fingerprint, environment_lineage
 from trainforge.runtime.objects import code_storage_environment, job_object_store
 from trainforge.runtime.packaging import publish_artifacts
 from trainforge.runtime.process import ChildProcess
@@ -602,16 +602,7 @@ class Supervisor:
             package=package,
             resolutions=self._client.environment_locks(),
         )
-        record = environment_record(python)
-        self.lineage.set_environment(
-            environment_fingerprint(
-                str(python),
-                image=image.name,
-                lock_sha256=record.lock_sha256,
-                layer_sha256=record.layer_sha256,
-                locked=record.locked,
-            )
-        )
+        self.lineage.set_environment(environment_lineage(str(python), image=image.name))
         return str(python)
 
     def _command(self, spec: CreateTrainingJobRequest, plan: Plan, python: str) -> tuple[list[str], dict[str, str]]:
