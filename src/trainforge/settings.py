@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     catalogue name, label ``ai.trainforge.catalogue-image``) where the node's engine has one, else in its uv
     environment as with ``off``."""
 
+    launcher: Literal["auto", "off"] = "auto"
+    """``auto``: the local backend starts a job host's supervisor by forking it from a per-node launcher that has
+    already imported the supervisor's code (:mod:`trainforge.runtime.launcher`), and spawns a fresh interpreter where
+    the launcher does not answer; ``off``: always a fresh interpreter."""
+    warm_fork: Literal["auto", "off"] = "auto"
+    """``auto``: a warm worker (``KeepAlivePeriodInSeconds``) keeps a forkserver that has imported its image's heavy
+    modules and forks the next job's entry point from it where the executor allows
+    (:mod:`trainforge.runtime.forkserver`); ``off``: every job's code starts a fresh interpreter."""
+
     @property
     def resolved_home(self) -> Path:
         """The home directory as an absolute path."""

@@ -24,4 +24,4 @@ def open_backend(settings: Settings, machine: Machine) -> Backend:
         return RayBackend.from_settings(settings)
     from trainforge.backends.local import LocalBackend
 
-    return LocalBackend(settings.jobs_root, machine=machine)
+    return LocalBackend(settings.jobs_root, machine=machine, launcher=settings.launcher)

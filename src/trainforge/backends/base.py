@@ -42,6 +42,7 @@ class LaunchRequest:
     sandbox: str = "auto"
     containers: str = "auto"
     catalogue_containers: str = "off"
+    warm_fork: str = "auto"
     memory_limit_gib: float | None = None
     ca_bundle_pem: str | None = None
     attempt: int = 1
@@ -82,6 +83,7 @@ class LaunchRequest:
             sandbox="off" if self.sandbox == "off" else "auto",
             containers="off" if self.containers == "off" else "docker" if self.containers == "docker" else "auto",
             catalogue_containers="on" if self.catalogue_containers == "on" else "off",
+            warm_fork="off" if self.warm_fork == "off" else "auto",
             memory_limit_gib=self.memory_limit_gib,
             ca_bundle_pem=self.ca_bundle_pem,
             attempt=self.attempt,

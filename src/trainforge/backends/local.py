@@ -75,8 +75,9 @@ class LocalBackend:
     name = "local"
     uses_local_capacity = True
 
-    def __init__(self, jobs_root: Path, *, machine: Machine, python: str | None = None) -> None:
+    def __init__(self, jobs_root: Path, *, machine: Machine, python: str | None = None, launcher: str = "off") -> None:
         self.jobs_root = Path(jobs_root)
+        self.launcher = launcher
         self.machine = machine
         self.warm_dir = self.jobs_root.parent / "warm"
         self.python = python or sys.executable

@@ -99,6 +99,8 @@ class SupervisorConfig(_Model):
     catalogue_containers: Literal["on", "off"] = "off"
     """``TRAINFORGE_CATALOGUE_CONTAINERS``: whether a catalogue image runs in its built container image when the engine
     has one (:mod:`trainforge.runtime.container`)."""
+    warm_fork: Literal["auto", "off"] = "auto"
+    """``TRAINFORGE_WARM_FORK``: whether a warm worker forks the next job's entry point from a forkserver."""
     kind: Literal["training", "endpoint", "transform"] = "training"
     """What the supervisor runs: a training job's host, one instance of an endpoint, or one instance of a batch
     transform job. For the last two ``spec`` is a serving launch (:mod:`trainforge.runtime.serving.spec`)."""

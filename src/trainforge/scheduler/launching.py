@@ -74,6 +74,7 @@ def launch_request(
         sandbox=settings.sandbox,
         containers=settings.containers,
         catalogue_containers=settings.catalogue_containers,
+        warm_fork=settings.warm_fork,
         memory_limit_gib=memory_limit_gib(placement.instance, launcher.machine),
         ca_bundle_pem=supervisor_ca_pem(settings),
         role=json.loads(role_json) if role_json else None,
