@@ -222,10 +222,14 @@ class RemoteJob:
         deadline = None if timeout is None else time.monotonic() + timeout
         printer = LogPrinter() if logs else None
         client = self.session.client
-        if printer is not None and deadline is None:
+        if deadline is None:
+            # The server's follow stream ends the moment the job does: no describe polling in between.
             for event in client.follow_logs(self.job_name):
                 kind = event.get("type")
-                if kind == "log":
+                if printer is None:
+                    if kind == "end":
+                        break
+                elif kind == "log":
                     printer.log(str(event.get("message", "")), event.get("host"), event.get("attempt"))
                 elif kind == "status":
                     printer.status(str(event.get("SecondaryStatus", "")), event.get("StatusMessage"), event.get("Time"))
