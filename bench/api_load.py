@@ -13,6 +13,8 @@ latency (one kept-alive connection, sequential requests), and log ingestion: ``-
     python bench/api_load.py [--db sqlite,postgres] [--jobs 1000] [--clients 20] [--stored 100000]
                              [--log-lines 200000]
 
+Prints one JSON line, the last line of stdout, with ``"name": "api_load"``.
+
 Targets: submit >= 500/s (SQLite), describe p99 <= 10 ms, list p99 <= 50 ms, log ingestion >= 50k lines/s.
 """
 
@@ -496,7 +498,7 @@ def main() -> None:
                     results.append(run_one(db, args, tmp, pg_url))
             else:
                 results.append(run_one(db, args, tmp, None))
-    print(json.dumps({"benchmark": "api_load", "targets": TARGETS, "results": results}, indent=2))
+    print(json.dumps({"name": "api_load", "targets": TARGETS, "results": results}), flush=True)
 
 
 if __name__ == "__main__":

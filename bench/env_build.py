@@ -9,7 +9,8 @@ For each image (default: the scikit-learn and XGBoost images), in a fresh enviro
 
 Then, on a private server (its own TRAINFORGE_HOME, the warm environments directory), the median ``fit()`` of a
 trivial script in the scikit-learn image next to the same script in ``trainforge/python:current`` (no
-environment step): the difference is what a warm reuse adds to a job.
+environment step): the difference is what a warm reuse adds to a job. Prints one JSON line, the last line of
+stdout, with ``"name": "env_build"``.
 
     python bench/env_build.py [--images trainforge/sklearn:1.2-1 trainforge/xgboost:1.7-1] [--runs 5]
 """
@@ -95,7 +96,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="tf-env-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORGE_")}
-    results: dict[str, object] = {"python": sys.version.split()[0], "runs": args.runs}
+    results: dict[str, object] = {"name": "env_build", "python": sys.version.split()[0], "runs": args.runs}
     try:
         for image in args.images:
             envs = work / f"envs-{image.replace('/', '_').replace(':', '_')}"
@@ -125,7 +126,7 @@ def main() -> None:
             }
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(results, indent=2))
+    print(json.dumps(results), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Latency of a trivial job: ``fit()`` -> the script's first line, and the whole ``fit()``, next to ``python``.
 
 Starts a private server (its own TRAINFORGE_HOME), runs the same trivial script N times through
-``Estimator.fit()`` and N times as ``python train.py``, and prints medians and ratios as JSON.
+``Estimator.fit()`` and N times as ``python train.py``, and prints medians and ratios as one JSON line, the last
+line of stdout, with ``"name": "fit_latency"``.
 
     python bench/fit_latency.py [--runs 5]
 """
@@ -82,6 +83,7 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "name": "fit_latency",
                 "runs": args.runs,
                 "fit_to_first_line_s": round(med(job_first), 3),
                 "fit_total_s": round(med(job_total), 3),
@@ -89,9 +91,9 @@ def main() -> None:
                 "python_direct_total_s": round(med(direct_total), 3),
                 "ratio_first_line": round(med(job_first) / med(direct_first), 1),
                 "ratio_total": round(med(job_total) / med(direct_total), 1),
-            },
-            indent=2,
-        )
+            }
+        ),
+        flush=True,
     )
 
 

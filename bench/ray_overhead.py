@@ -7,15 +7,19 @@ hosts of a job). Then, interleaved, ``--runs`` times each:
 
 - ``local`` / ``ray``: ``Estimator.fit()`` of a trivial script (``trainforge/python:current``, ``ml.m5.large``):
   seconds from the call to the script's first line printed by ``fit()``, and to ``fit()``'s return;
-- ``ray_job_submission``: ``JobSubmissionClient.submit_job(entrypoint="python train.py", runtime_env={"working_dir":
-  <the same source dir>})``: seconds from the call to the first line in ``get_job_logs`` (polled every 10 ms), and
-  to ``SUCCEEDED``;
+- ``ray_job_submission``: ``JobSubmissionClient.submit_job(entrypoint="<this python> train.py",
+  runtime_env={"working_dir": <the same source dir>})`` (the interpreter trainforge's jobs run, not a PATH shim):
+  seconds from the call to the first line in ``get_job_logs`` (polled every 10 ms), and to ``SUCCEEDED``;
 - ``two_host_start_skew``: a 2-instance job on each backend; the difference between the per-host timestamps of the
   two hosts' first lines (stamped by each host's supervisor as it reads the line).
 
-Prints medians as JSON.
+``--ways`` picks some of ``local``, ``ray``, ``ray_job_submission`` (``bench/run_all.py`` takes ``local`` and
+``ray_job_submission``: the Ray Jobs baseline of the ``fit()`` target, interleaved with our own ``fit()``), and
+``--no-skew`` skips the 2-instance jobs. Prints medians as one JSON line, the last line of stdout, with
+``"name": "ray_overhead"``; where Ray is not installed or its head does not start, that line carries ``"error"``
+saying so (exit status 1).
 
-    python bench/ray_overhead.py [--runs 5]
+    python bench/ray_overhead.py [--runs 5] [--ways local,ray,ray_job_submission] [--no-skew]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import sys
@@ -66,7 +71,8 @@ def job_submission_once(client: Any, src: Path) -> tuple[float, float]:
     from ray.job_submission import JobStatus
 
     start = time.perf_counter()
-    job_id = client.submit_job(entrypoint="python train.py", runtime_env={"working_dir": str(src)})
+    entrypoint = f"{shlex.quote(sys.executable)} train.py"  # the interpreter our own jobs run, not a PATH shim
+    job_id = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(src)})
     first: float | None = None
     while True:
         if first is None and MARKER in client.get_job_logs(job_id):
@@ -91,13 +97,31 @@ def start_skew(session: Any, name: str) -> float:
     return abs(first["algo-1"] - first["algo-2"])
 
 
+WAYS = ("local", "ray", "ray_job_submission")
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Print ``result`` as one JSON line, the last line of stdout (``bench/run_all.py`` reads it)."""
+    print(json.dumps({"name": "ray_overhead", **result}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated, of {', '.join(WAYS)} (default: all)")
+    parser.add_argument("--no-skew", action="store_true", help="skip the 2-instance start-skew jobs")
     args = parser.parse_args()
+    ways = [w.strip() for w in args.ways.split(",") if w.strip()]
+    unknown = sorted(set(ways) - set(WAYS))
+    if unknown or not ways:
+        parser.error(f"--ways: unknown {unknown or 'empty list'}; choose from {', '.join(WAYS)}")
 
-    from ray.job_submission import JobSubmissionClient
-    from tests.support.ray_cluster import RAY_ENV, ray_head
+    try:
+        from ray.job_submission import JobSubmissionClient
+    except ImportError as exc:
+        emit({"error": f"ray is not installed here ({exc}): no Ray baseline; pip install 'ray[default]'"})
+        raise SystemExit(1) from None
+    from tests.support.ray_cluster import RAY_ENV, start_head
     from tests.support.server import ServerProcess
 
     import trainforge
@@ -109,59 +133,73 @@ def main() -> None:
     src.mkdir()
     (src / "train.py").write_text(SCRIPT)
     envs = {"TRAINFORGE_STOP_GRACE_SECONDS": "5", "TRAINFORGE_ENVS_DIR": str(work / "envs")}
-    first: dict[str, list[float]] = {"local": [], "ray": [], "ray_job_submission": []}
-    total: dict[str, list[float]] = {"local": [], "ray": [], "ray_job_submission": []}
-    skew: dict[str, list[float]] = {"local": [], "ray": []}
-    with ray_head(work / "node", num_cpus=8, dashboard=True) as cluster:
-        servers = {
-            "local": ServerProcess(work / "local", extra_env=envs),
-            "ray": ServerProcess(work / "ray", extra_env={**envs, **cluster.server_env("bench", placement="PACK")}),
-        }
+    first: dict[str, list[float]] = {way: [] for way in ways}
+    total: dict[str, list[float]] = {way: [] for way in ways}
+    skew: dict[str, list[float]] = {}
+    try:
+        cluster = start_head(work / "node", num_cpus=8, dashboard=True)
+    except Exception as exc:  # the baseline is reported as missing, never as a crash
+        shutil.rmtree(work, ignore_errors=True)
+        emit({"error": f"the Ray head did not start: {str(exc)[-1500:]}"})
+        raise SystemExit(1) from None
+    try:
+        servers: dict[str, Any] = {}
+        if "local" in ways:
+            servers["local"] = ServerProcess(work / "local", extra_env=envs)
+        if "ray" in ways:
+            ray_env = {**envs, **cluster.server_env("bench", placement="PACK")}
+            servers["ray"] = ServerProcess(work / "ray", extra_env=ray_env)
         try:
             sessions = {}
             for way, server in servers.items():
                 server.start(timeout=60)
                 sessions[way] = trainforge.Session(settings=Settings(home=server.home))
             jobs = JobSubmissionClient(cluster.dashboard_url)
-            fit_once(sessions["ray"], src)  # warm-up (not counted): first actor worker, first import of the SDK path
-            fit_once(sessions["local"], src)
-            job_submission_once(jobs, src)
+            # warm-up (not counted): the first actor worker, the first import of the SDK path, Ray's first job
+            for session in sessions.values():
+                fit_once(session, src)
+            if "ray_job_submission" in ways:
+                job_submission_once(jobs, src)
             for run in range(args.runs):
-                order = ["local", "ray", "ray_job_submission"]
-                for way in order if run % 2 == 0 else order[::-1]:
+                for way in ways if run % 2 == 0 else ways[::-1]:
                     if way == "ray_job_submission":
                         t_first, t_total = job_submission_once(jobs, src)
                     else:
                         t_first, t_total, _ = fit_once(sessions[way], src)
                     first[way].append(t_first)
                     total[way].append(t_total)
-                for way, session in sessions.items():
-                    _, _, name = fit_once(session, src, count=2)
-                    skew[way].append(start_skew(session, name))
+                if not args.no_skew:
+                    for way, session in sessions.items():
+                        _, _, name = fit_once(session, src, count=2)
+                        skew.setdefault(way, []).append(start_skew(session, name))
         finally:
             for server in servers.values():
                 server.kill()
-            cluster.cleanup("bench")
+            if "ray" in ways:
+                cluster.cleanup("bench")
+    finally:
+        cluster.stop()
     shutil.rmtree(work, ignore_errors=True)
 
     med = statistics.median
-    print(
-        json.dumps(
-            {
-                "runs": args.runs,
-                "machine_cpus": os.cpu_count(),
-                "fit_to_first_line_s": {way: round(med(v), 3) for way, v in first.items()},
-                "to_end_s": {way: round(med(v), 3) for way, v in total.items()},
-                "ray_backend_minus_local_first_line_s": round(med(first["ray"]) - med(first["local"]), 3),
-                "ray_backend_vs_job_submission_first_line": round(
-                    med(first["ray"]) / med(first["ray_job_submission"]), 2
-                ),
-                "two_host_start_skew_s": {way: round(med(v), 3) for way, v in skew.items()},
-                "two_host_start_skew_max_s": {way: round(max(v), 3) for way, v in skew.items()},
-            },
-            indent=2,
+    result: dict[str, Any] = {
+        "runs": args.runs,
+        "machine_cpus": os.cpu_count(),
+        "fit_to_first_line_s": {way: round(med(v), 3) for way, v in first.items()},
+        "to_end_s": {way: round(med(v), 3) for way, v in total.items()},
+    }
+    if "ray" in first and "local" in first:
+        result["ray_backend_minus_local_first_line_s"] = round(med(first["ray"]) - med(first["local"]), 3)
+    if "ray" in first and "ray_job_submission" in first:
+        result["ray_backend_vs_job_submission_first_line"] = round(
+            med(first["ray"]) / med(first["ray_job_submission"]), 2
         )
-    )
+    if "local" in first and "ray_job_submission" in first:
+        result["job_submission_vs_local_first_line"] = round(med(first["ray_job_submission"]) / med(first["local"]), 2)
+    if skew:
+        result["two_host_start_skew_s"] = {way: round(med(v), 3) for way, v in skew.items()}
+        result["two_host_start_skew_max_s"] = {way: round(max(v), 3) for way, v in skew.items()}
+    emit(result)
 
 
 if __name__ == "__main__":
