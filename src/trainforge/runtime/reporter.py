@@ -3,11 +3,14 @@
 Every line gets the next per-host sequence number (one 0-based counter for stdout and stderr together) and is
 appended, like status reports and metric batches, to the host's spool on disk (:mod:`trainforge.runtime.spool`)
 in the order they were produced, before anything is sent. A background thread reads the spool's head into a
-bounded window (at most ``max_lines`` records, about ``max_bytes`` bytes) and sends it: runs of lines as batches
-(at most ``max_lines`` lines or about ``max_bytes`` bytes; a batch leaves at the latest ``flush_interval``
-seconds after its first line was written), each status report and metric batch on its own, so a report never
-overtakes lines written before it. A request that does not reach the server, or gets a 5xx, is retried forever
-with backoff while the job keeps writing to the spool, so memory stays bounded however long the server is away.
+bounded window (at most ``max_lines`` records, about ``max_bytes`` bytes) and sends it, one request at a time:
+runs of lines as batches (at most ``max_lines`` lines or about ``max_bytes`` bytes), each status report and
+metric batch on its own, so a report never overtakes lines written before it. A line written while nothing is
+in flight is sent at once; lines written while a request is in flight wait for its answer and then leave
+together as the next batch -- batching happens under load only (``flush_interval``, 0 by default, can make a
+batch linger that long after its first line was written). A request that does not reach the server, or gets a
+5xx, is retried forever with backoff while the job keeps writing to the spool, so memory stays bounded however
+long the server is away.
 Once answered, records are acknowledged in the spool. Since the server treats ``(job, host, seq)`` as a key, a
 resent batch is never stored twice; a supervisor restarted on the same spool resends from the acknowledged
 position. Nothing is dropped unless the server says the job is gone (404) or refuses that very item (409 or
@@ -41,7 +44,7 @@ log = logging.getLogger(__name__)
 
 MAX_LINES = 500
 MAX_BYTES = 1 << 20
-FLUSH_INTERVAL = 0.2
+FLUSH_INTERVAL = 0.0  # lines leave as soon as the sender is free (see the module doc)
 SYNC_INTERVAL = 1.0  # at most this long between two fsyncs of the spool while lines keep coming
 
 
@@ -131,6 +134,9 @@ Item = LogLine | StatusTicket | MetricBatch
 class Outbox:
     """The ordered queue and its batching rule; not thread-safe (the :class:`Reporter` locks around it).
 
+    The sender asks :meth:`due` only while nothing is in flight and pops what it sent once answered, so with
+    the default ``flush_interval`` of 0 a line queued while the sender is idle is due at once, and the lines
+    queued while a batch is in flight are due together, as the next batch, once it is popped.
     Times are ``time.monotonic()`` values passed in by the caller, so the rule can be tested directly.
     """
 
@@ -178,8 +184,9 @@ class Outbox:
     def due(self, now: float, *, closing: bool = False) -> list[LogLine] | StatusTicket | MetricBatch | None:
         """What to send now: the head status report or metric batch, or the head batch of lines once it is due.
 
-        A batch is due when it is full, when a status report is queued behind it, when its first line has
-        waited ``flush_interval`` seconds, or when ``closing``. Items stay queued until popped.
+        A batch is due when its first line has waited ``flush_interval`` seconds (at once with the default 0),
+        when it is full, when a status report is queued behind it, or when ``closing``. Items stay queued until
+        popped.
         """
         if not self._items:
             return None

@@ -30,6 +30,7 @@ from trainforge.server import errors as error_handlers
 from trainforge.server.audit import AuditMiddleware
 from trainforge.server.auth import current_user, ensure_token
 from trainforge.server.console.session import ensure_console_secret
+from trainforge.server.log_bus import LogBus
 from trainforge.service.agent import AgentService
 from trainforge.service.audit import AuditLog
 from trainforge.service.costs import load_prices
@@ -150,6 +151,7 @@ def create_app(
     app.state.store = store
     app.state.jobs = jobs
     app.state.agent = AgentService(store=store)
+    app.state.log_bus = LogBus()  # the agent routes wake the log follow streams (server/log_bus.py)
     app.state.scheduler = scheduler
     app.state.remote_secret = remote_secret
     app.state.objects = objects

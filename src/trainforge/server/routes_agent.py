@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from trainforge.server.auth import bearer
+from trainforge.server.log_bus import LogBus
 from trainforge.service import environment_locks
 from trainforge.service.agent import AgentService
 from trainforge.store.environment_locks import EnvironmentLockStore
@@ -54,6 +55,11 @@ def _svc(request: Request) -> AgentService:
     return svc
 
 
+def _log_bus(request: Request) -> LogBus:
+    bus: LogBus = request.app.state.log_bus
+    return bus
+
+
 async def _job(name: str, request: Request) -> JobRecord:
     return await to_thread.run_sync(_svc(request).authorize, name, bearer(request))
 
@@ -75,6 +81,7 @@ async def report_status(name: str, body: StatusReport, request: Request) -> dict
         )
     )
     request.app.state.jobs.wake.set()
+    _log_bus(request).publish(name)  # a status transition is an event of the job's follow streams
     return result
 
 
@@ -82,7 +89,9 @@ async def report_status(name: str, body: StatusReport, request: Request) -> dict
 async def append_logs(name: str, body: LogBatch, request: Request) -> dict[str, Any]:
     """Store a batch of lines; resending a batch never duplicates a line."""
     job = await _job(name, request)
-    return await to_thread.run_sync(_svc(request).append_logs, job, body.host, body.lines)
+    result = await to_thread.run_sync(_svc(request).append_logs, job, body.host, body.lines)
+    _log_bus(request).publish(name)
+    return result
 
 
 @router.post("/{name}/heartbeat")

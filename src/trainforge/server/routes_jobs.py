@@ -5,7 +5,6 @@ Another user's job is answered exactly like an unknown one (404) unless the call
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from functools import partial
@@ -17,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from trainforge.server.auth import Principal, current_user
+from trainforge.server.log_bus import LogBus
 from trainforge.server.log_events import log_event, log_page
 from trainforge.service.jobs import JobService
 from trainforge.service.rerun import RerunService
@@ -26,7 +26,10 @@ from trainforge.store.records import JobRecord
 
 router = APIRouter(prefix="/v1", tags=["training-jobs"])
 Caller = Annotated[Principal, Depends(current_user)]
-FOLLOW_POLL_S = 0.05
+FOLLOW_PAGE = 1000  # lines read from the store per step of a follow stream
+# A follow stream wakes when this process stores the job's lines or status; at the latest after this long it
+# reads anyway (lines stored by another server process on the same database).
+FOLLOW_FALLBACK_S = 1.0
 
 
 def _svc(request: Request) -> JobService:
@@ -130,7 +133,7 @@ async def job_logs(
             "Attempt": job.attempt,
         }
     return StreamingResponse(
-        _follow(svc, caller, job, cursor, host, request, attempt), media_type="application/x-ndjson"
+        follow_job_log(svc, caller, job, cursor, host, request, attempt), media_type="application/x-ndjson"
     )
 
 
@@ -145,7 +148,7 @@ def _status_event(job: JobRecord) -> dict[str, Any]:
     }
 
 
-async def _follow(
+async def follow_job_log(
     svc: JobService,
     caller: Principal,
     job: JobRecord,
@@ -154,51 +157,66 @@ async def _follow(
     request: Request,
     attempt: int | None = None,
 ) -> AsyncIterator[bytes]:
+    """The NDJSON follow stream of ``job`` for ``caller`` from ``cursor``: the current status, then log lines
+    and status transitions in the order they happened, then ``{"type": "end", ...}`` once the job is terminal
+    and its last lines were sent.
+
+    Between two reads of the store it waits on the app's :class:`~trainforge.server.log_bus.LogBus` (woken the
+    moment the agent routes store a batch or a status report for the job), and at most ``FOLLOW_FALLBACK_S``:
+    lines stored by another server process on the same database still arrive, that much later.
+    """
+
     def line(obj: dict[str, Any]) -> bytes:
         return (json.dumps(obj) + "\n").encode()
 
+    bus: LogBus = request.app.state.log_bus
     seen_transitions = len(job.transitions)
     yield line(_status_event(job))
-    while True:
-        current, lines = await to_thread.run_sync(
-            partial(svc.logs, job.name, caller, cursor=cursor, limit=1000, host=host, attempt=attempt)
-        )
-        # A transition is placed after exactly the lines stored before it (its log_cursor): supervisors send
-        # lines and status reports through one ordered queue, so this is where the status happened.
-        events: list[tuple[float, dict[str, Any]]] = [(rec.cursor, {"type": "log", **log_event(rec)}) for rec in lines]
-        if len(current.transitions) > seen_transitions:
-            for t in current.transitions[seen_transitions:]:
-                status = {
-                    "type": "status",
-                    "TrainingJobStatus": current.status.value,
-                    "SecondaryStatus": t.status,
-                    "StatusMessage": t.message or "",
-                    "Time": t.start_time,
-                }
-                events.append((t.log_cursor + 0.5, status))
-            seen_transitions = len(current.transitions)
-        for _, event in sorted(events, key=lambda e: e[0]):
-            yield line(event)
-        if lines:
-            cursor = lines[-1].cursor
-        if current.terminal and not lines:
-            # One last read: lines stored between our read and the terminal status.
-            _, tail = await to_thread.run_sync(
-                partial(svc.logs, job.name, caller, cursor=cursor, limit=10000, host=host, attempt=attempt)
+    with bus.subscribe(job.name) as woken:
+        while True:
+            woken.clear()  # before reading: a batch stored after this wakes the wait below
+            current, lines = await to_thread.run_sync(
+                partial(svc.logs, job.name, caller, cursor=cursor, limit=FOLLOW_PAGE, host=host, attempt=attempt)
             )
-            for rec in tail:
-                yield line({"type": "log", **log_event(rec)})
-                cursor = rec.cursor
-            if not tail:
-                yield line(
-                    {
-                        "type": "end",
+            # A transition is placed after exactly the lines stored before it (its log_cursor): supervisors
+            # send lines and status reports through one ordered queue, so this is where the status happened.
+            events: list[tuple[float, dict[str, Any]]] = [
+                (rec.cursor, {"type": "log", **log_event(rec)}) for rec in lines
+            ]
+            if len(current.transitions) > seen_transitions:
+                for t in current.transitions[seen_transitions:]:
+                    status = {
+                        "type": "status",
                         "TrainingJobStatus": current.status.value,
-                        "SecondaryStatus": current.secondary_status.value,
+                        "SecondaryStatus": t.status,
+                        "StatusMessage": t.message or "",
+                        "Time": t.start_time,
                     }
+                    events.append((t.log_cursor + 0.5, status))
+                seen_transitions = len(current.transitions)
+            for _, event in sorted(events, key=lambda e: e[0]):
+                yield line(event)
+            if lines:
+                cursor = lines[-1].cursor
+            if current.terminal and not lines:
+                # One last read: lines stored between our read and the terminal status.
+                _, tail = await to_thread.run_sync(
+                    partial(svc.logs, job.name, caller, cursor=cursor, limit=10000, host=host, attempt=attempt)
                 )
+                for rec in tail:
+                    yield line({"type": "log", **log_event(rec)})
+                    cursor = rec.cursor
+                if not tail:
+                    yield line(
+                        {
+                            "type": "end",
+                            "TrainingJobStatus": current.status.value,
+                            "SecondaryStatus": current.secondary_status.value,
+                        }
+                    )
+                    return
+            if await request.is_disconnected():
                 return
-        if await request.is_disconnected():
-            return
-        if not lines:
-            await asyncio.sleep(FOLLOW_POLL_S)
+            if current.terminal or len(lines) >= FOLLOW_PAGE:
+                continue  # more to read at once: the rest of a long backlog, or the end of the job
+            await woken.wait(FOLLOW_FALLBACK_S)
