@@ -121,6 +121,12 @@ def _tail(text: str, chars: int = 2000) -> str:
     return text[-chars:].strip()
 
 
+def _last_line(stderr: str) -> str:
+    """``": <the last line of stderr>"`` (where a traceback says what went wrong), or ``""``."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    return f": {lines[-1][:300]}" if lines else ""
+
+
 def _stop_group(proc: subprocess.Popen[str]) -> None:
     """SIGINT the benchmark's process group (its ``finally`` blocks stop its servers), then SIGKILL what is left."""
     for sig, wait_s in ((signal.SIGINT, INTERRUPT_GRACE_S), (signal.SIGKILL, 10.0)):
@@ -160,12 +166,16 @@ def run_bench(bench: Bench, runs: int | None = None) -> dict[str, Any]:
     result = parse_last_json(out)
     if result is None:
         return {
-            "error": f"exit status {proc.returncode} and no JSON object last on stdout",
+            "error": f"exit status {proc.returncode} and no JSON object last on stdout{_last_line(err)}",
             "stderr_tail": _tail(err),
             "stdout_tail": _tail(out, 500),
         }
     if proc.returncode != 0 and "error" not in result:
-        result = {"error": f"exit status {proc.returncode}", "partial": result, "stderr_tail": _tail(err)}
+        result = {
+            "error": f"exit status {proc.returncode}{_last_line(err)}",
+            "partial": result,
+            "stderr_tail": _tail(err),
+        }
     result["wall_s"] = seconds
     return result
 
@@ -219,7 +229,7 @@ def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
     if unit == "s":
-        return f"{value:.3f} s"
+        return f"{value:.3f} s" if value >= 0.001 or value == 0 else f"{value * 1e6:.1f} µs"
     if unit == "x":
         return f"{value:.1f}x"
     return f"{value:.1f} {unit}"
@@ -228,7 +238,7 @@ def _fmt(value: float | None, unit: str) -> str:
 def _ratio(faster: float | None, slower: float | None) -> float | None:
     if faster is None or slower is None or faster <= 0:
         return None
-    return round(slower / faster, 2)
+    return float(f"{slower / faster:.3g}")  # three significant digits: 0.0217 as well as 10.4
 
 
 def _at_most(
@@ -457,6 +467,11 @@ def machine_line(machine: Mapping[str, Any]) -> str:
     )
 
 
+def _row(*cells: object) -> str:
+    """One Markdown table row; a ``|`` inside a cell (``tar | gzip``) is escaped, a line break becomes a space."""
+    return "| " + " | ".join(str(cell).replace("|", "\\|").replace("\n", " ") for cell in cells) + " |"
+
+
 def render_table(report: Mapping[str, Any]) -> str:
     """The README's Markdown block for ``report``: the machine line, the targets table and the other figures."""
     rows = [
@@ -468,19 +483,20 @@ def render_table(report: Mapping[str, Any]) -> str:
     for target in report.get("targets", []):
         measured = _fmt(target.get("measured"), target.get("unit", ""))
         if target.get("measured") is None and target.get("note"):
-            measured = f"— ({target['note']})"
+            note = str(target["note"])
+            measured = f"— ({note if len(note) <= 160 else note[:157] + '...'})"
         side = target.get("baseline") or "—"
         if target.get("unit") != "x" and target.get("ratio") is not None:
             side += f" (ours {target['ratio']:g}x its speed)"
         elif target.get("unit") == "x" and target.get("note"):
             side += f"; {target['note']}"
         met = "yes" if target.get("met") else "no"
-        rows.append(f"| {target.get('what')} | {target.get('target')} | {measured} | {side} | {met} |")
+        rows.append(_row(target.get("what"), target.get("target"), measured, side, met))
     figures = report.get("figures", [])
     if figures:
         rows += ["", "| Also measured | Value | Side by side |", "|---|---|---|"]
-        rows += [f"| {f.get('what')} | {f.get('measured')} | {f.get('baseline') or '—'} |" for f in figures]
-    return "\n".join(row.replace("\n", " ") for row in rows)
+        rows += [_row(f.get("what"), f.get("measured"), f.get("baseline") or "—") for f in figures]
+    return "\n".join(rows)
 
 
 def rewrite_readme(text: str, block: str) -> str:
