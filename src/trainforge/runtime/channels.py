@@ -282,3 +282,28 @@ def bindable_channel(
             return None
         size += obj.size
     return StagedChannel(channel.ChannelName, len(objects), size, bound=directory, listed=tuple(objects))
+
+
+def link_channel(bound: StagedChannel, dest: Path) -> None:
+    """Stage a channel :func:`bindable_channel` found as hard links of the store's files into ``dest`` (a copy
+    where a link cannot be made, e.g. across file systems).
+
+    Only for code that sees ``dest`` through a read-only bind (a warm worker's sandboxed forkserver binds its
+    slot's ``input/data`` read-only): a link shares the stored object's inode, so writing through a writable path
+    would change the stored object. Raises :class:`JobFailed` as :func:`stage_channel` does.
+    """
+    assert bound.bound is not None
+    root = dest.resolve()
+    try:
+        for obj in bound.listed:
+            source = bound.bound / obj.relative
+            target = root / _check_relative(obj.relative, bound.name, obj.source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source, target)
+            except OSError:
+                _copy_file(source, target)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise _disk_full(bound.name, str(bound.bound), dest, list(bound.listed)) from None
+        raise client_error(f"channel '{bound.name}': could not stage {bound.bound}: {exc}") from None

@@ -72,7 +72,9 @@ class SandboxSpec:
     """What one host's code sees; host paths are absolute.
 
     ``channels`` maps a channel name to the host directory bound read-only at ``/opt/ml/input/data/<name>``;
-    ``writable`` maps extra host directories to container paths (a checkpoint ``LocalPath`` outside ``/opt/ml``).
+    ``writable`` maps extra host directories to container paths (a checkpoint ``LocalPath`` outside ``/opt/ml``);
+    ``readonly`` maps container paths to host directories bound read-only after the channels (a warm worker's
+    forkserver binds its slot's ``input/data`` so, see :mod:`trainforge.runtime.forkserver`).
     """
 
     opt_ml: Path
@@ -81,6 +83,7 @@ class SandboxSpec:
     hidden: list[Path] = field(default_factory=list)
     expose: list[Path] = field(default_factory=list)
     writable: dict[str, Path] = field(default_factory=dict)
+    readonly: dict[str, Path] = field(default_factory=dict)
     network: bool = True
     devices: list[str] = field(default_factory=list)
     drop_caps: bool = field(default_factory=lambda: os.geteuid() == 0)
@@ -164,6 +167,8 @@ def bwrap_args(bwrap: str, spec: SandboxSpec, cwd: str = CONTAINER_OPT_ML + "/co
         args += ["--ro-bind", str(source), f"{CONTAINER_OPT_ML}/input/data/{name}"]
     for target, source in sorted(spec.writable.items()):
         args += ["--bind", str(source), target]
+    for target, source in sorted(spec.readonly.items()):
+        args += ["--ro-bind", str(source), target]
     args += ["--chdir", cwd, "--"]
     return args
 

@@ -45,7 +45,7 @@ from trainforge.errors import TrainforgeError, ValidationError
 from trainforge.runtime import checkpoints, toolkit, warm
 from trainforge.runtime.agent import AgentClient, ReplyKind, ServerLocator
 from trainforge.runtime.builtin import algorithm_command, image_pythonpath
-from trainforge.runtime.channels import StagedChannel, bindable_channel, stage_channel
+from trainforge.runtime.channels import StagedChannel, bindable_channel, link_channel, stage_channel
 from trainforge.runtime.container import CATALOGUE_IMAGE_FILES, CATALOGUE_PYTHON
 from trainforge.runtime.container_executor import ContainerExecutor, choose_container
 from trainforge.runtime.distributed import rendezvous_env, torchrun_enabled, torchrun_launch
@@ -64,6 +64,17 @@ from trainforge.runtime.failure import (
     mentions_disk_full,
     out_of_memory_reason,
     truncate,
+)
+from trainforge.runtime.forkserver import (
+    ChildLimits,
+    ForkedChild,
+    ForkFailed,
+    ForkTarget,
+    WarmForks,
+    ZygotePlan,
+    ZygoteShape,
+    announcement,
+    fork_target,
 )
 from trainforge.runtime.hostnames import HOSTNAMES_DIR
 from trainforge.runtime.hostparts import leader, merge_parts, upload_parts
@@ -145,8 +156,10 @@ class Plan:
 class Supervisor:
     """Runs one host of one job; :meth:`run` does everything and returns the process exit code."""
 
-    def __init__(self, cfg: SupervisorConfig, root: Path) -> None:
+    def __init__(self, cfg: SupervisorConfig, root: Path, forks: WarmForks | None = None) -> None:
         self.cfg = cfg
+        self._forks = forks  # a warm worker's forkserver, which this job may fork its code from
+        self.zygote_plan: ZygotePlan | None = None  # how to start a forkserver like this job's code (see main)
         self.paths = JobPaths.at(root)
         self.stop = StopSignal()
         self.errors = ErrorCapture()
@@ -515,6 +528,11 @@ class Supervisor:
             bound = None
             if self.sees_opt_ml:  # a sandbox or a container: the store's directory bound
                 bound = bindable_channel(store, self.cfg.storage, channel, host_count=len(hosts), input_mode=mode)
+            if bound is not None and bound.bound is not None and self._forks is not None and self._forks.sandboxed:
+                link_channel(bound, self.paths.channel(bound.name))  # a forked job's channels cannot be binds
+                self.say(f"Channel '{bound.name}': {bound.files} file(s), {bound.bytes} bytes, linked read-only")
+                self._record_channel(store, bound)
+                continue
             if bound is not None and bound.bound is not None:
                 self._bound[bound.name] = bound.bound
                 self.say(
@@ -703,17 +721,24 @@ class Supervisor:
                 on_start=self._child_has_started,
                 on_stopping=self._report_stopping,
             )
-        launch = cmd
-        if self.sandboxed:
-            assert self._sandbox.bwrap is not None
-            launch = sandboxed(self._sandbox.bwrap, self._sandbox_spec(spec, python), cmd)
-        launch = self._limited(launch)
-        child = ChildProcess(launch, cwd=self.paths.code, env=env, sink=self._child_line, spare_leader=self.sandboxed)
+        shape = self._fork_shape(spec, python)
+        if shape is not None and self.cfg.warm_fork == "auto":
+            self.zygote_plan = self._zygote_plan(shape)
+        child: ChildProcess | ForkedChild | None = self._forked_child(spec, cmd, env, shape)
         try:
-            child.start()
+            if child is None:
+                launch = cmd
+                if self.sandboxed:
+                    assert self._sandbox.bwrap is not None
+                    launch = sandboxed(self._sandbox.bwrap, self._sandbox_spec(spec, python), cmd)
+                launch = self._limited(launch)
+                child = ChildProcess(
+                    launch, cwd=self.paths.code, env=env, sink=self._child_line, spare_leader=self.sandboxed
+                )
+                child.start()
             self._child_started = True
         except OSError as exc:
-            self.say(f"cannot start {launch[0]}: {exc}", "stderr")
+            self.say(f"cannot start {cmd[0]}: {exc}", "stderr")
             if self._limits is not None:
                 self._limits.close()
             raise JobFailed(
@@ -743,6 +768,81 @@ class Supervisor:
             )
             self._limits.close()
         return rc, stopped, oom and not stopped
+
+    # ----------------------------------------------------------------------------------- warm forks
+
+    def _fork_shape(self, spec: CreateTrainingJobRequest, python: str) -> ZygoteShape | None:
+        """The forkserver this job's code could fork from: its environment's python (not a per-job venv), the
+        executor, the image's preload list; None for a container or a GPU job."""
+        if self._container is not None or not python or Path(python).is_relative_to(self.paths.root):
+            return None
+        if self.cfg.gpu_ids or self.cfg.instance.gpus:
+            return None
+        algo = spec.AlgorithmSpecification
+        try:
+            preload = job_image(algo.TrainingImage, algo.AlgorithmName).preload
+        except ValidationError:
+            preload = ()
+        return ZygoteShape(python, self.sandboxed, not self._isolated, preload)
+
+    def _zygote_plan(self, shape: ZygoteShape) -> ZygotePlan:
+        env = {k: v for k, v in base_env().items() if k != "PYTHONPATH"}
+        use_python(env, shape.python)
+        if not self.sandboxed:
+            return ZygotePlan(shape, env)
+        env["TMPDIR"] = "/tmp"
+        root = self.paths.root
+        template = SandboxSpec(
+            opt_ml=self.paths.opt_ml,
+            tmp=self.paths.sandbox_tmp,
+            hidden=hidden_paths(self.cfg, root),
+            expose=[p for p in exposed_paths(self.cfg, root, shape.python) if not p.is_relative_to(root)],
+            network=shape.network,
+        )
+        return ZygotePlan(shape, env, self._sandbox.bwrap, template)
+
+    def _forked_child(
+        self, spec: CreateTrainingJobRequest, cmd: list[str], env: dict[str, str], shape: ZygoteShape | None
+    ) -> ForkedChild | None:
+        """On a warm worker: the job's code started as a fork of the worker's forkserver, or None (said in the
+        job log, with why) when it starts a fresh interpreter."""
+        forks = self._forks
+        if forks is None:
+            return None
+        writable = bool(shape and self.sandboxed and self._sandbox_spec(spec, shape.python).writable)
+        why = forks.refusal(shape, hosts=len(self.cfg.hosts), writable_binds=writable)
+        target = fork_target(cmd, shape.python) if shape is not None else None
+        why = why or (target if isinstance(target, str) else None)
+        if why is not None or forks.zygote is None or not isinstance(target, ForkTarget):
+            self.say(f"[trainforge] warm start: fresh interpreter: {why}")
+            return None
+        zygote = forks.zygote
+        child = ForkedChild(
+            zygote,
+            target,
+            env=env,
+            cwd=f"{CONTAINER_OPT_ML}/code" if self.sandboxed else str(self.paths.code),
+            sink=self._child_line,
+            limits=self._child_limits(),
+            job_opt_ml=self.paths.opt_ml if self.sandboxed else None,
+        )
+        try:
+            child.start(announce=lambda: self.say(announcement(zygote)))
+        except ForkFailed as exc:
+            self.say(f"[trainforge] warm start: fresh interpreter: {exc.message}")
+            return None
+        return child
+
+    def _child_limits(self) -> ChildLimits:
+        """The limits a forked child takes: the job's cgroup(s) it is moved into, or the rlimit fallback."""
+        if self._limits is None:
+            return ChildLimits()
+        self._limits = prepared_limits(self._limits, self.say)
+        if self._limits.kind in ("cgroup v1", "cgroup v2"):
+            return ChildLimits(cgroup_procs=[d / "cgroup.procs" for d in self._limits.dirs])
+        if self._limits.kind == "rlimits":
+            return ChildLimits(rlimit_as=self._limits.memory_bytes, cpus=list(self._limits.cpu_list))
+        return ChildLimits()
 
     # ----------------------------------------------------------------------------------- endings
 
@@ -986,22 +1086,30 @@ def main(argv: list[str] | None = None) -> int:
         from trainforge.runtime.resume import resume
 
         return resume(cfg, path.resolve().parent)
-    rc = Supervisor(cfg, path.resolve().parent).run()
+    supervisor = Supervisor(cfg, path.resolve().parent)
+    rc = supervisor.run()
     if cfg.warm_dir and warm.keep_alive_seconds(cfg.spec) > 0:
-        warm.serve(Path(cfg.warm_dir), cfg.spec, _run_handed_over)
+        forks = WarmForks(Path(cfg.warm_dir), enabled=cfg.warm_fork == "auto")
+        forks.after_job(supervisor.zygote_plan)
+        try:
+            warm.serve(Path(cfg.warm_dir), cfg.spec, lambda config: _run_handed_over(config, forks))
+        finally:
+            forks.close()
     return rc
 
 
-def _run_handed_over(config_path: Path) -> dict[str, Any] | None:
-    """Run one job handed to this warm worker; its spec, so the worker knows how long to stay warm next."""
+def _run_handed_over(config_path: Path, forks: WarmForks) -> dict[str, Any] | None:
+    """Run one job handed to this warm worker (forking its code from the worker's forkserver where it can); its
+    spec, so the worker knows how long to stay warm next."""
     try:
         cfg = read_config(config_path)
     except ValidationError as exc:
         log.error("%s", exc.message)
         return None
-    supervisor = Supervisor(cfg, config_path.resolve().parent)
+    supervisor = Supervisor(cfg, config_path.resolve().parent, forks=forks)
     supervisor.say(f"[trainforge] running on a warm worker (pid {os.getpid()}) kept alive by an earlier job")
     supervisor.run()
+    forks.after_job(supervisor.zygote_plan)
     return cfg.spec
 
 

@@ -17,6 +17,9 @@ PYTHON = "3.11"
 
 _SCIPY_STACK_NP1 = ("numpy==1.26.4", "scipy==1.11.4", "pandas==2.0.3", "joblib==1.3.2", "threadpoolctl==3.2.0")
 _SCIPY_STACK_NP2 = ("numpy==2.2.6", "scipy==1.15.3", "pandas==2.2.3", "joblib==1.4.2", "threadpoolctl==3.6.0")
+# What a warm worker's forkserver imports per image (Image.preload): the modules whose import dominates a job's start.
+_PRELOAD_PYTHON = ("json", "subprocess", "cloudpickle")  # cheap; what the @remote runner imports
+_PRELOAD_SKLEARN = ("numpy", "pandas", "scipy", "scipy.stats", "sklearn", "sklearn.ensemble", "sklearn.linear_model")
 
 # What SageMaker's framework containers ship beside the framework and that scripts import (docs/images.md says
 # which packages each SageMaker container lists, and what differs here and why).
@@ -62,6 +65,9 @@ class Image:
     algorithm: str | None = None
     sagemaker_helpers: bool = False
     python: str | None = PYTHON
+    preload: tuple[str, ...] = ()
+    """Modules a warm worker's forkserver imports once for this image's jobs (the heavy ones its scripts import;
+    a missing one is skipped), see :mod:`trainforge.runtime.forkserver`."""
 
     @property
     def uses_server_interpreter(self) -> bool:
@@ -71,7 +77,11 @@ class Image:
 
 def _sklearn(version: str, sklearn: str, stack: tuple[str, ...]) -> Image:
     return Image(
-        f"trainforge/sklearn:{version}", "sklearn", version, (f"scikit-learn=={sklearn}", *stack, *_SERVING_TOOLKIT)
+        f"trainforge/sklearn:{version}",
+        "sklearn",
+        version,
+        (f"scikit-learn=={sklearn}", *stack, *_SERVING_TOOLKIT),
+        preload=_PRELOAD_SKLEARN,
     )
 
 
@@ -91,6 +101,7 @@ def _xgboost(version: str, xgb: str, stack: tuple[str, ...], sklearn: str) -> Im
         ),
         algorithm="xgboost",
         sagemaker_helpers=True,
+        preload=(*_PRELOAD_SKLEARN, "xgboost"),
     )
 
 
@@ -104,12 +115,13 @@ def _pytorch(version: str, accelerator: str) -> Image:
         version,
         (*torch, *_PYTORCH_EXTRAS),
         accelerator=accelerator,
+        preload=("numpy", "torch"),
     )
 
 
 _IMAGES: list[Image] = [
-    Image("trainforge/python:current", "python", "current", (), python=None),
-    Image(f"trainforge/python:{PYTHON}", "python", PYTHON, ()),
+    Image("trainforge/python:current", "python", "current", (), python=None, preload=_PRELOAD_PYTHON),
+    Image(f"trainforge/python:{PYTHON}", "python", PYTHON, (), preload=_PRELOAD_PYTHON),
     _sklearn("1.2-1", "1.2.2", _SCIPY_STACK_NP1),
     _sklearn("1.4-2", "1.4.2", _SCIPY_STACK_NP1),
     _xgboost("1.7-1", "2.1.4", _SCIPY_STACK_NP1, "1.2.2"),
@@ -122,8 +134,16 @@ _IMAGES: list[Image] = [
         "1",
         ("scikit-learn==1.4.2", *_SCIPY_STACK_NP1),
         algorithm="linear-learner",
+        preload=_PRELOAD_SKLEARN,
     ),
-    Image("trainforge/kmeans:1", "kmeans", "1", ("scikit-learn==1.4.2", *_SCIPY_STACK_NP1), algorithm="kmeans"),
+    Image(
+        "trainforge/kmeans:1",
+        "kmeans",
+        "1",
+        ("scikit-learn==1.4.2", *_SCIPY_STACK_NP1),
+        algorithm="kmeans",
+        preload=_PRELOAD_SKLEARN,
+    ),
 ]
 
 CATALOGUE: dict[str, Image] = {img.name: img for img in _IMAGES}
