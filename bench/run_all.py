@@ -180,7 +180,14 @@ def run_bench(bench: Bench, runs: int | None = None) -> dict[str, Any]:
     return result
 
 
-# --- the issue's targets -------------------------------------------------------------------------------------------
+# --- the issue's targets --------------------------------------------------------------------------------------------
+# Where each benchmark puts a target's figure (dotted paths; the first one present counts). A result with none of
+# them is searched by its keys' words (:func:`guess`), and the target's note names the key it read.
+WARM_FORKED_PATHS = ("forked_first_line_s", "fit_to_first_line_s.forked", "forked.fit_to_first_line_s", "forked_s")
+WARM_OFF_PATHS = ("fork_off_first_line_s", "fit_to_first_line_s.fork_off", "fork_off.fit_to_first_line_s")
+PACK_TODAY_PATHS = ("write_mib_s.tarfile_zlib1", "mib_s.tarfile_zlib1", "tarfile_zlib1_mib_s", "today_mib_s")
+PACK_OURS_PATHS = ("write_mib_s.ours", "mib_s.ours", "ours_mib_s")
+SUPERVISOR_PATHS = ("launcher_on_s", "fit_to_first_line_s.launcher_on", "fit_to_first_line_s.on")
 
 
 def pick(result: Mapping[str, Any] | None, *paths: str) -> float | None:
@@ -197,6 +204,50 @@ def pick(result: Mapping[str, Any] | None, *paths: str) -> float | None:
         if isinstance(node, int | float) and not isinstance(node, bool):
             return float(node)
     return None
+
+
+def numbers(result: Mapping[str, Any] | None, prefix: str = "") -> dict[str, float]:
+    """Every number in ``result`` by its dotted, lower-cased key path (``{"a": {"B_s": 1}}`` -> ``{"a.b_s": 1.0}``)."""
+    found: dict[str, float] = {}
+    for key, value in (result or {}).items():
+        path = f"{prefix}{str(key).lower()}"
+        if isinstance(value, Mapping):
+            found |= numbers(value, f"{path}.")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found[path] = float(value)
+    return found
+
+
+def guess(
+    result: Mapping[str, Any] | None,
+    *,
+    include: Sequence[str],
+    exclude: Sequence[str] = (),
+    unit: str,
+    choose: Callable[[Sequence[float]], float] = min,
+) -> tuple[float | None, str | None]:
+    """A figure found by its key's words where no exact path matched: ``(value, key path)`` or ``(None, None)``.
+
+    Only keys of ``unit`` count: ``"s"`` takes keys ending ``_s`` and ``_ms`` (converted to seconds), ``"ms"`` those
+    ending ``_ms``, ``"MiB/s"`` those holding ``mib``. Of the keys that hold every word of ``include`` and none of
+    ``exclude``, ``choose`` picks the value (``min`` for a time, ``max`` for a rate: the best of several variants).
+    """
+    if not result or "error" in result:
+        return None, None
+    candidates: dict[str, float] = {}
+    for path, value in numbers(result).items():
+        if not all(word in path for word in include) or any(word in path for word in exclude):
+            continue
+        scale = {"s": {"_s": 1.0, "_ms": 0.001}, "ms": {"_ms": 1.0}}.get(unit, {})
+        suffix = next((end for end in scale if path.endswith(end)), None)
+        if suffix is not None:
+            candidates[path] = value * scale[suffix]
+        elif unit == "MiB/s" and "mib" in path:
+            candidates[path] = value
+    if not candidates:
+        return None, None
+    value = choose(list(candidates.values()))
+    return value, next(path for path, v in candidates.items() if v == value)
 
 
 @dataclass(frozen=True)
@@ -250,8 +301,10 @@ def _at_most(
     baseline_what: str | None = None,
     baseline: float | None = None,
     missing: str = "",
+    note: str | None = None,
 ) -> Target:
-    """A latency target: ``measured <= limit``; ratio = baseline / measured."""
+    """A latency target: ``measured <= limit``; ratio = baseline / measured; ``note`` where measured, else
+    ``missing``."""
     return Target(
         what=what,
         target=f"<= {_fmt(limit, unit)}",
@@ -260,8 +313,25 @@ def _at_most(
         met=measured is not None and measured <= limit,
         baseline=f"{baseline_what} {_fmt(baseline, unit)}" if baseline_what and baseline is not None else None,
         ratio=_ratio(measured, baseline),
-        note=None if measured is not None else missing,
+        note=note if measured is not None else missing,
     )
+
+
+def _exact_or_guess(
+    result: Mapping[str, Any] | None,
+    paths: Sequence[str],
+    *,
+    include: Sequence[str],
+    exclude: Sequence[str] = (),
+    unit: str,
+    choose: Callable[[Sequence[float]], float] = min,
+) -> tuple[float | None, str | None]:
+    """:func:`pick` at ``paths``, else :func:`guess`: ``(value, "key <path>")`` saying which key a guess read."""
+    value = pick(result, *paths)
+    if value is not None:
+        return value, None
+    value, path = guess(result, include=include, exclude=exclude, unit=unit, choose=choose)
+    return value, (f"read from key {path}" if path else None)
 
 
 def evaluate_targets(benches: Mapping[str, Mapping[str, Any]]) -> list[Target]:
@@ -312,15 +382,21 @@ def evaluate_targets(benches: Mapping[str, Mapping[str, Any]]) -> list[Target]:
         )
     )
 
+    not_forked = ("off", "spawn", "fresh", "cold", "first_job", "heavy", "sklearn", "xgboost", "torch", "ratio")
+    warm_first, warm_key = _exact_or_guess(warm, WARM_FORKED_PATHS, include=("fork",), exclude=not_forked, unit="s")
+    warm_off, _ = _exact_or_guess(
+        warm, WARM_OFF_PATHS, include=("off",), exclude=("heavy", "sklearn", "xgboost", "torch", "ratio"), unit="s"
+    )
     targets.append(
         _at_most(
             "warm fit() -> first line (keep-alive)",
-            pick(warm, "forked_first_line_s", "warm_fork_first_line_s", "fit_to_first_line_s.forked", "forked_s"),
+            warm_first,
             0.05,
             "s",
-            baseline_what="warm, fork off",
-            baseline=pick(warm, "fork_off_first_line_s", "fit_to_first_line_s.fork_off", "fork_off_s"),
+            baseline_what="warm, TRAINFORGE_WARM_FORK=off",
+            baseline=warm_off,
             missing=_why_missing(benches, "warm_start"),
+            note=warm_key,
         )
     )
 
@@ -338,9 +414,17 @@ def evaluate_targets(benches: Mapping[str, Mapping[str, Any]]) -> list[Target]:
             )
         )
 
-    today = pick(pack, "tarfile_zlib1_mib_s", "today_mib_s", "mib_s.tarfile_zlib1", "write_mib_s.tarfile_zlib1")
-    ours_mib = pick(pack, "ours_mib_s", "archives_2_threads_mib_s", "mib_s.archives_2t", "write_mib_s.archives_2t")
-    pack_ratio = round(ours_mib / today, 2) if ours_mib is not None and today else None
+    reading = ("read", "extract", "ratio", "x_today")
+    today, today_key = _exact_or_guess(
+        pack, PACK_TODAY_PATHS, include=("tarfile",), exclude=(*reading, "ours", "archives"), unit="MiB/s"
+    )
+    ours_mib, ours_key = _exact_or_guess(
+        pack, PACK_OURS_PATHS, include=("archives",), exclude=reading, unit="MiB/s", choose=max
+    )
+    if ours_mib is None:
+        ours_mib, ours_key = _exact_or_guess(pack, (), include=("ours",), exclude=reading, unit="MiB/s", choose=max)
+    pack_ratio = float(f"{ours_mib / today:.3g}") if ours_mib is not None and today else None
+    pack_note = "; ".join(key for key in (today_key, ours_key) if key) or None
     targets.append(
         Target(
             what="model.tar.gz of 256 MiB float32 weights (standard gzip)",
@@ -350,7 +434,7 @@ def evaluate_targets(benches: Mapping[str, Mapping[str, Any]]) -> list[Target]:
             met=pack_ratio is not None and pack_ratio >= 10.0,
             baseline=f"tarfile zlib-1 {_fmt(today, 'MiB/s')}" if today is not None else None,
             ratio=pack_ratio,
-            note=None if pack_ratio is not None else _why_missing(benches, "packaging"),
+            note=pack_note if pack_ratio is not None else _why_missing(benches, "packaging"),
         )
     )
 
@@ -390,7 +474,8 @@ def other_figures(benches: Mapping[str, Mapping[str, Any]]) -> list[Figure]:
         (r for r in (api or {}).get("results", []) if isinstance(r, Mapping) and r.get("database") == "sqlite"), None
     )
     env = benches.get("env_build")
-    env_sklearn = (env or {}).get("trainforge/sklearn:1.2-1")
+    sklearn = (env or {}).get("trainforge/sklearn:1.2-1")
+    sklearn_env = sklearn if isinstance(sklearn, Mapping) else None
     raw = pick(sqlite, "raw_insert.jobs_one_tx_each_per_s")
     found = [
         _figure(
@@ -402,18 +487,24 @@ def other_figures(benches: Mapping[str, Mapping[str, Any]]) -> list[Figure]:
         ),
         _figure("API describe p99 (SQLite)", pick(sqlite, "describe.p99_ms"), "ms"),
         _figure(
-            "environment reuse, sklearn image (warm)",
-            pick(env_sklearn if isinstance(env_sklearn, Mapping) else None, "warm_ms"),
-            "ms",
-            (
-                f"cold build {pick(env_sklearn, 'cold_s'):.2f} s"
-                if isinstance(env_sklearn, Mapping) and pick(env_sklearn, "cold_s") is not None
-                else None
-            ),
+            "a job in the sklearn image, its environment reused: time added to fit()",
+            pick(env, "job_fit_s.added_by_warm_reuse_s"),
+            "s",
+            ", ".join(
+                f"{label} {value}"
+                for label, value in (
+                    ("environment step, warm", _fmt(pick(sklearn_env, "warm_ms"), "ms")),
+                    ("cold build", _fmt(pick(sklearn_env, "cold_s"), "s")),
+                )
+                if not value.startswith("—")
+            )
+            or None,
         ),
         _figure(
             "supervisor start (launcher on)",
-            pick(benches.get("supervisor_start"), "launcher_on_s", "fit_to_first_line_s.launcher_on", "on_s"),
+            _exact_or_guess(
+                benches.get("supervisor_start"), SUPERVISOR_PATHS, include=("on",), exclude=("off",), unit="s"
+            )[0],
             "s",
         ),
     ]
@@ -467,6 +558,11 @@ def machine_line(machine: Mapping[str, Any]) -> str:
     )
 
 
+def _times(ratio: float) -> str:
+    """A ratio for reading: three significant digits, whole thousands without an exponent (``28,700``)."""
+    return f"{ratio:,.0f}" if ratio >= 100 else f"{ratio:.3g}"
+
+
 def _row(*cells: object) -> str:
     """One Markdown table row; a ``|`` inside a cell (``tar | gzip``) is escaped, a line break becomes a space."""
     return "| " + " | ".join(str(cell).replace("|", "\\|").replace("\n", " ") for cell in cells) + " |"
@@ -486,9 +582,10 @@ def render_table(report: Mapping[str, Any]) -> str:
             note = str(target["note"])
             measured = f"— ({note if len(note) <= 160 else note[:157] + '...'})"
         side = target.get("baseline") or "—"
-        if target.get("unit") != "x" and target.get("ratio") is not None:
-            side += f" (ours {target['ratio']:g}x its speed)"
-        elif target.get("unit") == "x" and target.get("note"):
+        ratio = target.get("ratio")
+        if target.get("unit") != "x" and ratio:
+            side += f" (ours {_times(ratio)}x faster)" if ratio >= 1 else f" (ours {_times(1 / ratio)}x slower)"
+        elif target.get("unit") == "x" and target.get("measured") is not None and target.get("note"):
             side += f"; {target['note']}"
         met = "yes" if target.get("met") else "no"
         rows.append(_row(target.get("what"), target.get("target"), measured, side, met))
