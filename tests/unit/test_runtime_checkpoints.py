@@ -205,12 +205,13 @@ def test_a_channel_bigger_than_the_disk_fails_staging_and_frees_the_space(
 def test_a_model_bigger_than_the_free_space_fails_packaging_without_an_artifact(
     store: LocalObjectStore, tmp_path: Path
 ) -> None:
+    # Archives stream into their destination: a file:// output path on the job's own full disk is where it fails.
     with small_disk(tmp_path / "disk", 4) as disk:
         fill_random(disk / "model" / "weights.bin", 3 * MiB)
         with pytest.raises(JobFailed) as info:
             publish_artifacts(
                 store,
-                output_path="s3://bkt/out",
+                output_path=f"file://{disk / 'out'}",
                 job_name="j",
                 model_dir=disk / "model",
                 output_data_dir=disk / "data",
@@ -219,7 +220,7 @@ def test_a_model_bigger_than_the_free_space_fails_packaging_without_an_artifact(
         reason = info.value.reason
         assert reason.startswith("ClientError: Artifact upload failed:Insufficient disk space. ")
         assert "packaging model.tar.gz" in reason
-        assert list((disk / "tmp").iterdir()) == []
+        assert [p for p in (disk / "out").rglob("*") if p.is_file()] == []  # no partial archive, no temporary file
     assert list(store.list("s3://bkt/")) == []
 
 

@@ -61,7 +61,9 @@ def test_publish_to_store(tmp_path: Path) -> None:
         "s3://bkt/out/j1/output/output.tar.gz",
     ]
     assert store.exists("s3://bkt/out/j1/output/model.tar.gz")
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert not (tmp_path / "tmp").exists()  # streamed into the store: nothing staged next to the job
+    stored = sorted(p.name for p in (tmp_path / "store").rglob("*") if p.is_file())
+    assert stored == ["model.tar.gz", "output.tar.gz"]  # and no temporary file left in the store
     local = tmp_path / "fetched.tar.gz"
     store.download_file("s3://bkt/out/j1/output/model.tar.gz", local)
     with tarfile.open(local) as tar:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from trainforge.archives import open_archive
 from trainforge.runtime.channels import SourceObject, list_file_objects, list_manifest_objects, list_store_objects
 from trainforge.runtime.envcache import environment_record, installed_distributions, interpreter_of
 from trainforge.storage import ObjectStore
@@ -193,12 +193,20 @@ def _member_name(name: str) -> str:
     return name.rstrip("/")
 
 
+def contents_sha256(files: Mapping[str, str], links: Mapping[str, str]) -> str:
+    """The content hash (as :func:`archive_content_sha256` defines it) of regular files (name -> sha256 hex of the
+    bytes) and symbolic links (name -> target), e.g. as :mod:`trainforge.archives` records them while archiving."""
+    lines = [_content_line("F", name, digest) for name, digest in files.items()]
+    lines += [_content_line("L", name, target) for name, target in links.items()]
+    return hashlib.sha256(b"".join(sorted(lines))).hexdigest()
+
+
 def archive_content_sha256(archive: Path) -> str:
     """The content hash of a ``tar(.gz)``: sha256 over its regular files (name and the sha256 of the bytes) and
     symbolic links (name and target), sorted by name. Directories, owners, modes and mtimes do not count, so the
     same files packaged twice hash the same, and :func:`tree_content_sha256` of the packaged directory agrees."""
     lines: list[bytes] = []
-    with tarfile.open(archive, "r:*") as tar:
+    with open_archive(archive, stream=True) as tar:
         for member in tar:
             name = _member_name(member.name)
             if member.isfile():

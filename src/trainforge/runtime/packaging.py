@@ -2,8 +2,11 @@
 
 ``model.tar.gz`` holds the **contents** of ``opt/ml/model`` at the archive root (no ``model/`` prefix) and
 ``output.tar.gz`` the contents of ``opt/ml/output/data``; both go to ``<S3OutputPath>/<job>/output/``.
-Archives use gzip level 1 (tarfile's default, 9, is several times slower for little gain on model data),
-are written to a temporary file first and then stored whole, so an artifact appears only when complete.
+Archives are standard gzip written with ISA-L at level 1 (:mod:`trainforge.archives`) and streamed straight into
+their destination as they are made: the object store's ``put_stream`` (the local store writes a temporary file
+next to the object and renames it; S3 uploads parts) or, for a ``file://`` output path, a temporary file next to
+the target, renamed when complete. Nothing is written twice and no space next to the job's files is needed; an
+artifact appears only when complete. The model's content hash is computed from the bytes as they are archived.
 With ``OutputDataConfig.CompressionType = NONE`` the files are stored one by one under
 ``<S3OutputPath>/<job>/output/model/`` and ``.../output/data/`` instead.
 
@@ -11,40 +14,72 @@ A Completed job always stores its model, even an empty one; a Failed or Stopped 
 stores none (``empty_model=False``), and its description then has no ``ModelArtifacts``.
 
 A full disk fails the job with SageMaker's ``Artifact upload failed:Insufficient disk space`` words
-(:func:`~trainforge.runtime.failure.disk_full`): a ``ClientError`` when the archive does not fit next to the
-job's files (or in a ``file://`` output path), an ``InternalServerError`` when the object store's own volume is
-full. The temporary archive is removed either way, and no partial object is ever stored.
+(:func:`~trainforge.runtime.failure.disk_full`): a ``ClientError`` when the archive does not fit in a ``file://``
+output path, an ``InternalServerError`` when the object store's own volume is full. No partial object or temporary
+file is left either way.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tarfile
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO
 
+from trainforge import archives
 from trainforge.errors import TrainforgeError
 from trainforge.runtime.failure import DiskPhase, disk_full, is_disk_full
-from trainforge.runtime.lineage import archive_content_sha256, tree_content_sha256
+from trainforge.runtime.lineage import contents_sha256, tree_content_sha256
 from trainforge.spec import contract
 from trainforge.storage import ObjectStore, s3_join
+from trainforge.storage.writer import object_writer
 
-GZIP_LEVEL = 1
+GZIP_LEVEL = archives.GZIP_LEVEL
 
 
-def make_archive(src_dir: Path, dest: Path, *, compresslevel: int = GZIP_LEVEL) -> int:
+def make_archive(src_dir: Path, dest: Path | IO[bytes], *, contents: archives.Contents | None = None) -> int:
     """Write a ``tar.gz`` of the contents of ``src_dir`` (entries at the archive root, sorted) to ``dest``.
 
     Symbolic links are stored as links, not followed. Returns the number of top-level entries; an empty
-    or missing directory gives a valid empty archive.
+    or missing directory gives a valid empty archive. ``contents`` collects what the content hash needs.
     """
-    entries = sorted(os.listdir(src_dir)) if src_dir.is_dir() else []
-    with tarfile.open(dest, "w:gz", compresslevel=compresslevel) as tar:
-        for name in entries:
-            tar.add(src_dir / name, arcname=name, recursive=True)
-    return len(entries)
+    return archives.write_archive(src_dir, dest, contents=contents)
+
+
+def _file_target(uri: str) -> Path:
+    return Path(uri[len("file://") :])
+
+
+@contextmanager
+def _local_file(target: Path) -> Iterator[IO[bytes]]:
+    """A file that becomes ``target`` (fsync'd, renamed over it) when the block ends without an exception; on an
+    exception it is removed and ``target`` is untouched."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _destination(store: ObjectStore, uri: str) -> Iterator[IO[bytes]]:
+    """Where an archive is written as it is made: the object at ``uri``, or the ``file://`` path."""
+    if uri.startswith("file://"):
+        with _local_file(_file_target(uri)) as out:
+            yield out
+    else:
+        with object_writer(store, uri) as out:
+            yield out
 
 
 def publish_file(store: ObjectStore, uri: str, path: Path) -> None:
@@ -68,18 +103,8 @@ def publish_file(store: ObjectStore, uri: str, path: Path) -> None:
 
 def _publish_file(store: ObjectStore, uri: str, path: Path) -> None:
     if uri.startswith("file://"):
-        target = Path(uri[len("file://") :])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
-                shutil.copyfileobj(src, out, 1024 * 1024)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with _local_file(_file_target(uri)) as out, open(path, "rb") as src:
+            shutil.copyfileobj(src, out, 1024 * 1024)
         return
     store.put_file(uri, path)
 
@@ -110,28 +135,30 @@ def output_prefix(output_path: str, job_name: str) -> str:
     return s3_join(output_path, job_name, "output")
 
 
-def publish_archive(
-    store: ObjectStore, src_dir: Path, uri: str, tmp_dir: Path, *, content_hash: bool = False
-) -> Artifact:
-    """Archive ``src_dir`` into a temporary file under ``tmp_dir`` and store it at ``uri``; with ``content_hash``
-    the artifact carries the archive's content hash."""
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".artifact-", suffix=".tar.gz", dir=tmp_dir)
-    os.close(fd)
-    archive = Path(tmp)
+def publish_archive(store: ObjectStore, src_dir: Path, uri: str, *, content_hash: bool = False) -> Artifact:
+    """Archive ``src_dir`` straight into ``uri`` (see the module doc); with ``content_hash`` the artifact carries the
+    content hash of what was archived.
+
+    Raises :class:`~trainforge.runtime.failure.JobFailed` for a full disk (see the module doc), else the store's
+    errors or ``OSError``.
+    """
+    contents = archives.Contents() if content_hash else None
     try:
-        try:
-            entries = make_archive(src_dir, archive)
-        except OSError as exc:
-            if not is_disk_full(exc):
-                raise
-            archive.unlink(missing_ok=True)
-            what = f"packaging {uri.rsplit('/', 1)[-1]} from {src_dir} ({tree_bytes(src_dir)} bytes)"
-            raise disk_full(DiskPhase.UPLOAD, what, tmp_dir) from None
-        digest = archive_content_sha256(archive) if content_hash else None
-        publish_file(store, uri, archive)
-    finally:
-        archive.unlink(missing_ok=True)
+        with _destination(store, uri) as out:
+            entries = make_archive(src_dir, out, contents=contents)
+    except (TrainforgeError, OSError) as exc:
+        if not is_disk_full(exc):
+            raise
+        what = f"packaging {uri.rsplit('/', 1)[-1]} from {src_dir} ({tree_bytes(src_dir)} bytes) into {uri}"
+        if uri.startswith("file://"):
+            where = _file_target(uri).parent
+            fix = (
+                f"Please make sure the output path has room for the archive (about the size of the files): free "
+                f"space under {where}, use an s3:// output path, or write a smaller model"
+            )
+            raise disk_full(DiskPhase.UPLOAD, what, where, fix=fix) from None
+        raise disk_full(DiskPhase.STORE, f"{what} (the object store)", None) from None
+    digest = contents_sha256(contents.files, contents.links) if contents is not None else None
     return Artifact(uri, entries, content_sha256=digest)
 
 
@@ -169,31 +196,31 @@ def publish_artifacts(
     job_name: str,
     model_dir: Path,
     output_data_dir: Path,
-    tmp_dir: Path,
+    tmp_dir: Path | None = None,
     compressed: bool = True,
     empty_model: bool = True,
 ) -> list[Artifact]:
     """Publish the model and the output data of a job; return what was stored (model first, ``kind`` set).
 
     With ``empty_model=False`` (a Failed or Stopped job) an empty model directory publishes no model at all: the
-    list then holds the output data only.
+    list then holds the output data only. ``tmp_dir`` is not used (archives stream to their destination and
+    need no space of their own); it is accepted for callers that still name one.
 
     Raises :class:`~trainforge.runtime.failure.JobFailed` for a full disk (see the module doc), else the store's
     errors (``ValidationError`` for a bad output path, ``StorageError``) or ``OSError``.
     """
+    del tmp_dir
     prefix = output_prefix(output_path, job_name)
     stored: list[Artifact] = []
     if empty_model or not is_empty_dir(model_dir):
         if compressed:
-            model = publish_archive(
-                store, model_dir, s3_join(prefix, contract.MODEL_ARCHIVE), tmp_dir, content_hash=True
-            )
+            model = publish_archive(store, model_dir, s3_join(prefix, contract.MODEL_ARCHIVE), content_hash=True)
         else:
             model = publish_tree(store, model_dir, s3_join(prefix, "model"))
             model = replace(model, content_sha256=tree_content_sha256(model_dir))
         stored.append(replace(model, kind="model"))
     if compressed:
-        output = publish_archive(store, output_data_dir, s3_join(prefix, contract.OUTPUT_ARCHIVE), tmp_dir)
+        output = publish_archive(store, output_data_dir, s3_join(prefix, contract.OUTPUT_ARCHIVE))
     else:
         output = publish_tree(store, output_data_dir, s3_join(prefix, "data"))
     stored.append(replace(output, kind="output"))
