@@ -408,7 +408,7 @@ class ForkedChild:
         self._sock.settimeout(timeout)
         try:
             data = self._sock.recv(MAX_REPLY_BYTES)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):  # still running (BlockingIOError: timeout 0)
             return None
         except OSError:
             data = b""
