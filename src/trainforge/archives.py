@@ -316,6 +316,26 @@ def _gzip_reader(raw: IO[bytes], stream: bool) -> io.BufferedIOBase:
     return cast(io.BufferedIOBase, reader)
 
 
+def gunzip(data: bytes) -> bytes:
+    """The decompressed content of gzip ``data`` (every member of it), with ISA-L where it is installed.
+
+    Raises:
+        gzip.BadGzipFile: ``data`` is not gzip, or its compressed data is corrupt (an ``OSError``).
+        EOFError: ``data`` ends early.
+    """
+    if _ISAL is None:
+        try:
+            return gzip.decompress(data)
+        except zlib.error as exc:
+            raise gzip.BadGzipFile(f"corrupt gzip data: {exc}") from None
+    try:
+        return cast(bytes, _ISAL[0].decompress(data))
+    except _CORRUPT as exc:
+        if isinstance(exc, gzip.BadGzipFile):
+            raise
+        raise gzip.BadGzipFile(f"corrupt gzip data: {exc}") from None
+
+
 def _tar_reader(fileobj: IO[bytes], *, stream: bool, decompressed: bool) -> tarfile.TarFile:
     if decompressed:
         if stream:
@@ -368,6 +388,7 @@ __all__ = [
     "add_tree",
     "compression_threads",
     "create",
+    "gunzip",
     "open_archive",
     "write_archive",
 ]

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainforge import archives
 from trainforge.errors import ValidationError
 from trainforge.spec.contract import SOURCE_ARCHIVE
 from trainforge.storage import ObjectStore
@@ -81,7 +81,7 @@ def files_to_compress(script: str | None, directory: str | None, dependencies: S
 
 def create_tar_file(source_files: Sequence[Path], target: Path) -> Path:
     """Write a gzip tar of ``source_files`` to ``target``, each under its basename (symlinks followed)."""
-    with tarfile.open(target, "w:gz", dereference=True) as archive:
+    with archives.create(target, dereference=True) as archive:
         for path in source_files:
             archive.add(str(path), arcname=path.name)
     return target

@@ -1,8 +1,9 @@
 """Self-contained models: a ``model.tar.gz`` repacked with its inference code under ``code/`` (reference §7.3).
 
 SageMaker repacks only some framework models (``utils.repack_model``); trainforge repacks every framework model,
-so a ``model.tar.gz`` and an image are all it takes to serve. Archives are streamed member by member between
-files on disk: neither the model nor the code is ever held in memory whole.
+so a ``model.tar.gz`` and an image are all it takes to serve. Archives are streamed member by member from files
+on disk into the object store (:mod:`trainforge.archives`, :func:`~trainforge.storage.writer.object_writer`):
+neither the model nor the code is ever held in memory whole, and the repacked archive is written once.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from trainforge.archives import create, open_archive
 from trainforge.errors import ValidationError
 from trainforge.fw_utils import validate_source_code
 from trainforge.storage import ObjectStore
+from trainforge.storage.writer import object_writer
 
 CODE_DIR = "code"
 
@@ -35,7 +38,7 @@ def _is_code(name: str) -> bool:
 
 def _copy_members(source: Path, out: tarfile.TarFile, *, prefix: str = "", skip_code: bool = False) -> None:
     """Stream every member of the archive ``source`` into ``out`` (names under ``prefix``), in order."""
-    with tarfile.open(source, "r|*") as archive:
+    with open_archive(source, stream=True) as archive:
         for member in archive:
             rel = _relative(member.name)
             if not rel or rel == "." or (skip_code and _is_code(member.name)):
@@ -99,8 +102,7 @@ def repack_model(
         if source_dir and source_dir.startswith("s3://"):
             remote_code = work / "sourcedir.tar.gz"
             store.download_file(source_dir, remote_code)
-        repacked = work / "repacked.tar.gz"
-        with tarfile.open(repacked, "w:gz", dereference=True) as out:
+        with object_writer(store, target_uri) as stream, create(stream, dereference=True) as out:
             _copy_members(model, out, skip_code=True)
             if remote_code is not None:
                 _copy_members(remote_code, out, prefix=f"{CODE_DIR}/")
@@ -111,7 +113,6 @@ def repack_model(
                 out.add(entry_point, arcname=f"{CODE_DIR}/{os.path.basename(entry_point)}")
             for dep in deps:
                 out.add(dep, arcname=f"{CODE_DIR}/lib/{os.path.basename(os.path.normpath(dep))}")
-        store.put_file(target_uri, repacked)
     return target_uri
 
 

@@ -7,10 +7,10 @@ import fnmatch
 import importlib.metadata
 import os
 import shutil
-import tarfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from trainforge import archives
 from trainforge.errors import ValidationError
 
 INVOKE_SCRIPT = "trainforge_remote_invoke.py"
@@ -119,7 +119,7 @@ def build_workspace(
         shutil.copyfile(script, staging / PRE_EXEC)
     elif pre_execution_commands:
         (staging / PRE_EXEC).write_text("set -eu\n" + "\n".join(pre_execution_commands) + "\n")
-    with tarfile.open(target, "w:gz", compresslevel=1) as tar:
+    with archives.create(target) as tar:
         for path in sorted(staging.rglob("*")):
             tar.add(path, arcname=os.path.relpath(path, staging), recursive=False)
     shutil.rmtree(staging)

@@ -4,7 +4,8 @@ The code comes from the ``sagemaker_submit_directory`` hyperparameter: an ``s3:/
 ``sourcedir.tar.gz``, or a local directory (``file://`` or plain path), which is copied. An archive is
 checked member by member **before anything is written**: absolute names, ``..`` components, members
 under a symlink of the archive, links resolving outside the code directory, and device or FIFO members
-reject the whole archive. Extraction then runs with ``tarfile``'s ``data`` filter as a second guard.
+reject the whole archive. Extraction then runs with ``tarfile``'s ``data`` filter as a second guard. A gzip'd
+archive is decompressed with ISA-L (:func:`trainforge.archives.open_archive`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
+from trainforge.archives import open_archive
 from trainforge.errors import TrainforgeError
 from trainforge.runtime.failure import client_error
 from trainforge.storage import ObjectStore
@@ -79,7 +81,7 @@ def extract_archive(archive: Path, dest: Path, label: str) -> int:
     """
     dest = dest.resolve()
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        with open_archive(archive) as tar:
             members = check_archive(tar, dest, label)
             try:
                 tar.extractall(dest, members=members, filter="data")

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from trainforge.archives import COPY_BUFFER, GZIP_MAGIC, open_archive
 from trainforge.errors import NotFoundError, TrainforgeError
 from trainforge.spec.contract import MODEL_ARCHIVE
 from trainforge.storage import ObjectStore
@@ -184,7 +185,10 @@ class _Chunks(io.RawIOBase):
 def _archive_problem(objects: ObjectStore, uri: str) -> str | None:
     """Why the object at ``uri`` is not a complete gzip'd tar (read to its end), or ``None`` if it is."""
     try:
-        with tarfile.open(fileobj=io.BufferedReader(_Chunks(objects.read_chunks(uri))), mode="r|gz") as tar:
+        reader = io.BufferedReader(_Chunks(objects.read_chunks(uri)), COPY_BUFFER)
+        if reader.peek(len(GZIP_MAGIC))[: len(GZIP_MAGIC)] != GZIP_MAGIC:
+            return "not a readable tar.gz (not gzip data)"
+        with open_archive(reader, stream=True) as tar:
             for member in tar:
                 if member.isfile():
                     extracted = tar.extractfile(member)

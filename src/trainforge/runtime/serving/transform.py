@@ -19,7 +19,6 @@ A record the model rejects fails the instance with ``ClientError: ... <input fil
 from __future__ import annotations
 
 import concurrent.futures
-import gzip
 import http.client
 import json
 import threading
@@ -27,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from trainforge.archives import gunzip
 from trainforge.errors import TrainforgeError
 from trainforge.storage import ObjectStore
 
@@ -248,7 +248,7 @@ class TransformDriver:
             raise _client(f"cannot read input file {item.uri}: {exc.message}") from None
         if self.compression == "Gzip":
             try:
-                return gzip.decompress(data)
+                return gunzip(data)
             except (OSError, EOFError) as exc:
                 raise _client(f"input file {item.uri} is not gzip data (CompressionType Gzip): {exc}") from None
         return data
