@@ -28,7 +28,7 @@ MiB = 2**20
 BIG_MODEL = """
 import os
 with open(os.path.join(os.environ["SM_MODEL_DIR"], "weights.bin"), "wb") as f:
-    f.write(os.urandom(5 * 2**20))  # fits the disk once, not twice (the archive goes next to it)
+    f.write(os.urandom(5 * 2**20))  # fits the disk once, not twice (the file:// output path is on it too)
 print("model written", flush=True)
 """
 
@@ -113,16 +113,17 @@ def test_a_channel_bigger_than_the_disk_fails_the_job_while_downloading(
 def test_a_model_bigger_than_the_free_space_fails_the_upload_without_an_artifact(
     full_server: ServerProcess, fs_session: trainforge.Session, make_source: Any
 ) -> None:
-    est = script_estimator(fs_session, make_source({"train.py": BIG_MODEL}))
+    # model.tar.gz streams into its destination: a file:// output path on the full disk is where it cannot fit.
+    out = full_server.home / "jobs" / "out"
+    est = script_estimator(fs_session, make_source({"train.py": BIG_MODEL}), output_path=f"file://{out}")
     d = failed(est)
     reason = d["FailureReason"]
     assert reason.startswith("ClientError: Artifact upload failed:Insufficient disk space. No space left on device")
     assert "packaging model.tar.gz" in reason
     assert [t["Status"] for t in d["SecondaryStatusTransitions"]][-2:] == ["Uploading", "Failed"]
     name = d["TrainingJobName"]
-    store = fs_session.object_store
-    assert [o.key for o in store.list(f"s3://trainforge-default/{name}/output/")] == []
-    assert not list((full_server.home / "jobs" / name / "algo-1" / "tmp").iterdir())  # the half archive is gone
+    assert [p for p in out.rglob("*") if p.is_file()] == []  # no partial archive, no temporary file
+    assert not list((full_server.home / "jobs" / name / "algo-1" / "tmp").iterdir())
 
 
 def test_code_that_fills_the_disk_fails_with_its_own_error_and_every_line(
