@@ -1,14 +1,23 @@
-"""The local backend: one detached supervisor process per host on this machine."""
+"""The local backend: one detached supervisor process per host on this machine.
+
+With ``launcher="auto"`` (``TRAINFORGE_LAUNCHER``) a supervisor is forked by the node's launcher
+(:mod:`trainforge.runtime.launcher`), which has its code imported already; where the launcher does not answer
+(still starting, dead, refusing) that launch spawns a fresh interpreter as with ``off`` and the launcher is
+restarted in the background for the next one.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +26,22 @@ import psutil
 from trainforge.backends.base import LaunchRequest
 from trainforge.errors import BackendError, CapacityError, ValidationError
 from trainforge.runtime.distributed import LOOPBACK, free_port
-from trainforge.runtime.launch import CONFIG_FILE, SUPERVISOR_MODULE, job_dir_name, start_supervisor, write_config
+from trainforge.runtime.launch import (
+    CONFIG_FILE,
+    SUPERVISOR_MODULE,
+    SupervisorConfig,
+    job_dir_name,
+    start_supervisor,
+    write_config,
+)
+from trainforge.runtime.launcher import (
+    LOG_NAME,
+    SOCKET_NAME,
+    LaunchRefused,
+    fork_supervisor,
+    launcher_command,
+    read_pid_file,
+)
 from trainforge.runtime.layout import host_sort_key
 from trainforge.runtime.warm import hand_off, keep_alive_seconds
 from trainforge.scheduler.instances import InstanceType, Machine, place
@@ -25,6 +49,12 @@ from trainforge.spec.contract import host_name
 
 # How long after the stop grace period a supervisor may still take to upload before it is killed.
 UPLOAD_ALLOWANCE_S = 300.0
+# The pause before the launcher is started again after it died; it doubles (up to the maximum) while launchers die
+# before forking anything, and is back to the minimum once one forked a supervisor.
+LAUNCHER_RESTART_MIN_S = 1.0
+LAUNCHER_RESTART_MAX_S = 300.0
+
+log = logging.getLogger("trainforge.backends.local")
 
 
 def _proc_stat(pid: int) -> list[str] | None:
@@ -69,13 +99,128 @@ def host_gpus(gpu_ids: tuple[int, ...] | None, index: int, count: int) -> list[i
     return list(gpu_ids[index * per_host : (index + 1) * per_host])
 
 
+def supervisor_env() -> dict[str, str]:
+    """The environment a supervisor starts with: this process's, less the user's API token."""
+    return {k: v for k, v in os.environ.items() if k not in ("TRAINFORGE_TOKEN",)}
+
+
+class NodeLauncher:
+    """Keeps this node's launcher (:mod:`trainforge.runtime.launcher`) running for a backend.
+
+    It is started at once, in the background, by a thread of this object's that lives until :meth:`close`: the
+    launcher dies with the thread that started it (``PR_SET_PDEATHSIG``), so with this process. :meth:`fork` never
+    waits for a launcher that is starting: it answers None (spawn instead) and, when the launcher is gone, has it
+    started again (no sooner than a pause after the last start). The launcher's output goes to
+    ``<home>/launcher.log``.
+    """
+
+    def __init__(self, *, python: str, home: Path, jobs_root: Path, env: dict[str, str]) -> None:
+        self.python = python
+        self.home = Path(home)
+        self.socket_path = self.home / SOCKET_NAME
+        self.jobs_root = Path(jobs_root)
+        self.env = env
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._closed = threading.Event()
+        self._last_start = -math.inf
+        self._pause = LAUNCHER_RESTART_MIN_S
+        self._wanted.set()
+        self._thread = threading.Thread(target=self._keep, name="trainforge-launcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the launcher process started last (None before one was started)."""
+        proc = self._proc
+        return None if proc is None else proc.pid
+
+    def fork(self, config_path: Path, env: dict[str, str]) -> int | None:
+        """The pid of the supervisor the launcher forked for ``config_path``; None when it started none (no
+        launcher answers now, or it refused): the caller spawns one."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            self._wanted.set()
+            return None
+        try:
+            pid = fork_supervisor(
+                self.socket_path, python=self.python, config_path=config_path, env=env, launcher_pid=proc.pid
+            )
+        except LaunchRefused as exc:
+            if proc.poll() is not None:
+                self._wanted.set()
+            log.info("spawning the supervisor of %s: %s", config_path, exc)
+            return None
+        self._pause = LAUNCHER_RESTART_MIN_S
+        return pid
+
+    def close(self) -> None:
+        """Stop the launcher (SIGTERM, then SIGKILL after 5 s) and its keeper thread; supervisors it forked run on."""
+        self._closed.set()
+        self._wanted.set()
+        with self._lock:
+            proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def _keep(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._closed.is_set():
+                return
+            proc = self._proc
+            if proc is not None and proc.poll() is None:
+                continue
+            if self._closed.wait(max(0.0, self._last_start + self._pause - time.monotonic())):
+                return
+            if proc is not None:
+                self._pause = min(LAUNCHER_RESTART_MAX_S, self._pause * 2)
+            self._start()
+
+    def _start(self) -> None:
+        self._last_start = time.monotonic()
+        argv = launcher_command(self.python, self.socket_path, os.getpid(), self.jobs_root)
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            with open(self.home / LOG_NAME, "ab") as out:
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.home,
+                    env=self.env,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+        except OSError as exc:
+            log.warning("could not start the launcher (supervisors are spawned instead): %s", exc)
+            return
+        with self._lock:
+            self._proc = proc
+        if self._closed.is_set():
+            self.close()
+
+
 class LocalBackend:
-    """Runs ``python -m trainforge.runtime.supervisor`` detached (own session) for each host of a job."""
+    """Runs ``python -m trainforge.runtime.supervisor`` detached (own session) for each host of a job: forked by
+    the node's launcher with ``launcher="auto"`` (spawned where it does not answer), spawned with ``"off"``."""
 
     name = "local"
     uses_local_capacity = True
 
     def __init__(self, jobs_root: Path, *, machine: Machine, python: str | None = None, launcher: str = "off") -> None:
+        if launcher not in ("auto", "off"):
+            raise ValidationError(
+                f"TRAINFORGE_LAUNCHER must be 'auto' or 'off', not {launcher!r}", field="TRAINFORGE_LAUNCHER"
+            )
         self.jobs_root = Path(jobs_root)
         self.launcher = launcher
         self.machine = machine
@@ -83,6 +228,18 @@ class LocalBackend:
         self.python = python or sys.executable
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
+        self.node_launcher: NodeLauncher | None = None
+        if launcher == "auto":
+            self.node_launcher = NodeLauncher(
+                python=self.python, home=self.jobs_root.parent, jobs_root=self.jobs_root, env=supervisor_env()
+            )
+        # A backend dropped (or this process exiting) stops its launcher; the supervisors it forked run on.
+        self._finalizer = weakref.finalize(self, self.node_launcher.close) if self.node_launcher else None
+
+    def close(self) -> None:
+        """Stop this backend's launcher, if it has one; running supervisors are not affected."""
+        if self._finalizer is not None:
+            self._finalizer()
 
     def check_fits(self, instance: InstanceType, count: int) -> None:
         """Every host runs on this machine: an instance type this machine cannot place is refused."""
@@ -127,22 +284,28 @@ class LocalBackend:
                         }
                     )
                     continue
-            env = {k: v for k, v in os.environ.items() if k not in ("TRAINFORGE_TOKEN",)}
             try:
-                proc = start_supervisor(config, root, env)
+                pid = self._start(config, config_path, root, supervisor_env())
             except OSError as exc:
                 for h in started:
                     self._kill_session(int(h["pid"]))
                 raise BackendError(f"could not start the supervisor for {request.job_name}/{host}: {exc}") from exc
-            with self._lock:
-                self._children[proc.pid] = proc
-            started.append(
-                {"host": host, "pid": proc.pid, "start_time": process_start_time(proc.pid), "root": str(root)}
-            )
+            started.append({"host": host, "pid": pid, "start_time": process_start_time(pid), "root": str(root)})
         handle: dict[str, Any] = {"backend": self.name, "hosts": started}
         if request.gpu_ids is not None:
             handle["gpu_ids"] = list(request.gpu_ids)
         return handle
+
+    def _start(self, config: SupervisorConfig, config_path: Path, root: Path, env: dict[str, str]) -> int:
+        """Start one host's supervisor: forked by the launcher where it answers, else spawned; its pid."""
+        if self.node_launcher is not None and config.python == self.node_launcher.python:
+            pid = self.node_launcher.fork(config_path, env)
+            if pid is not None:
+                return pid
+        proc = start_supervisor(config, root, env)
+        with self._lock:
+            self._children[proc.pid] = proc
+        return proc.pid
 
     def _reap(self) -> None:
         with self._lock:
@@ -151,8 +314,9 @@ class LocalBackend:
                     del self._children[pid]
 
     def adopt(self, job_name: str, attempt: int, count: int) -> dict[str, Any] | None:
-        """Find the job's supervisors by their command line (``... trainforge.runtime.supervisor
-        <root>/supervisor.json``), so a launch the server died in the middle of is not lost."""
+        """Find the job's supervisors, so a launch the server died in the middle of is not lost: by their command
+        line (``... trainforge.runtime.supervisor <root>/supervisor.json``), and for a host none was found that way,
+        by the ``<root>/supervisor.pid`` a forked supervisor wrote (a live process of that pid and start time)."""
         job_dir = self.jobs_root / job_dir_name(job_name, attempt)
         wanted = {str(job_dir / host_name(i) / CONFIG_FILE): host_name(i) for i in range(count)}
         found: list[dict[str, Any]] = []
@@ -163,6 +327,12 @@ class LocalBackend:
             pid = int(proc.info["pid"])
             root = str(Path(cmdline[-1]).parent)
             found.append({"host": wanted[cmdline[-1]], "pid": pid, "start_time": process_start_time(pid), "root": root})
+        seen = {h["host"] for h in found}
+        for config, host in wanted.items():
+            recorded = read_pid_file(Path(config).parent)
+            if host not in seen and recorded is not None and process_alive(*recorded):
+                pid, start = recorded
+                found.append({"host": host, "pid": pid, "start_time": start, "root": str(Path(config).parent)})
         if not found:
             return None
         found.sort(key=lambda h: host_sort_key(str(h["host"])))
