@@ -222,3 +222,37 @@ def test_a_forked_job_stops_within_the_grace(
     after, log = run(warm_session, warm_server, make_source({"train.py": "print('after the stop')\n"}))
     assert describe(warm_session, after)["TrainingJobStatus"] == "Completed"
     assert "after the stop" in log and any(line.startswith(FORKED) for line in log)
+
+
+CHANNEL = """
+import os
+path = os.path.join(os.environ["SM_CHANNEL_TRAIN"], "data.csv")
+print("READ " + open(path).read().strip(), flush=True)
+try:
+    with open(path, "a") as f:
+        f.write("changed by the job")
+    print("WRITE allowed", flush=True)
+except OSError as exc:
+    print("WRITE refused " + type(exc).__name__, flush=True)
+"""
+
+
+def test_a_forked_jobs_channel_is_its_own_data_and_read_only(
+    warm_server: ServerProcess, warm_session: trainforge.Session, make_source: Any
+) -> None:
+    if "TRAINFORGE_SANDBOX" in warm_server.extra_env:
+        pytest.skip("the process executor's channels are private copies the code may change, forked or not")
+    uri = f"s3://trainforge-default/warmfork-channel/{uuid.uuid4().hex}"
+    store = warm_session.object_store
+    store.put_bytes(f"{uri}/data.csv", b"1,2,3")
+    source = make_source({"train.py": CHANNEL})
+    run(warm_session, warm_server, make_source({"train.py": "print('warming')\n"}))
+    wait_warm(warm_server)
+    est = script_estimator(warm_session, source, keep_alive_period_in_seconds=KEEP_ALIVE)
+    est.fit({"train": uri}, wait=True, logs=False)
+    assert est.latest_training_job is not None
+    log = lines(warm_session, est.latest_training_job.name)
+    assert any(line.startswith(FORKED) for line in log), log
+    assert "READ 1,2,3" in log
+    assert any(line.startswith("WRITE refused") for line in log), log
+    assert store.get_bytes(f"{uri}/data.csv") == b"1,2,3"

@@ -211,7 +211,9 @@ class Zygote:
                 network=plan.sandbox.network,
                 readonly={f"{CONTAINER_OPT_ML}/input/data": slot.opt_ml / "input" / "data"},
             )
-            cmd = [*bwrap_args(plan.bwrap, spec, cwd="/"), *cmd]
+            # --as-pid-1: the zygote is the sandbox's init, so its children see parent pid 1 as a fresh job's code
+            # does under bwrap's own init (and the zygote reaps orphans, see the zygote's _serve)
+            cmd = [plan.bwrap, "--as-pid-1", *bwrap_args(plan.bwrap, spec, cwd="/")[1:], *cmd]
         try:
             proc = subprocess.Popen(
                 cmd,

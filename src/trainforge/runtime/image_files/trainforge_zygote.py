@@ -206,12 +206,14 @@ def _serve(control: socket.socket, base_path: list[str]) -> None:
             sys.exit(_child(request, out, err, job, base_path))
         os.close(out)
         os.close(err)
-        while True:
+        while True:  # any child: as a sandbox's pid 1, orphans of earlier jobs are reaped here too
             try:
-                _, status = os.waitpid(pid, 0)
+                reaped, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                status = 255 << 8  # cannot happen: the job's child is ours until reaped
                 break
-            except InterruptedError:
-                continue
+            if reaped == pid:
+                break
         with contextlib.suppress(OSError):
             job.send(json.dumps({"exit": os.waitstatus_to_exitcode(status)}).encode())
         job.close()
