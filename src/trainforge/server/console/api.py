@@ -1,4 +1,5 @@
-"""JSON the console's scripts poll (signed-in session, no bearer token): list rows, job status, log, metrics.
+"""JSON the console's scripts poll (signed-in session, no bearer token): list rows, job status, log, metrics;
+and a job's log followed live (NDJSON stream).
 
 Errors use the API's JSON body (an unknown job, or another user's for a user who is not an admin, is the same
 404 ``ResourceNotFound``); without a session, 401.
@@ -9,13 +10,16 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
+from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
 
 from trainforge.server.console import detail, views
 from trainforge.server.console.costs import prices_of
 from trainforge.server.console.listing import ListParams, list_json, list_page
 from trainforge.server.console.render import principal_of, require_session
 from trainforge.server.console.session import ConsoleSession
+from trainforge.server.routes_jobs import follow_job_log
 from trainforge.service.jobs import JobService
 from trainforge.store.jobs import JobStore
 
@@ -69,6 +73,24 @@ def job_logs(
         "more": len(lines) == limit,
         "terminal": job.terminal,
     }
+
+
+@router.get("/jobs/{name}/log-stream")
+async def job_log_stream(
+    name: str,
+    request: Request,
+    cursor: Annotated[int, Query(ge=0)] = 0,
+    host: Annotated[str | None, Query(max_length=64)] = None,
+    attempt: Annotated[int | None, Query(ge=1)] = None,
+    session: ConsoleSession = Depends(require_session),
+) -> StreamingResponse:
+    """The job's log followed live for the signed-in user: the NDJSON stream of
+    ``GET /v1/training-jobs/{name}/logs?follow=true`` (status, log and end events) from ``cursor``."""
+    svc = _svc(request)
+    principal = principal_of(session)
+    job = await to_thread.run_sync(svc.owned, name, principal)
+    stream = follow_job_log(svc, principal, job, cursor, host or None, request, attempt)
+    return StreamingResponse(stream, media_type="application/x-ndjson")
 
 
 @router.get("/jobs/{name}/metrics")

@@ -49,19 +49,23 @@
     TF.localizeTimes(tbody);
   }
 
-  if (!terminal) {
-    TF.poll(async function () {
-      const s = await TF.getJSON(api);
-      renderStatus(s);
-      if (s.terminal) {
-        terminal = true;
+  // The status is polled (durations tick), and refreshed at once when the log stream reports a transition.
+  let reloading = false;
+  async function refreshStatus() {
+    const s = await TF.getJSON(api);
+    renderStatus(s);
+    if (s.terminal) {
+      terminal = true;
+      if (!reloading) {
+        reloading = true;
         // Everything else on the page (artifacts, final metrics, buttons) is final now: render it afresh.
         setTimeout(() => location.reload(), 1500);
-        return false;
       }
-      return true;
-    }, 1500);
+      return false;
+    }
+    return true;
   }
+  if (!terminal) TF.poll(refreshStatus, 1500);
 
   // -- log ----------------------------------------------------------------------------------------------
   const MAX_LINES = 20000;
@@ -108,14 +112,23 @@
       if (follow.checked && lines.length) logEl.scrollTop = logEl.scrollHeight;
     }
 
+    function showState() {
+      const live = !terminal;
+      state.textContent = (live ? "live · " : "") + lineCount + " lines" + (trimmed ? " (older lines: see full log)" : "");
+    }
+
+    function query(path) {
+      return `${api}/${path}?cursor=${cursor}` + (host ? "&host=" + encodeURIComponent(host) : "") +
+        (attempt ? "&attempt=" + encodeURIComponent(attempt) : "");
+    }
+
+    // Fallback where the browser cannot read a response as a stream: read new lines every second.
     async function tick() {
       if (mine !== generation) return;
       let again = true;
       try {
         for (;;) {
-          const q = `${api}/logs?cursor=${cursor}&limit=2000` + (host ? "&host=" + encodeURIComponent(host) : "") +
-            (attempt ? "&attempt=" + encodeURIComponent(attempt) : "");
-          const r = await TF.getJSON(q);
+          const r = await TF.getJSON(query("logs") + "&limit=2000");
           if (mine !== generation) return;
           append(r.lines);
           cursor = r.next_cursor;
@@ -125,14 +138,83 @@
             break;
           }
         }
-        const live = !terminal;
-        state.textContent = (live ? "live · " : "") + lineCount + " lines" + (trimmed ? " (older lines: see full log)" : "");
+        showState();
       } catch (err) {
         state.textContent = "reconnecting…";
       }
       if (again) setTimeout(tick, document.hidden ? 4000 : 1000);
     }
-    tick();
+
+    // Read the follow stream (NDJSON) as the server writes it; true once it said "end", false if it dropped.
+    async function stream() {
+      const r = await fetch(query("log-stream"), {
+        credentials: "same-origin",
+        headers: { Accept: "application/x-ndjson" },
+      });
+      if (r.status === 401) {
+        location.href = TF.base + "/login?next=" + encodeURIComponent(location.pathname + location.search);
+        throw new Error("signed out");
+      }
+      if (!r.ok || !r.body) throw new Error("HTTP " + r.status);
+      const reader = r.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const chunk = await reader.read();
+        if (mine !== generation) {
+          reader.cancel();
+          return true;
+        }
+        if (chunk.done) return false;
+        buffer += decoder.decode(chunk.value, { stream: true });
+        const lines = [];
+        let ended = false;
+        let nl;
+        while ((nl = buffer.indexOf("\n")) >= 0) {
+          const text = buffer.slice(0, nl);
+          buffer = buffer.slice(nl + 1);
+          if (!text.trim()) continue;
+          const event = JSON.parse(text);
+          if (event.type === "log") {
+            lines.push(event);
+            cursor = Math.max(cursor, event.cursor);
+          } else if (event.type === "status") {
+            if (!terminal) refreshStatus().catch(() => {});
+          } else if (event.type === "end") {
+            ended = true;
+          }
+        }
+        append(lines);
+        if (ended) {
+          if (!terminal) refreshStatus().catch(() => {});
+          terminal = true;
+          showState();
+          reader.cancel();
+          return true;
+        }
+        showState();
+      }
+    }
+
+    async function follow() {
+      let failures = 0;
+      while (mine === generation) {
+        try {
+          if (await stream()) return;
+          failures = 0; // dropped after it worked: reopen from the last cursor at once
+        } catch (err) {
+          if (mine !== generation) return;
+          state.textContent = "reconnecting…";
+          failures += 1;
+          await new Promise((resolve) => setTimeout(resolve, Math.min(1000 * failures, 5000)));
+        }
+      }
+    }
+
+    const streams = typeof ReadableStream !== "undefined" && typeof TextDecoder !== "undefined" &&
+      typeof Response !== "undefined" && "body" in Response.prototype;
+    if (streams && !terminal) follow();
+    else tick();
   }
   hostSel.addEventListener("change", startLog);
   attemptSel.addEventListener("change", startLog);
