@@ -101,7 +101,7 @@ def main() -> None:
             sagemaker_session=session,
         )
         clock = LineClock(go)
-        with redirect_stdout(clock):  # type: ignore[type-var]
+        with redirect_stdout(clock):
             est.fit()
     finally:
         stop_server(settings)

@@ -103,7 +103,7 @@ def test_lines_printed_one_at_a_time_each_leave_alone(tf_server: TrainforgeServe
     reporter.start()
     for i in range(3):
         reporter.line("stdout", f"line {i}")
-        wait_for(lambda n=i: len(tf_server.messages("trickle")) == n + 1, what=f"line {i} to be stored")
+        wait_for(lambda: tf_server.messages("trickle")[-1:] == [f"line {i}"], what=f"line {i} to be stored")  # noqa: B023
     assert reporter.close(timeout=30)
     assert gate.batches == [1, 1, 1]
     client.close()
