@@ -205,3 +205,22 @@ def test_guess_keeps_to_the_unit() -> None:
     result = {"forked_runs": 5, "forked_first_line_s": 0.04, "forked_total_ms": 30.0}
     assert run_all.guess(result, include=("forked",), unit="s") == (0.03, "forked_total_ms")
     assert run_all.guess(result, include=("forked",), unit="MiB/s") == (None, None)
+
+
+def test_packaging_as_its_bench_prints_it_lists_the_other_tools_and_needs_a_valid_gzip() -> None:
+    result: dict[str, Any] = {
+        "name": "packaging",
+        "write_mib_s": {"tarfile_zlib1": 28.5, "archives_1t": 377.0, "archives_2t": 472.0, "ours": 472.0},
+        "read_mib_s": {"tarfile": 111.0, "archives": 900.0},
+        "ours_archive_verified": {"tar_tzf": True, "gzip_t": True},
+    }
+    result["write_mib_s"] |= {"tar_gzip1": 23.8, "tar_zstd1": 325.0, "tar": 737.0}
+    what = "model.tar.gz of 256 MiB float32 weights (standard gzip)"
+    target = by_what(run_all.evaluate_targets({"packaging": result}))[what]
+    assert (target.measured, target.ratio, target.met, target.note) == (472.0, 16.6, True, None)
+    assert target.baseline == (
+        "tarfile zlib-1 28.5 MiB/s; tar | gzip -1 23.8 MiB/s; tar | zstd -1 325.0 MiB/s; plain tar 737.0 MiB/s"
+    )
+    result["ours_archive_verified"]["gzip_t"] = False
+    target = by_what(run_all.evaluate_targets({"packaging": result}))[what]
+    assert not target.met and "failed a gzip check" in (target.note or "")
