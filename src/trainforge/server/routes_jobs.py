@@ -86,7 +86,10 @@ async def describe_training_job(
 @router.post("/training-jobs/{name}/stop", summary="StopTrainingJob")
 async def stop_training_job(name: str, request: Request, caller: Caller) -> dict[str, Any]:
     """Request a stop: ``Stopping`` then ``Stopped`` once the job's code has ended and artifacts are saved."""
-    return await to_thread.run_sync(_svc(request).stop, name, caller)
+    result = await to_thread.run_sync(_svc(request).stop, name, caller)
+    log_bus: LogBus = request.app.state.log_bus
+    log_bus.publish(name)  # followers show Stopping at once
+    return result
 
 
 class RerunBody(BaseModel):
