@@ -38,8 +38,6 @@ from trainforge.spec import contract
 from trainforge.storage import ObjectStore, s3_join
 from trainforge.storage.writer import object_writer
 
-GZIP_LEVEL = archives.GZIP_LEVEL
-
 
 def make_archive(src_dir: Path, dest: Path | IO[bytes], *, contents: archives.Contents | None = None) -> int:
     """Write a ``tar.gz`` of the contents of ``src_dir`` (entries at the archive root, sorted) to ``dest``.
