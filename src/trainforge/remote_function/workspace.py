@@ -31,11 +31,14 @@ class CustomFileFilter:
 
 
 def _default_filter(directory: str, names: list[str]) -> list[str]:
-    """SageMaker's default: only ``*.py`` files (and the directories holding them), never caches."""
+    """SageMaker's default: only ``*.py`` files (and the directories holding them), never caches, and nothing that
+    is neither a file nor a directory (a socket or FIFO, e.g. a server's under a home in the working directory)."""
     ignored = []
     for name in names:
         skipped_dir = name in ("__pycache__", ".git", ".venv", "venv", "node_modules") or name.startswith(".")
-        if skipped_dir or ((Path(directory) / name).is_file() and not name.endswith(".py")):
+        path = Path(directory) / name
+        python_file = path.is_file() and name.endswith(".py")
+        if skipped_dir or not (python_file or path.is_dir()):
             ignored.append(name)
     return ignored
 
