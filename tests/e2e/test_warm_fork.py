@@ -80,8 +80,12 @@ print("PROBE " + json.dumps({
 def warm_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, envs_dir: Path
 ) -> Iterator[ServerProcess]:
-    """One server per executor for the module."""
-    env = {"TRAINFORGE_STOP_GRACE_SECONDS": "5", "TRAINFORGE_ENVS_DIR": str(envs_dir)}
+    """One server per executor for the module; the machine's memory says 1 GiB, so every job is limited to 1 GiB."""
+    env = {
+        "TRAINFORGE_STOP_GRACE_SECONDS": "5",
+        "TRAINFORGE_ENVS_DIR": str(envs_dir),
+        "TRAINFORGE_LOCAL_MEMORY_GIB": "1",
+    }
     if request.param == "process":
         env["TRAINFORGE_SANDBOX"] = "off"
     elif not probe().available:
@@ -256,3 +260,27 @@ def test_a_forked_jobs_channel_is_its_own_data_and_read_only(
     assert "READ 1,2,3" in log
     assert any(line.startswith("WRITE refused") for line in log), log
     assert store.get_bytes(f"{uri}/data.csv") == b"1,2,3"
+
+
+HOG = """
+chunks = []
+print("allocating", flush=True)
+for i in range(64):  # 64 x 64 MiB = 4 GiB, far past the 1 GiB limit
+    chunks.append(b"\\x01" * (64 << 20))
+print("allocated 4 GiB: the limit did not hold", flush=True)
+"""
+
+
+def test_a_forked_job_past_its_memory_fails_with_out_of_memory(
+    warm_server: ServerProcess, warm_session: trainforge.Session, make_source: Any
+) -> None:
+    name, log = run(warm_session, warm_server, make_source({"train.py": HOG}))
+    job = describe(warm_session, name)
+    assert any(line.startswith(FORKED) for line in log), log
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith("OutOfMemoryError: "), job["FailureReason"]
+    assert "the limit did not hold" not in log
+    # the worker is unharmed: the next job forks and completes
+    after, log = run(warm_session, warm_server, make_source({"train.py": "print('after the hog')\n"}))
+    assert describe(warm_session, after)["TrainingJobStatus"] == "Completed"
+    assert "after the hog" in log
