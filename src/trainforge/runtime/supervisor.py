@@ -160,6 +160,7 @@ class Supervisor:
         self.cfg = cfg
         self._forks = forks  # a warm worker's forkserver, which this job may fork its code from
         self.zygote_plan: ZygotePlan | None = None  # how to start a forkserver like this job's code (see main)
+        self.ran_code = False  # whether the job got as far as running its code (else zygote_plan says nothing)
         self.paths = JobPaths.at(root)
         self.stop = StopSignal()
         self.errors = ErrorCapture()
@@ -722,6 +723,7 @@ class Supervisor:
                 on_stopping=self._report_stopping,
             )
         shape = self._fork_shape(spec, python)
+        self.ran_code = True
         if shape is not None and self.cfg.warm_fork == "auto":
             self.zygote_plan = self._zygote_plan(shape)
         child: ChildProcess | ForkedChild | None = self._forked_child(spec, cmd, env, shape)
@@ -1109,7 +1111,8 @@ def _run_handed_over(config_path: Path, forks: WarmForks) -> dict[str, Any] | No
     supervisor = Supervisor(cfg, config_path.resolve().parent, forks=forks)
     supervisor.say(f"[trainforge] running on a warm worker (pid {os.getpid()}) kept alive by an earlier job")
     supervisor.run()
-    forks.after_job(supervisor.zygote_plan)
+    if supervisor.ran_code:  # a job that failed before its code ran says nothing about the forkserver: kept
+        forks.after_job(supervisor.zygote_plan)
     return cfg.spec
 
 

@@ -5,6 +5,10 @@ A warm worker listens on a Unix socket ``<warm_dir>/<key>/<pid>.sock`` where ``k
 image and instance type. A backend hands it a job by sending the path of the job's ``supervisor.json``; the worker
 acknowledges, closes its socket (so nobody else can hand it a job while it is busy), runs the job, and listens
 again with the new job's keep-alive period. It exits when that period passes without a job, or on SIGTERM.
+
+While warm, a worker whose job ran its code with an environment's python keeps a forkserver of that python with the
+image's heavy modules imported, and the next job's entry point is forked from it
+(:mod:`trainforge.runtime.forkserver`; ``TRAINFORGE_WARM_FORK=off`` turns that off).
 """
 
 from __future__ import annotations
