@@ -202,6 +202,7 @@ class NodeLauncher:
                 )
         except OSError as exc:
             log.warning("could not start the launcher (supervisors are spawned instead): %s", exc)
+            self._pause = min(LAUNCHER_RESTART_MAX_S, self._pause * 2)
             return
         with self._lock:
             self._proc = proc

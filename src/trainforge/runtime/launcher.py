@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import importlib
 import json
 import logging
@@ -254,19 +255,19 @@ class _Launcher:
             raise LaunchRefused(f"a peer of uid {uid} was refused")
         try:
             python, config, env = self._validate(_read_line(conn))
-            pid, go = self._fork(listener, conn, _Supervisor(self, python, config, env))
+            pid, go, child = self._fork(listener, conn, _Supervisor(self, python, config, env))
         except LaunchRefused as exc:
             conn.sendall(json.dumps({"error": str(exc)}).encode() + b"\n")
             raise
         try:
             conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
             if _read_line(conn) == b"go":
-                os.write(go, b"g")
-                _say(f"started supervisor {pid} for {config}")
+                os.write(go, b"g")  # one line per launch would grow the log without bound: only mishaps are logged
             else:
                 _say(f"no commit for supervisor {pid} of {config}: it exits unrun")
         finally:
             os.close(go)
+            os.waitpid(child, 0)  # the intermediate child, exited by now: reaped off the client's critical path
 
     def _validate(self, line: bytes) -> tuple[str, Path, dict[str, str]]:
         try:
@@ -288,8 +289,9 @@ class _Launcher:
             raise LaunchRefused("the launcher runs threads: it cannot fork safely")
         return python, config, env
 
-    def _fork(self, listener: socket.socket, conn: socket.socket, supervisor: _Supervisor) -> tuple[int, int]:
-        """Double-fork the supervisor; its pid (ready, in its own session) and the pipe that lets it run."""
+    def _fork(self, listener: socket.socket, conn: socket.socket, supervisor: _Supervisor) -> tuple[int, int, int]:
+        """Double-fork the supervisor; its pid (ready, in its own session), the pipe that lets it run, and the
+        intermediate child's pid (to reap)."""
         ready_r, ready_w = os.pipe()
         go_r, go_w = os.pipe()
         supervisor.ready, supervisor.go = ready_w, go_r
@@ -311,17 +313,17 @@ class _Launcher:
                 os._exit(code)
         os.close(ready_w)
         os.close(go_r)
-        os.waitpid(child, 0)
         try:
             line = _read_fd_line(ready_r, REQUEST_TIMEOUT_S)
         finally:
             os.close(ready_r)
         if not line.isdigit():
             os.close(go_w)
+            os.waitpid(child, 0)
             raise LaunchRefused(
                 f"the forked supervisor for {supervisor.config} did not get ready (see its supervisor.log)"
             )
-        return int(line), go_w
+        return int(line), go_w, child
 
 
 class _Supervisor:
@@ -500,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in OPTIONAL_WARM_MODULES:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    gc.freeze()  # what is imported now stays shared with every fork: the collector never writes to its pages
     return launcher.serve()
 
 
