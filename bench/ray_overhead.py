@@ -16,7 +16,7 @@ hosts of a job). Then, interleaved, ``--runs`` times each:
 ``--ways`` picks some of ``local``, ``ray``, ``ray_job_submission`` (``bench/run_all.py`` takes ``local`` and
 ``ray_job_submission``: the Ray Jobs baseline of the ``fit()`` target, interleaved with our own ``fit()``), and
 ``--no-skew`` skips the 2-instance jobs. Prints medians as one JSON line, the last line of stdout, with
-``"name": "ray_overhead"``; where Ray is not installed or its head does not start, that line carries ``"error"``
+``"name": "ray_overhead"``; where Ray cannot be imported or its head does not start, that line carries ``"error"``
 saying so (exit status 1).
 
     python bench/ray_overhead.py [--runs 5] [--ways local,ray,ray_job_submission] [--no-skew]
@@ -116,10 +116,13 @@ def main() -> None:
     if unknown or not ways:
         parser.error(f"--ways: unknown {unknown or 'empty list'}; choose from {', '.join(WAYS)}")
 
+    # bench/ goes last on the path: its packaging.py (a benchmark) must not shadow the `packaging` Ray imports
+    bench_dir = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != bench_dir] + [str(bench_dir)]
     try:
         from ray.job_submission import JobSubmissionClient
     except ImportError as exc:
-        emit({"error": f"ray is not installed here ({exc}): no Ray baseline; pip install 'ray[default]'"})
+        emit({"error": f"ray cannot be imported here ({exc}): no Ray baseline; pip install 'ray[default]'"})
         raise SystemExit(1) from None
     from tests.support.ray_cluster import RAY_ENV, start_head
     from tests.support.server import ServerProcess

@@ -51,6 +51,13 @@ INTERRUPT_GRACE_S = 30.0
 """After a timeout: how long a benchmark has, after SIGINT, to stop what it started (servers, a Ray head)."""
 
 
+_RUNNER = (
+    "import os, runpy, sys; script = sys.argv[1]; sys.argv = sys.argv[1:]; "
+    "sys.path.append(os.path.dirname(script)); runpy.run_path(script, run_name='__main__')"
+)
+"""Runs ``argv[1]`` as a script, its folder appended to ``sys.path`` (``-P`` keeps it from being prepended)."""
+
+
 @dataclass(frozen=True)
 class Bench:
     """One benchmark script, ``bench/<name>.py``, and how :func:`main` runs it."""
@@ -64,8 +71,12 @@ class Bench:
     """Run without ``--only``; the others run only when ``--only`` names them."""
 
     def argv(self, runs: int | None = None) -> list[str]:
-        """The command line, ``runs`` (where given) replacing the bench's own run count."""
-        argv = [sys.executable, str(BENCH_DIR / f"{self.name}.py"), *self.args]
+        """The command line, ``runs`` (where given) replacing the bench's own run count.
+
+        The script runs as ``__main__`` with ``bench/`` last on its path, not first as ``python bench/x.py`` puts
+        it: ``bench/packaging.py`` would otherwise shadow the ``packaging`` distribution that Ray and others import.
+        """
+        argv = [sys.executable, "-P", "-c", _RUNNER, str(BENCH_DIR / f"{self.name}.py"), *self.args]
         if self.runs is not None:
             argv += ["--runs", str(runs if runs is not None else self.runs)]
         return argv
