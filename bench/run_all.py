@@ -1,7 +1,8 @@
 """Every benchmark of issue #13 in one go, each beside its baseline, as one JSON report (and the README's table).
 
-Runs each benchmark in its own subprocess (``<this python> bench/<name>.py ...``), one after another, never two at
-once, each with a timeout and modest run counts (the whole run takes about 5-8 minutes on a 2-core machine). Each
+Runs each benchmark in its own subprocess (``bench/<name>.py`` as ``__main__`` under this interpreter, see
+:meth:`Bench.argv`), one after another, never two at once, each with a timeout and modest run counts (the whole run
+takes about 5-8 minutes on a 2-core machine). Each
 benchmark prints one JSON object as the last thing on its stdout; that object is its entry under ``benches``. A
 benchmark that is missing, fails, prints no JSON or runs past its timeout gets ``{"error": ...}`` there instead,
 and the run goes on. Then the issue's targets are evaluated from the figures measured in this run:
@@ -36,6 +37,7 @@ import platform
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -70,13 +72,13 @@ class Bench:
     default: bool = True
     """Run without ``--only``; the others run only when ``--only`` names them."""
 
-    def argv(self, runs: int | None = None) -> list[str]:
+    def argv(self, runs: int | None = None, *, folder: Path = BENCH_DIR) -> list[str]:
         """The command line, ``runs`` (where given) replacing the bench's own run count.
 
         The script runs as ``__main__`` with ``bench/`` last on its path, not first as ``python bench/x.py`` puts
         it: ``bench/packaging.py`` would otherwise shadow the ``packaging`` distribution that Ray and others import.
         """
-        argv = [sys.executable, "-P", "-c", _RUNNER, str(BENCH_DIR / f"{self.name}.py"), *self.args]
+        argv = [sys.executable, "-P", "-c", _RUNNER, str(folder / f"{self.name}.py"), *self.args]
         if self.runs is not None:
             argv += ["--runs", str(runs if runs is not None else self.runs)]
         return argv
@@ -152,28 +154,41 @@ def _stop_group(proc: subprocess.Popen[str]) -> None:
             continue
 
 
-def run_bench(bench: Bench, runs: int | None = None) -> dict[str, Any]:
-    """Run one benchmark to its end or its timeout: its JSON result, or ``{"error": ...}``; never raises."""
-    script = BENCH_DIR / f"{bench.name}.py"
+def run_bench(bench: Bench, runs: int | None = None, *, folder: Path = BENCH_DIR) -> dict[str, Any]:
+    """Run ``folder/<bench.name>.py`` to its end or its timeout: its JSON result, or ``{"error": ...}``; never
+    raises. The result gains ``wall_s``, the seconds the benchmark ran."""
+    script = folder / f"{bench.name}.py"
     if not script.is_file():
         return {"error": f"bench/{bench.name}.py is missing"}
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        bench.argv(runs),
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own group: a timeout stops the benchmark and every process it started
-    )
-    try:
-        out, err = proc.communicate(timeout=bench.timeout_s)
-    except subprocess.TimeoutExpired:
-        _stop_group(proc)
-        out, err = proc.communicate()
-        return {"error": f"timed out after {bench.timeout_s:.0f} s", "stderr_tail": _tail(err)}
-    seconds = round(time.perf_counter() - start, 1)
+    # files, not pipes: a server the benchmark leaves running must not hold its output open and stall this run
+    with tempfile.TemporaryFile("w+") as out_file, tempfile.TemporaryFile("w+") as err_file:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            bench.argv(runs, folder=folder),
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=out_file,
+            stderr=err_file,
+            text=True,
+            start_new_session=True,  # its own group: a timeout stops the benchmark and every process it started
+        )
+        timed_out = False
+        try:
+            proc.wait(timeout=bench.timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _stop_group(proc)
+        seconds = round(time.perf_counter() - start, 1)
+        out_file.seek(0)
+        err_file.seek(0)
+        out, err = out_file.read(), err_file.read()
+    if timed_out:
+        return {
+            "error": f"timed out after {bench.timeout_s:.0f} s",
+            "stderr_tail": _tail(err),
+            "stdout_tail": _tail(out, 500),
+            "wall_s": seconds,
+        }
     result = parse_last_json(out)
     if result is None:
         return {

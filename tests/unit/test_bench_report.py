@@ -224,3 +224,40 @@ def test_packaging_as_its_bench_prints_it_lists_the_other_tools_and_needs_a_vali
     result["ours_archive_verified"]["gzip_t"] = False
     target = by_what(run_all.evaluate_targets({"packaging": result}))[what]
     assert not target.met and "failed a gzip check" in (target.note or "")
+
+
+def write_bench(folder: Path, name: str, body: str) -> Any:
+    (folder / f"{name}.py").write_text(body)
+    return run_all.Bench(name, runs=1, timeout_s=20)
+
+
+def test_a_bench_runs_as_a_script_and_its_last_json_line_is_its_result(tmp_path: Path) -> None:
+    body = (
+        "import argparse, json, sys\n"
+        "import helper\n"  # a module beside the script is found (bench/ is on the path, last)
+        "p = argparse.ArgumentParser(); p.add_argument('--runs', type=int); a = p.parse_args()\n"
+        "print('progress', file=sys.stderr); print('a line')\n"
+        "if __name__ == '__main__': print(json.dumps({'name': 'ok', 'runs': a.runs, 'v': helper.V}))\n"
+    )
+    (tmp_path / "helper.py").write_text("V = 7\n")
+    result = run_all.run_bench(write_bench(tmp_path, "ok", body), 3, folder=tmp_path)
+    assert {k: result[k] for k in ("name", "runs", "v")} == {"name": "ok", "runs": 3, "v": 7}
+    assert result["wall_s"] >= 0
+
+
+def test_a_failing_missing_or_silent_bench_is_an_error_entry(tmp_path: Path) -> None:
+    missing = run_all.run_bench(run_all.Bench("nowhere"), folder=tmp_path)
+    assert missing == {"error": "bench/nowhere.py is missing"}
+    crash = run_all.run_bench(write_bench(tmp_path, "crash", "raise RuntimeError('no server here')\n"), folder=tmp_path)
+    assert crash["error"].startswith("exit status 1") and "RuntimeError: no server here" in crash["error"]
+    partial = "import json, sys\nprint(json.dumps({'x': 1}))\nsys.exit(2)\n"
+    failed = run_all.run_bench(write_bench(tmp_path, "partial", partial), folder=tmp_path)
+    assert failed["error"] == "exit status 2" and failed["partial"] == {"x": 1}
+
+
+def test_a_bench_past_its_timeout_is_stopped_and_reported(tmp_path: Path) -> None:
+    body = "import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('cleaned up', flush=True)\n"
+    (tmp_path / "slow.py").write_text(body)
+    result = run_all.run_bench(run_all.Bench("slow", timeout_s=1.0), folder=tmp_path)
+    assert result["error"] == "timed out after 1 s"
+    assert result["stdout_tail"] == "cleaned up"  # SIGINT first: its finally/except blocks stop what it started
