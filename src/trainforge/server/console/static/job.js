@@ -201,7 +201,8 @@
       while (mine === generation) {
         try {
           if (await stream()) return;
-          failures = 0; // dropped after it worked: reopen from the last cursor at once
+          failures = 0; // dropped after it worked: reopen from the last cursor, soon
+          await new Promise((resolve) => setTimeout(resolve, 250));
         } catch (err) {
           if (mine !== generation) return;
           state.textContent = "reconnecting…";
