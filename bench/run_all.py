@@ -618,6 +618,16 @@ def _times(ratio: float) -> str:
     return f"{ratio:,.0f}" if ratio >= 100 else f"{ratio:.3g}"
 
 
+def pretty(text: object) -> str:
+    """A target's ASCII text as the README shows it: ``->`` as an arrow, ``<=``/``>=`` as signs, ``fit()`` and
+    ``@remote`` as code."""
+    out = str(text)
+    for ascii_, shown in (("->", "→"), ("<=", "≤"), (">=", "≥"), ("fit()", "`fit()`"), ("@remote", "`@remote`")):
+        out = out.replace(ascii_, shown)
+    out = out.replace("model.tar.gz", "`model.tar.gz`")
+    return out
+
+
 def _row(*cells: object) -> str:
     """One Markdown table row; a ``|`` inside a cell (``tar | gzip``) is escaped, a line break becomes a space."""
     return "| " + " | ".join(str(cell).replace("|", "\\|").replace("\n", " ") for cell in cells) + " |"
@@ -643,7 +653,7 @@ def render_table(report: Mapping[str, Any]) -> str:
         elif target.get("unit") == "x" and target.get("measured") is not None and target.get("note"):
             side += f"; {target['note']}"
         met = "yes" if target.get("met") else "no"
-        rows.append(_row(target.get("what"), target.get("target"), measured, side, met))
+        rows.append(_row(pretty(target.get("what")), pretty(target.get("target")), measured, side, met))
     figures = report.get("figures", [])
     if figures:
         rows += ["", "| Also measured | Value | Side by side |", "|---|---|---|"]

@@ -153,7 +153,8 @@ def test_rendered_table_names_the_machine_and_every_target() -> None:
     table = run_all.render_table(report)
     assert "2026-12-03" in table and "Test CPU, 2 cores, 23.4 GiB" in table and "abc1234" in table
     for target in report["targets"]:
-        assert f"| {target['what']} |" in table
+        assert f"| {run_all.pretty(target['what'])} |" in table
+    assert "| `fit()` → first line of a trivial script | ≤ 0.150 s |" in table
     assert "| 0.540 s |" in table and "warm_start was not run" in table
     assert "direct call 2.0 µs" in table
     assert json.loads(json.dumps(report)) == report  # the report is plain JSON
@@ -176,7 +177,7 @@ def test_runs_replaces_the_run_count_only_of_benches_that_take_it() -> None:
 def test_a_pipe_in_a_cell_does_not_split_the_row() -> None:
     benches = {"log_latency": {"error": "exit status 1: tar | gzip failed"}}
     table = run_all.render_table(run_all.build_report({}, benches))
-    row = next(line for line in table.splitlines() if line.startswith("| print -> line visible"))
+    row = next(line for line in table.splitlines() if line.startswith("| print → line visible"))
     assert "tar \\| gzip" in row and row.count(" | ") == 4
 
 
