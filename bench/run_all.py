@@ -657,7 +657,7 @@ def render_table(report: Mapping[str, Any]) -> str:
     figures = report.get("figures", [])
     if figures:
         rows += ["", "| Also measured | Value | Side by side |", "|---|---|---|"]
-        rows += [_row(f.get("what"), f.get("measured"), f.get("baseline") or "—") for f in figures]
+        rows += [_row(pretty(f.get("what")), f.get("measured"), f.get("baseline") or "—") for f in figures]
     return "\n".join(rows)
 
 
