@@ -116,8 +116,14 @@ def wait_warm(server: ServerProcess) -> None:
 def run(
     session: trainforge.Session, server: ServerProcess, source: Path, *, wait: bool = True, **kwargs: Any
 ) -> tuple[str, list[str]]:
-    """Fit a keep-alive job on the warm worker; its name and log lines."""
-    wait_warm_or_first(server)
+    """Fit a keep-alive job on the warm worker (a first, trivial one leaves it when the server has none); its
+    name and log lines."""
+    if not list(server.home.glob("jobs/*")):
+        warm_up = server.home / "warm-up-source"
+        warm_up.mkdir(exist_ok=True)
+        (warm_up / "train.py").write_text("print('warming up')\n")
+        script_estimator(session, warm_up, keep_alive_period_in_seconds=KEEP_ALIVE).fit(wait=True, logs=False)
+    wait_warm(server)
     est = script_estimator(session, source, keep_alive_period_in_seconds=KEEP_ALIVE, **kwargs)
     with contextlib.suppress(UnexpectedStatusError):  # a failing job: the test checks its status
         est.fit(wait=wait, logs=False)
@@ -250,7 +256,7 @@ def test_a_forked_jobs_channel_is_its_own_data_and_read_only(
     store = warm_session.object_store
     store.put_bytes(f"{uri}/data.csv", b"1,2,3")
     source = make_source({"train.py": CHANNEL})
-    run(warm_session, warm_server, make_source({"train.py": "print('warming')\n"}))
+    run(warm_session, warm_server, make_source({"train.py": "print('warming')\n"}))  # the worker exists
     wait_warm(warm_server)
     est = script_estimator(warm_session, source, keep_alive_period_in_seconds=KEEP_ALIVE)
     est.fit({"train": uri}, wait=True, logs=False)
@@ -284,3 +290,18 @@ def test_a_forked_job_past_its_memory_fails_with_out_of_memory(
     after, log = run(warm_session, warm_server, make_source({"train.py": "print('after the hog')\n"}))
     assert describe(warm_session, after)["TrainingJobStatus"] == "Completed"
     assert "after the hog" in log
+
+
+def test_a_job_with_checkpoints_forks_only_outside_the_sandbox(
+    warm_server: ServerProcess, warm_session: trainforge.Session, make_source: Any
+) -> None:
+    script = "import os\nckpt = os.path.join(os.path.dirname(os.environ['SM_MODEL_DIR']), 'checkpoints')\n"
+    script += "open(os.path.join(ckpt, 'c.pt'), 'w').write('1')\n"
+    uri = f"s3://trainforge-default/warmfork-ckpt/{uuid.uuid4().hex}"
+    name, log = run(warm_session, warm_server, make_source({"train.py": script}), checkpoint_s3_uri=uri)
+    assert describe(warm_session, name)["TrainingJobStatus"] == "Completed", describe(warm_session, name)
+    if "TRAINFORGE_SANDBOX" in warm_server.extra_env:  # the process executor: nothing moves, the code forks
+        assert any(line.startswith(FORKED) for line in log), log
+    else:
+        assert any("warm start: fresh interpreter: the job's checkpoints are synced" in line for line in log), log
+    assert [o.uri for o in warm_session.object_store.list(uri + "/")] == [f"{uri}/c.pt"]

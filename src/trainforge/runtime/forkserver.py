@@ -512,7 +512,7 @@ class WarmForks:
         if shape.network != have.network:
             return "the forkserver's sandbox has another network setting (EnableNetworkIsolation)"
         if not zygote.wait_ready():
-            return "the forkserver did not start (see the supervisor log)"
+            return "the forkserver is not running (see the supervisor log)"
         return None
 
     def stop(self) -> None:

@@ -813,6 +813,9 @@ class Supervisor:
             return None
         writable = bool(shape and self.sandboxed and self._sandbox_spec(spec, shape.python).writable)
         why = forks.refusal(shape, hosts=len(self.cfg.hosts), writable_binds=writable)
+        if why is None and self.sandboxed and spec.CheckpointConfig is not None:
+            # the checkpoint sync watches the job root's opt/ml, which lies in the forkserver's slot meanwhile
+            why = "the job's checkpoints are synced from the job root while its code runs (CheckpointConfig)"
         target = fork_target(cmd, shape.python) if shape is not None else None
         why = why or (target if isinstance(target, str) else None)
         if why is not None or forks.zygote is None or not isinstance(target, ForkTarget):
