@@ -106,7 +106,7 @@ def fit_first_lines(work: Path, runs: int) -> dict[str, list[float]]:
     from trainforge.settings import Settings
 
     src = work / "src"
-    src.mkdir()
+    src.mkdir(parents=True)
     (src / "train.py").write_text(SCRIPT)
     servers = {
         case: ServerProcess(work / case, extra_env={"TRAINFORGE_LAUNCHER": mode}).start()
