@@ -352,6 +352,7 @@ time.sleep(600)
         parent.kill()
         parent.wait()
     wait_for(lambda: not _launchers(tmp_path), what="the launcher to die with its parent")
+    assert not (tmp_path / "launcher.sock").exists()  # removed on its way out: a stopped server's home holds none
 
 
 def test_the_launcher_command_leaves_room_for_the_longest_supervisor_command(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 ``python -m trainforge.runtime.launcher <socket> <parent pid> [<title room>]`` imports the supervisor and what it
 uses at run time (:data:`WARM_MODULES`), then serves launch requests on the Unix socket ``<socket>`` (mode 0600,
 owner-only: a peer of another uid is refused by ``SO_PEERCRED`` too). It exits when its parent (the server that
-started it) dies: ``PR_SET_PDEATHSIG`` plus a check of ``os.getppid()`` at start and once a second.
+started it) dies: ``PR_SET_PDEATHSIG`` plus a check of ``os.getppid()`` at start and once a second; on SIGTERM too.
 
 One request, newline-delimited JSON on one connection (:func:`fork_supervisor` is the client):
 
@@ -213,28 +213,35 @@ class _Launcher:
         self.root_level = logging.getLogger().level
 
     def serve(self) -> int:
-        """Serve requests until the parent dies; the exit code."""
-        listener = self._listen()
+        """Serve requests until the parent dies or SIGTERM comes; the exit code. The socket is removed on the way
+        out (unless a newer launcher's has replaced it), so a stopped server's home holds none."""
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+        listener, inode = self._listen()
         _say(f"launcher {os.getpid()} serving {self.socket_path} for pid {self.parent_pid}")
         listener.settimeout(1.0)
-        with listener:
-            while os.getppid() == self.parent_pid:
-                try:
-                    conn, _ = listener.accept()
-                except TimeoutError:
-                    continue
-                with conn:
-                    conn.settimeout(REQUEST_TIMEOUT_S)
+        try:
+            with listener:
+                while os.getppid() == self.parent_pid:
                     try:
-                        self._handle(listener, conn)
-                    except (OSError, LaunchRefused) as exc:
-                        _say(f"request failed: {exc}")
-        _say("the server that started this launcher is gone; exiting")
+                        conn, _ = listener.accept()
+                    except TimeoutError:
+                        continue
+                    with conn:
+                        conn.settimeout(REQUEST_TIMEOUT_S)
+                        try:
+                            self._handle(listener, conn)
+                        except (OSError, LaunchRefused) as exc:
+                            _say(f"request failed: {exc}")
+            _say("the server that started this launcher is gone; exiting")
+        finally:
+            with contextlib.suppress(OSError):
+                if os.stat(self.socket_path).st_ino == inode:
+                    self.socket_path.unlink()
         return 0
 
-    def _listen(self) -> socket.socket:
+    def _listen(self) -> tuple[socket.socket, int]:
         """Bind under a temporary name and rename it into place, so the socket is 0600 from the start and a
-        launcher of an earlier server (exiting) never removes the new one's."""
+        launcher of an earlier server (exiting) never removes the new one's; the socket and its file's inode."""
         tmp = self.socket_path.with_name(f".{self.socket_path.name}.{os.getpid()}")
         tmp.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -246,8 +253,9 @@ class _Launcher:
             os.umask(old)
         os.chmod(tmp, 0o600)
         listener.listen(64)
+        inode = os.stat(tmp).st_ino
         os.replace(tmp, self.socket_path)
-        return listener
+        return listener, inode
 
     def _handle(self, listener: socket.socket, conn: socket.socket) -> None:
         _, uid, _ = _peer_credentials(conn)
@@ -477,6 +485,10 @@ def _set_cmdline(argv: list[str]) -> bool:
 
 def _say(message: str) -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} launcher: {message}", file=sys.stderr, flush=True)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _die_with_parent(parent_pid: int) -> bool:
