@@ -358,7 +358,8 @@ class _Supervisor:
             os.write(self.ready, f"{os.getpid()}\n".encode())
             os.close(self.ready)
             if os.read(self.go, 1) != b"g":  # no commit: the client spawns one instead, or gave up
-                pid_file.unlink(missing_ok=True)
+                if pid_file is not None:
+                    pid_file.unlink(missing_ok=True)
                 os._exit(0)
             os.close(self.go)
             code = _run_supervisor(self.config)
@@ -458,13 +459,19 @@ def _read_fd_line(fd: int, timeout_s: float) -> str:
     return data.decode(errors="replace").strip()
 
 
-def _write_pid_file(root: Path) -> Path:
+def _write_pid_file(root: Path) -> Path | None:
+    """Write ``<root>/supervisor.pid`` atomically; its path, or None where it cannot be written (a full disk: the
+    supervisor runs all the same, found after a server restart by its command line only)."""
     pid = os.getpid()
     stat = Path(f"/proc/{pid}/stat").read_text()
     start_time = int(stat[stat.rindex(")") + 2 :].split()[19])
     tmp = root / f".{PID_FILE}.{pid}"
-    tmp.write_text(json.dumps({"pid": pid, "start_time": start_time}), encoding="utf-8")
-    os.replace(tmp, root / PID_FILE)
+    try:
+        tmp.write_text(json.dumps({"pid": pid, "start_time": start_time}), encoding="utf-8")
+        os.replace(tmp, root / PID_FILE)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return None
     return root / PID_FILE
 
 
