@@ -63,6 +63,7 @@ def mask(p):
     return p.replace(cwd, "<code>")
 print("PROBE " + json.dumps({
     "argv": sys.argv,
+    "orig_argv": sys.orig_argv[1:],
     "name": __name__,
     "file": mask(os.path.abspath(__file__)),
     "path0_is_cwd": sys.path[0] == cwd,
@@ -118,7 +119,9 @@ def run(
 ) -> tuple[str, list[str]]:
     """Fit a keep-alive job on the warm worker (a first, trivial one leaves it when the server has none); its
     name and log lines."""
-    if not list(server.home.glob("jobs/*")):
+    try:
+        wait_for(lambda: list(server.home.glob("warm/*/*.sock")), timeout=5, what="a warm worker")
+    except AssertionError:  # none yet on this server (this test runs first, or alone)
         warm_up = server.home / "warm-up-source"
         warm_up.mkdir(exist_ok=True)
         (warm_up / "train.py").write_text("print('warming up')\n")

@@ -141,6 +141,7 @@ def _run(request: dict[str, Any], base_path: list[str]) -> int:
     else:
         sys.path[:] = [os.path.dirname(os.path.abspath(argv[0])), *extra, *base_path]
     sys.argv[:] = argv
+    sys.orig_argv[:] = [sys.executable, "-m", module, *argv[1:]] if module else [sys.executable, *argv]
     sys.path_importer_cache.clear()
     importlib.invalidate_caches()
     _reseed()
