@@ -15,7 +15,7 @@ and the run goes on. Then the issue's targets are evaluated from the figures mea
 
 Prints one JSON report on stdout (progress goes to stderr)::
 
-    {"machine": {"cpu", "cores", "memory_gib", "os", "python", "date", "commit"},
+    {"machine": {"cpu", "cores", "memory_gib", "os", "python", "date", "commit", "load_avg_1m_at_start"},
      "benches": {name: result | {"error": ...}},
      "targets": [{"what", "target", "measured", "unit", "met", "baseline", "ratio", "note"}],
      "figures": [{"what", "measured", "baseline"}]}
@@ -570,7 +570,8 @@ def other_figures(benches: Mapping[str, Mapping[str, Any]]) -> list[Figure]:
 
 
 def machine_info() -> dict[str, Any]:
-    """What the figures were measured on: CPU model, cores, memory, OS, Python, date (UTC) and the git commit."""
+    """What the figures were measured on: CPU model, cores, memory, OS, Python, date (UTC), the git commit and the
+    1-minute load average at the start (other work on the machine slows every figure)."""
     cpu = platform.processor() or platform.machine()
     memory_gib: float | None = None
     try:
@@ -601,6 +602,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": commit or None,
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
     }
 
 
@@ -609,7 +611,8 @@ def machine_line(machine: Mapping[str, Any]) -> str:
     return (
         f"Measured by `python bench/run_all.py` on {str(machine.get('date', '?'))[:10]}"
         f" (commit {machine.get('commit') or '?'}): {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores,"
-        f" {machine.get('memory_gib', '?')} GiB, {machine.get('os', '?')}, Python {machine.get('python', '?')}."
+        f" {machine.get('memory_gib', '?')} GiB, {machine.get('os', '?')}, Python {machine.get('python', '?')}"
+        + (f"; load average {load:g} at the start." if (load := machine.get("load_avg_1m_at_start")) else ".")
     )
 
 

@@ -157,6 +157,9 @@ def test_rendered_table_names_the_machine_and_every_target() -> None:
     assert "| `fit()` → first line of a trivial script | ≤ 0.150 s |" in table
     assert "| 0.540 s |" in table and "warm_start was not run" in table
     assert "direct call 2.0 µs" in table
+    assert "Python 3.11.7." in table  # no load average recorded: none shown
+    loaded = run_all.machine_line({**machine, "load_avg_1m_at_start": 3.5})
+    assert loaded.endswith("Python 3.11.7; load average 3.5 at the start.")
     assert json.loads(json.dumps(report)) == report  # the report is plain JSON
 
 
