@@ -203,7 +203,7 @@ class _Launcher:
     def __init__(self, socket_path: Path, parent_pid: int) -> None:
         self.socket_path = socket_path
         self.parent_pid = parent_pid
-        self.python = os.path.realpath(sys.executable)
+        self.python = os.path.abspath(sys.executable)  # not resolved: two venvs' pythons link to one binary
         self.interpreter_env = _interpreter_env(os.environ)
         self.signals = {sig: signal.getsignal(sig) for sig in signal.valid_signals()}
         self.umask = os.umask(0o022)
@@ -285,7 +285,7 @@ class _Launcher:
             raise LaunchRefused(f"a malformed request: {line[:200]!r}") from None
         if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
             raise LaunchRefused("env must map names to strings")
-        if os.path.realpath(python) != self.python:
+        if os.path.abspath(python) != self.python:
             raise LaunchRefused(f"python {python} is not this launcher's {self.python}")
         if not config.is_absolute() or not config.parent.is_dir():
             raise LaunchRefused(f"config {config} is not an absolute path in an existing job root")
