@@ -125,7 +125,13 @@ def test_a_forked_supervisor_runs_the_job_in_its_own_session_not_as_the_launcher
     spawned = supervisor_command(read_config(root / "supervisor.json"), root)
     assert supervisor.cmdline()[1:] == spawned[1:] and supervisor.cmdline()[0].lstrip("/") == spawned[0].lstrip("/")
     assert supervisor.cwd() == str(root)
-    assert sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd") if int(fd) < 3) == [0, 1, 2]
+    fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    assert [fds[0], fds[1], fds[2]] == [os.devnull, str(root / "supervisor.log"), str(root / "supervisor.log")]
+    assert str(server.home / "launcher.log") not in fds.values()  # nothing of the launcher's is inherited
+    status = dict(
+        line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line
+    )
+    assert int(status["SigBlk"], 16) == 0 and int(status["SigCgt"], 16) & (1 << (signal.SIGTERM - 1))
     _release(root)
     wait_for(lambda: _status(server, name) == "Completed", timeout=60, what="Completed")
     assert "released" in _messages(server, name)
