@@ -31,6 +31,8 @@ import importlib
 import io
 import json
 import os
+import pkgutil  # noqa: F401  # runpy.run_path imports it: imported once here, not in every job
+import random
 import resource
 import runpy
 import signal
@@ -103,8 +105,6 @@ def _new_stdio(unbuffered: bool) -> None:
 
 def _reseed() -> None:
     """Fresh random state per job (the zygote's would otherwise repeat in every child)."""
-    import random
-
     random.seed()
     numpy_random = sys.modules.get("numpy.random")
     if numpy_random is not None:
