@@ -116,7 +116,7 @@ def main() -> None:
     if unknown or not ways:
         parser.error(f"--ways: unknown {unknown or 'empty list'}; choose from {', '.join(WAYS)}")
 
-    # bench/ goes last on the path: its packaging.py (a benchmark) must not shadow the `packaging` Ray imports
+    # bench/ goes last on the path: no benchmark module may shadow a distribution Ray imports
     bench_dir = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != bench_dir] + [str(bench_dir)]
     try:

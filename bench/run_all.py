@@ -76,7 +76,7 @@ class Bench:
         """The command line, ``runs`` (where given) replacing the bench's own run count.
 
         The script runs as ``__main__`` with ``bench/`` last on its path, not first as ``python bench/x.py`` puts
-        it: ``bench/packaging.py`` would otherwise shadow the ``packaging`` distribution that Ray and others import.
+        it: a bench module must never shadow a distribution that Ray and others import.
         """
         argv = [sys.executable, "-P", "-c", _RUNNER, str(folder / f"{self.name}.py"), *self.args]
         if self.runs is not None:
@@ -91,7 +91,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("supervisor_start", runs=5, timeout_s=180),
     Bench("warm_start", runs=5, timeout_s=300),
     Bench("remote_overhead", runs=5, timeout_s=240),
-    Bench("packaging", ("--size-mib", "256"), runs=3, timeout_s=480),
+    Bench("archive_speed", ("--size-mib", "256"), runs=3, timeout_s=480),
     Bench("log_latency", ("--lines", "50"), timeout_s=180),
     Bench(
         "api_load",
@@ -365,7 +365,7 @@ def evaluate_targets(benches: Mapping[str, Mapping[str, Any]]) -> list[Target]:
     ray = benches.get("ray_overhead")
     warm = benches.get("warm_start")
     remote = benches.get("remote_overhead")
-    pack = benches.get("packaging")
+    pack = benches.get("archive_speed")
     logs = benches.get("log_latency")
     targets: list[Target] = []
 
@@ -473,7 +473,7 @@ def evaluate_targets(benches: Mapping[str, Mapping[str, Any]]) -> list[Target]:
             met=pack_ratio is not None and pack_ratio >= 10.0 and gzip_ok,
             baseline=("; ".join([f"tarfile zlib-1 {_fmt(today, 'MiB/s')}", *others]) if today is not None else None),
             ratio=pack_ratio,
-            note=("; ".join(pack_notes) or None) if pack_ratio is not None else _why_missing(benches, "packaging"),
+            note=("; ".join(pack_notes) or None) if pack_ratio is not None else _why_missing(benches, "archive_speed"),
         )
     )
 

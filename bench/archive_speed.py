@@ -1,6 +1,6 @@
 """Packaging a model: ``model.tar.gz`` of float32 weights, written and read by trainforge and by the usual tools.
 
-    python bench/packaging.py [--size-mib 256] [--runs 3]
+    python bench/archive_speed.py [--size-mib 256] [--runs 3]
 
 The model: ``--size-mib`` MiB of random float32 weights (normally distributed, so they barely compress, like real
 weights) and a little text (a config and a vocabulary). In one run, interleaved so every way sees the same machine:
@@ -15,7 +15,7 @@ weights) and a little text (a config and a vocabulary). In one run, interleaved 
 
 Rates are MiB of model per second (the model's size over the wall time), median of ``--runs``; each archive is
 written to and read from the page cache of a temporary directory (``published`` also fsyncs, as a store does).
-Prints one JSON object, the last thing on stdout, with ``"name": "packaging"``.
+Prints one JSON object, the last thing on stdout, with ``"name": "archive_speed"``.
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def main() -> None:
     today = write["tarfile_zlib1"]
     read = {name: rate(size, seconds) for name, seconds in read_times.items()}
     result: dict[str, Any] = {
-        "name": "packaging",
+        "name": "archive_speed",
         "model_mib": round(size / MiB, 1),
         "runs": args.runs,
         "machine": {"cores": len(os.sched_getaffinity(0)), "python": platform.python_version()},
