@@ -67,12 +67,15 @@ def test_a_launch_that_started_nothing_is_launched_again(tmp_path: Path) -> None
     )
     backend = LocalBackend(tmp_path / "jobs", machine=this_machine())
     scheduler = _scheduler(store, backend, tmp_path)
+    changed: list[str] = []
+    scheduler.on_change = changed.append  # the server wakes the job's log followers here
     scheduler.run_once()  # back to Pending
     scheduler.run_once()  # launched again
     job = store.get("a")
     handle = json.loads(job.backend_handle or "{}")
     try:
         assert [t.status for t in job.transitions][-3:] == ["Starting", "Pending", "Starting"]
+        assert changed == ["a", "a"]
         assert "launching it again" in (job.transitions[-2].message or "")
         assert not job.terminal and len(handle["hosts"]) == 1
     finally:

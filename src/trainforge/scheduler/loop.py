@@ -19,6 +19,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,15 @@ class Scheduler:
     _ended: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)  # to release: handle, deadline
     transforms: TransformReconciler | None = None  # batch transform jobs, reconciled in each pass
     endpoints: EndpointReconciler | None = None  # endpoints, reconciled in each pass (their vCPUs count here)
+    on_change: Callable[[str], None] | None = None
+    """Called with a job's name after each status change this loop made (the server wakes the job's followers)."""
+
+    def _transition(self, name: str, *args: Any, **kwargs: Any) -> JobRecord:
+        """The store's compare-and-set transition of job ``name``; then :attr:`on_change`."""
+        job = self.store.transition(name, *args, **kwargs)
+        if self.on_change is not None:
+            self.on_change(name)
+        return job
 
     @property
     def capacity_vcpus(self) -> float:
@@ -192,7 +202,7 @@ class Scheduler:
         else:
             note = f"{lost}; the job has no RetryStrategy"
         try:
-            job = self.store.transition(
+            job = self._transition(
                 job.name, S.INTERRUPTED, note, expected_from=_HOST_LOSS_FROM, conditions={"attempt": job.attempt}
             )
         except ConflictError:
@@ -242,7 +252,7 @@ class Scheduler:
             return False
         attempt = current.attempt + 1
         try:
-            self.store.transition(
+            self._transition(
                 job.name,
                 S.RESTARTING,
                 f"Restarting the training job (attempt {attempt} of {current.max_retries + 1})",
@@ -311,7 +321,7 @@ class Scheduler:
     def _pending(self, job: JobRecord, reason: str) -> None:
         if job.secondary_status != S.PENDING or job.status_message != reason:
             with contextlib.suppress(ConflictError):
-                self.store.transition(
+                self._transition(
                     job.name,
                     S.PENDING,
                     reason,
@@ -322,7 +332,7 @@ class Scheduler:
     def _launch(self, job: JobRecord, placement: Placement, gpu_ids: tuple[int, ...] | None = None) -> None:
         token = secrets.token_urlsafe(32)
         try:
-            self.store.transition(
+            self._transition(
                 job.name,
                 S.STARTING,
                 "Launching requested ML instances",
@@ -366,7 +376,7 @@ class Scheduler:
     def _unclaim(self, job: JobRecord, reason: str) -> None:
         """Put a job whose launch found no room back to ``Pending`` (with the reason) for a later pass."""
         with contextlib.suppress(ConflictError):
-            self.store.transition(
+            self._transition(
                 job.name,
                 S.PENDING,
                 reason,
@@ -379,7 +389,7 @@ class Scheduler:
 
     def _end(self, job: JobRecord, status: SecondaryStatus, message: str, failure_reason: str | None = None) -> None:
         with contextlib.suppress(ConflictError):
-            self.store.transition(job.name, status, message, failure_reason=failure_reason)
+            self._transition(job.name, status, message, failure_reason=failure_reason)
         log.info("job %s -> %s (%s)", job.name, status.value, failure_reason or message)
 
 

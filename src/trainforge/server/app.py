@@ -114,6 +114,7 @@ def create_app(
         resolve_role=roles.resolve_for_job,
         prices=prices,
     )
+    log_bus = LogBus()
     scheduler = Scheduler(
         store=store,
         backend=backend,
@@ -123,6 +124,7 @@ def create_app(
         storage=supervisor_storage,
         wake=jobs.wake,
         remote_secret=remote_secret,
+        on_change=log_bus.publish,
     )
 
     @asynccontextmanager
@@ -151,7 +153,7 @@ def create_app(
     app.state.store = store
     app.state.jobs = jobs
     app.state.agent = AgentService(store=store)
-    app.state.log_bus = LogBus()  # the agent routes wake the log follow streams (server/log_bus.py)
+    app.state.log_bus = log_bus  # the agent routes and the scheduler wake the log follow streams (server/log_bus.py)
     app.state.scheduler = scheduler
     app.state.remote_secret = remote_secret
     app.state.objects = objects
