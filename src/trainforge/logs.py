@@ -48,6 +48,7 @@ def format_status_line(status: str, message: str | None, when: float | datetime 
 
 
 FIRST_HOST = "algo-1"
+DESCRIBE_EVERY_S = 0.2  # how often wait_with_dots describes the job (one cheap request to the server)
 
 
 class LogPrinter:
@@ -275,7 +276,9 @@ def print_job_logs(
 def wait_with_dots(
     job_name: str, *, describe: Describe, poll: float, printer: LogPrinter | None = None
 ) -> dict[str, Any]:
-    """Poll a job until it is Completed, Failed or Stopped, printing new transitions and a dot per quiet poll.
+    """Poll a job until it is Completed, Failed or Stopped, printing new transitions and a dot per quiet ``poll``
+    seconds, as SageMaker does. The job is described every :data:`DESCRIBE_EVERY_S` (at most every ``poll``), so the
+    wait ends within that of the job's end rather than up to ``poll`` later.
 
     Unlike SageMaker, ``Stopping`` is not an end: the wait goes on until ``Stopped``.
 
@@ -287,6 +290,7 @@ def wait_with_dots(
     """
     printer = printer or LogPrinter()
     printed = -1
+    quiet_since = time.monotonic()
     while True:
         description = describe(job_name)
         transitions = description.get("SecondaryStatusTransitions") or []
@@ -295,9 +299,13 @@ def wait_with_dots(
         printed = len(transitions)
         if description.get("TrainingJobStatus") in TERMINAL_PRIMARY:
             break
-        if not new:
+        now = time.monotonic()
+        if new:
+            quiet_since = now
+        elif now - quiet_since >= poll:
             printer.dot()
-        time.sleep(poll)
+            quiet_since = now
+        time.sleep(min(poll, DESCRIBE_EVERY_S))
     printer.line("")
     check_job_status(description, printer)
     return description
