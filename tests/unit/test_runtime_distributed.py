@@ -110,3 +110,15 @@ def test_a_host_outside_the_distribution_hosts_fails() -> None:
     env["distribution_hosts"] = ["algo-2"]
     with pytest.raises(JobFailed, match="algo-1 is not one of the distribution hosts"):
         distributed.torchrun_launch(env)
+
+
+def test_a_rendezvous_port_block_is_free_and_below_the_ephemeral_range() -> None:
+    import socket
+
+    from trainforge.runtime.distributed import RENDEZVOUS_PORTS, _ephemeral_range, free_port_block
+
+    first = free_port_block()
+    assert first + RENDEZVOUS_PORTS <= _ephemeral_range()[0]
+    for port in range(first, first + RENDEZVOUS_PORTS):  # every port of the block binds
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))

@@ -25,7 +25,7 @@ import psutil
 
 from trainforge.backends.base import LaunchRequest
 from trainforge.errors import BackendError, CapacityError, ValidationError
-from trainforge.runtime.distributed import LOOPBACK, free_port
+from trainforge.runtime.distributed import LOOPBACK, free_port_block
 from trainforge.runtime.launch import (
     CONFIG_FILE,
     SUPERVISOR_MODULE,
@@ -255,7 +255,7 @@ class LocalBackend:
         hosts = [host_name(i) for i in range(count)]
         # Every host runs here: the job's host names are this machine, and its rendezvous port one free here.
         addresses = dict.fromkeys(hosts, LOOPBACK)
-        master_port = free_port() if count > 1 else None
+        master_port = free_port_block() if count > 1 else None
         started: list[dict[str, Any]] = []
         for index, host in enumerate(hosts):
             root = self.jobs_root / job_dir_name(request.job_name, request.attempt) / host

@@ -20,9 +20,11 @@ script on each host (:func:`rendezvous_env`), with or without torchrun.
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from trainforge.runtime.failure import algorithm_error
@@ -60,6 +62,51 @@ def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+RENDEZVOUS_PORTS = 3
+"""Consecutive ports a multi-host job may listen on from ``MASTER_PORT``: torch's rendezvous, then the XGBoost
+helper's two rings (``MASTER_PORT + 1`` and ``+ 2``)."""
+_PORT_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = (int(p) for p in Path(_PORT_RANGE_FILE).read_text(encoding="ascii").split()[:2])
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
+def _all_free(host: str, first: int, count: int) -> bool:
+    socks: list[socket.socket] = []
+    try:
+        for port in range(first, first + count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def free_port_block(count: int = RENDEZVOUS_PORTS, host: str = LOOPBACK, *, attempts: int = 200) -> int:
+    """The first of ``count`` consecutive TCP ports free on ``host``, chosen below the kernel's ephemeral range, so
+    the port an outgoing connection picks can never take one of them between this choice and the job's bind (a port
+    the OS hands out from ``bind(0)`` lies in that range, and so do its neighbours). Falls back to
+    :func:`free_port` when no block below the range is free."""
+    low, _high = _ephemeral_range()
+    floor = 10000
+    if low - floor > count:
+        rng = random.Random()
+        for _ in range(attempts):
+            first = rng.randrange(floor, low - count)
+            if _all_free(host, first, count):
+                return first
+    return free_port(host)
 
 
 @dataclass(frozen=True)
